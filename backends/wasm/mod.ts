@@ -1,0 +1,75 @@
+/**
+ * The tfjs WASM backend (XNNPACK, SIMD), with dtrain's two fixes applied:
+ * the transposed-matMul fast path and multi-threading inside Deno.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import "@tensorflow/tfjs-backend-wasm";
+import { setBackendOrThrow } from "../cpu.ts";
+import type {
+  ActivateOptions,
+  ActivateResult,
+  Backend,
+  ProbeResult,
+} from "../types.ts";
+import { patchWasmMatMul } from "./_matmul_fix.ts";
+import { enableWasmThreads, wasmThreadsRunning } from "./_threads.ts";
+
+function cores(): number {
+  return Math.max(1, navigator.hardwareConcurrency ?? 1);
+}
+
+let initialised = false;
+
+/**
+ * The WASM backend. `activate({ threads })` chooses the thread count, which
+ * is fixed for the process once the backend has initialised (a later call
+ * with another count keeps the first one and reports it).
+ *
+ * @example
+ * ```ts
+ * import { wasmBackend } from "./mod.ts";
+ * const probe = await wasmBackend.probe();
+ * console.assert(typeof probe.available === "boolean");
+ * ```
+ */
+export const wasmBackend: Backend = {
+  name: "wasm",
+  async probe(): Promise<ProbeResult> {
+    if (typeof WebAssembly === "undefined") {
+      return {
+        available: false,
+        reason: "WebAssembly is not supported by this runtime",
+      };
+    }
+    const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT") as boolean;
+    const shared = typeof SharedArrayBuffer !== "undefined" &&
+      typeof Worker !== "undefined";
+    const maxThreads = shared ? cores() : 1;
+    return {
+      available: true,
+      simd,
+      maxThreads,
+      reason: `WebAssembly${simd ? " with SIMD" : " without SIMD"}, ` +
+        (shared
+          ? `up to ${maxThreads} threads`
+          : "single-threaded (no SharedArrayBuffer)"),
+    };
+  },
+  async activate(options: ActivateOptions = {}): Promise<ActivateResult> {
+    const threads = options.threads ?? cores();
+    if (!Number.isInteger(threads) || threads < 1) {
+      throw new RangeError(
+        `threads must be an integer >= 1, received ${threads}`,
+      );
+    }
+    if (!initialised) {
+      await enableWasmThreads(threads);
+      patchWasmMatMul();
+    }
+    await setBackendOrThrow("wasm");
+    initialised = true;
+    return { threads: wasmThreadsRunning() };
+  },
+};

@@ -1,0 +1,17 @@
+/**
+ * The single tfjs instance dtrain uses: tfjs-core, tfjs-layers and the CPU
+ * backend. Build models with this namespace (re-exported as `tf` from the
+ * package root) so that dtrain and your code share one engine and one kernel
+ * registry.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "./tf.ts";
+ * const model = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2] })] });
+ * console.assert(model.outputs[0]!.shape[1] === 1);
+ * ```
+ * @module
+ */
+import "../backends/cpu.ts";
+export * from "@tensorflow/tfjs-core";
+export * from "@tensorflow/tfjs-layers";

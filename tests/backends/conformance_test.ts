@@ -1,0 +1,196 @@
+// One conformance suite, run against every backend available here, checked
+// against the CPU backend (the oracle) within a stated tolerance.
+import assert from "node:assert/strict";
+import * as tf from "../../src/tf.ts";
+import {
+  BACKEND_NAMES,
+  type BackendName,
+  selectBackend,
+} from "../../backends/mod.ts";
+import { webgpuBackend } from "../../backends/webgpu.ts";
+
+/** |a - b| <= ATOL + RTOL * |b| elementwise. */
+const RTOL = 1e-3;
+const ATOL = 1e-4;
+
+function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  what: string,
+) {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i]!, e = expected[i]!;
+    if (!(Math.abs(a - e) <= ATOL + RTOL * Math.abs(e))) {
+      assert.fail(
+        `${what}: element ${i} is ${a}, expected ${e} (rtol ${RTOL}, atol ${ATOL})`,
+      );
+    }
+  }
+}
+
+function keep(t: tf.Tensor): tf.Tensor {
+  inputs.push(t);
+  return t;
+}
+
+/** Inputs of the current case; disposed after it so leaks are the backend's. */
+const inputs: tf.Tensor[] = [];
+function seeded(shape: number[], seed: number): tf.Tensor {
+  const t = tf.randomUniform(shape, -1, 1, "float32", seed);
+  inputs.push(t);
+  return t;
+}
+
+type Case = { name: string; run: () => Promise<Float32Array> };
+
+async function read(t: tf.Tensor): Promise<Float32Array> {
+  const d = await t.data() as Float32Array;
+  t.dispose();
+  return d;
+}
+
+const cases: Case[] = [];
+for (
+  const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]
+) {
+  cases.push({
+    name: `matMul transposeA=${ta} transposeB=${tb}`,
+    run: () => {
+      const [a, b] = [
+        seeded([64, 48], 1),
+        seeded([ta === tb ? 64 : 48, 48], 2),
+      ];
+      const out = ta && !tb
+        ? tf.matMul(a, a, true, false)
+        : !ta && tb
+        ? tf.matMul(a, b, false, true)
+        : ta && tb
+        ? tf.matMul(a, keep(tf.transpose(a)), true, true)
+        : tf.matMul(a, keep(tf.transpose(a)));
+      return read(out);
+    },
+  });
+}
+cases.push({
+  name: "batched matMul with transposeB and broadcasting",
+  run: () =>
+    read(tf.matMul(seeded([3, 16, 8], 3), seeded([1, 12, 8], 4), false, true)),
+});
+cases.push({
+  name: "fused matMul with bias, relu and transposeA",
+  run: () =>
+    read(tf.fused.matMul({
+      a: seeded([32, 24], 5),
+      b: seeded([32, 16], 6),
+      transposeA: true,
+      bias: seeded([16], 7),
+      activation: "relu",
+    })),
+});
+cases.push({
+  name: "conv2d 3x3 same",
+  run: () =>
+    read(
+      tf.conv2d(
+        seeded([2, 12, 12, 3], 8) as tf.Tensor4D,
+        seeded([3, 3, 3, 5], 9) as tf.Tensor4D,
+        1,
+        "same",
+      ),
+    ),
+});
+cases.push({
+  name: "dense training step (SGD)",
+  run: async () => {
+    const model = tf.sequential({
+      layers: [
+        tf.layers.dense({
+          units: 16,
+          activation: "relu",
+          inputShape: [10],
+          kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }),
+        }),
+        tf.layers.dense({
+          units: 3,
+          activation: "softmax",
+          kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }),
+        }),
+      ],
+    });
+    model.compile({
+      optimizer: tf.train.sgd(0.1),
+      loss: "categoricalCrossentropy",
+    });
+    const x = seeded([32, 10], 10);
+    inputs.pop();
+    const y = tf.tidy(() =>
+      tf.oneHot(
+        tf.tensor1d(Array.from({ length: 32 }, (_, i) => i % 3), "int32"),
+        3,
+      )
+    );
+    await model.fit(x, y, {
+      epochs: 2,
+      batchSize: 16,
+      shuffle: false,
+      verbose: 0,
+    });
+    const flat = tf.tidy(() =>
+      tf.concat(model.getWeights().map((w) => tf.reshape(w, [-1])))
+    );
+    const out = await read(flat);
+    tf.dispose([x, y]);
+    model.optimizer.dispose();
+    model.dispose();
+    return out;
+  },
+});
+
+async function runAll(): Promise<Float32Array[]> {
+  const out: Float32Array[] = [];
+  for (const c of cases) {
+    const before = tf.memory().numTensors;
+    out.push(await c.run());
+    tf.dispose(inputs.splice(0));
+    assert.equal(
+      tf.memory().numTensors,
+      before,
+      `${tf.getBackend()}: ${c.name} leaked tensors`,
+    );
+  }
+  return out;
+}
+
+const webgpu = await webgpuBackend.probe();
+const expected: Float32Array[] = [];
+
+Deno.test("cpu oracle runs the conformance cases", async () => {
+  await selectBackend({ require: "cpu", override: "" });
+  expected.push(...await runAll());
+  assert.equal(expected.length, cases.length);
+});
+
+for (
+  const name of BACKEND_NAMES.filter((n): n is Exclude<BackendName, "cpu"> =>
+    n !== "cpu"
+  )
+) {
+  Deno.test({
+    name: `${name} backend matches the cpu backend on every conformance case`,
+    ignore: name === "webgpu" && !webgpu.available,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => {
+      const report = await selectBackend({ require: name, override: "" });
+      assert.equal(report.name, name);
+      assert.equal(tf.getBackend(), name);
+      const before = tf.memory().numTensors;
+      const actual = await runAll();
+      cases.forEach((c, i) =>
+        assertClose(actual[i]!, expected[i]!, `${name}: ${c.name}`)
+      );
+      assert.equal(tf.memory().numTensors, before, `${name}: tensors leaked`);
+    },
+  });
+}
