@@ -1,0 +1,63 @@
+/**
+ * dtrain: data-parallel TensorFlow.js training on Deno.
+ *
+ * Wrap an ordinary tfjs model in a strategy and train it on every core:
+ * `MirroredStrategy` runs N replicas in Deno Workers, splits each global
+ * batch between them and all-reduces gradients in shared memory, so the
+ * result equals one replica on the same batch. Build models with the `tf`
+ * exported here: it is the tfjs instance dtrain itself uses.
+ *
+ * @example
+ * ```ts
+ * import { MirroredStrategy, tf } from "@dtrain/dtrain";
+ *
+ * const model = tf.sequential({
+ *   layers: [tf.layers.dense({ units: 8, activation: "relu", inputShape: [4] }), tf.layers.dense({ units: 1 })],
+ * });
+ * model.compile({ optimizer: "adam", loss: "meanSquaredError" });
+ * const xs = Array.from({ length: 64 }, (_, i) => [i % 2, i % 3, i % 5, i % 7]);
+ * const ys = xs.map((r) => [r[0]! + r[1]!]);
+ * await using strategy = new MirroredStrategy({ replicas: 2, backend: "cpu" });
+ * const history = await strategy.fit(model, xs, ys, { epochs: 2, batchSize: 16 });
+ * console.log(history.history.loss);
+ * ```
+ * @module
+ */
+export * as tf from "./src/tf.ts";
+export {
+  type EvaluateOptions,
+  type FitOptions,
+  MirroredStrategy,
+  type MirroredStrategyOptions,
+  type StrategyStats,
+} from "./src/strategy/mirrored.ts";
+export {
+  History,
+  type Logs,
+  type TrainingCallbacks,
+} from "./src/training/callbacks.ts";
+export { ProgressBar } from "./src/training/progress.ts";
+export {
+  BackendUnavailableError,
+  DataFormatError,
+  NonFiniteLossError,
+  ReplicaCrashedError,
+} from "./src/errors.ts";
+export type { BackendName } from "./backends/types.ts";
+export {
+  loadFashionMnist,
+  loadMnist,
+  oneHot,
+  readCsv,
+  readIdx,
+  scale01,
+  standardize,
+  toTensors,
+  trainValidationSplit,
+} from "./src/data/mod.ts";
+export {
+  fileHandler,
+  loadOptimizerState,
+  registerFileIO,
+  saveOptimizerState,
+} from "./src/io/mod.ts";

@@ -1,0 +1,186 @@
+/**
+ * Every message that crosses the main-thread / replica-Worker boundary.
+ *
+ * Requests carry an `id` that the reply echoes; each request gets exactly one
+ * reply (`ready`, `done` or `error`). Bulk data (datasets, weights, gradients)
+ * never travels in messages: it lives in `SharedArrayBuffer`s whose handles are
+ * sent once in `init` and `fit`/`evaluate`. Incoming `event.data` is `unknown`
+ * until {@linkcode parseRequest} / {@linkcode parseReply} validate it.
+ *
+ * @module
+ */
+import type { BackendName } from "../../backends/types.ts";
+
+/** How a replica rebuilds the model. */
+export type ModelSource =
+  | { kind: "json"; topology: unknown; moduleUrl?: string }
+  | { kind: "module"; url: string; exportName: string };
+
+/** Optimizer, loss and metrics as given to `model.compile`. */
+export interface CompileSpec {
+  /** Registered class name of the optimizer, e.g. `"Adam"`. */
+  optimizer: { className: string; config: Record<string, unknown> };
+  /** Loss identifier(s). */
+  loss: string | string[];
+  /** Metric identifiers. */
+  metrics: string[];
+}
+
+/** Shared memory a replica group uses for its whole life. */
+export interface GroupBuffers {
+  /** Barrier control words (Int32). */
+  control: SharedArrayBuffer;
+  /** All-reduce slots and result (Float32). */
+  reduce: SharedArrayBuffer;
+  /** Flat model weights, written by the main thread and replica 0 (Float32). */
+  weights: SharedArrayBuffer;
+  /** Step/epoch record ring (Float64) and its counters (Int32). */
+  ring: SharedArrayBuffer;
+  ringControl: SharedArrayBuffer;
+}
+
+/** A dataset in shared memory. */
+export interface SharedData {
+  x: SharedArrayBuffer;
+  y: SharedArrayBuffer;
+  /** Per-sample shapes (without the batch dimension). */
+  xShape: number[];
+  yShape: number[];
+  /** Number of samples in the buffers. */
+  count: number;
+}
+
+/** Requests from the main thread to a replica. */
+export type Request =
+  | {
+    type: "init";
+    id: number;
+    replica: number;
+    replicas: number;
+    backend: BackendName | "auto";
+    threads: number;
+    model: ModelSource;
+    compile: CompileSpec;
+    buffers: GroupBuffers;
+    /** Floats in the fused all-reduce vector. */
+    reduceLength: number;
+    ringRecords: number;
+    ringWidth: number;
+  }
+  | {
+    type: "fit";
+    id: number;
+    data: SharedData;
+    trainCount: number;
+    validation: SharedData | null;
+    epochs: number;
+    initialEpoch: number;
+    batchSize: number;
+    shuffle: boolean;
+    seed: number;
+    terminateOnNaN: boolean;
+    validationBatchSize: number;
+  }
+  | { type: "evaluate"; id: number; data: SharedData; batchSize: number }
+  | { type: "loadWeights"; id: number };
+
+/** Replies from a replica. */
+export type Reply =
+  | {
+    type: "ready";
+    id: number;
+    backend: BackendName;
+    backendReason: string;
+    threads: number;
+    metricsNames: string[];
+    paramCount: number;
+    tensors: number;
+  }
+  | {
+    type: "done";
+    id: number;
+    values: number[];
+    tensors: number;
+    stopped: boolean;
+    /** FNV-1a hash of the replica's weight bytes: equal on every replica. */
+    weightsDigest: number;
+  }
+  | {
+    type: "error";
+    id: number;
+    name: string;
+    message: string;
+    stack?: string;
+  };
+
+const REQUEST_TYPES = new Set([
+  "init",
+  "fit",
+  "evaluate",
+  "loadWeights",
+  "crash",
+]);
+const REPLY_TYPES = new Set(["ready", "done", "error"]);
+
+function check(
+  data: unknown,
+  types: Set<string>,
+  side: string,
+): { type: string; id: number } {
+  if (
+    typeof data !== "object" || data === null ||
+    typeof (data as { type?: unknown }).type !== "string" ||
+    !types.has((data as { type: string }).type) ||
+    typeof (data as { id?: unknown }).id !== "number"
+  ) {
+    throw new TypeError(
+      `Malformed ${side} message: expected { type: ${
+        [...types].join("|")
+      }, id: number }, ` +
+        `received ${JSON.stringify(data)?.slice(0, 200)}`,
+    );
+  }
+  return data as { type: string; id: number };
+}
+
+/**
+ * Validates a message received by a replica.
+ *
+ * @example
+ * ```ts
+ * import { parseRequest } from "./protocol.ts";
+ * console.assert(parseRequest({ type: "loadWeights", id: 1 }).type === "loadWeights");
+ * ```
+ */
+export function parseRequest(data: unknown): Request {
+  return check(data, REQUEST_TYPES, "request") as Request;
+}
+
+/**
+ * Validates a message received by the main thread.
+ *
+ * @example
+ * ```ts
+ * import { parseReply } from "./protocol.ts";
+ * const reply = parseReply({
+ *   type: "done", id: 1, values: [], tensors: 0, stopped: false, weightsDigest: 0,
+ * });
+ * console.assert(reply.type === "done");
+ * ```
+ */
+export function parseReply(data: unknown): Reply {
+  return check(data, REPLY_TYPES, "reply") as Reply;
+}
+
+/** Record kinds in the step ring. */
+export const RecordKind = {
+  /** `[kind, epoch, step, samples, computeMs, exchangeMs, loss, ...metrics]` */
+  Batch: 1,
+  /** `[kind, epoch, 0, samples, 0, 0, valLoss, ...valMetrics]` (samples 0 = no validation) */
+  EpochEnd: 2,
+  /** `[kind, epoch, step, 0, 0, 0, loss]` */
+  NonFinite: 3,
+} as const;
+
+/** Fixed fields before the loss in every ring record. */
+export const RECORD_HEADER = 6;

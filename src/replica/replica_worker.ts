@@ -1,0 +1,454 @@
+/**
+ * Entry point of a replica Worker. Owns one copy of the model and its
+ * optimizer; runs whole epochs on its own, exchanging gradients with the other
+ * replicas through the shared-memory all-reduce, and reporting each step
+ * through the record ring (replica 0 only). The main thread only starts runs
+ * and reads records.
+ *
+ * @module
+ */
+/// <reference lib="deno.worker" />
+import * as tf from "../tf.ts";
+import { selectBackend } from "../../backends/select.ts";
+import { AllReduce } from "../collective/all_reduce.ts";
+import { RecordRing } from "../collective/ring.ts";
+import { epochOrder, gatherRows, shardRange } from "../strategy/_sharding.ts";
+import {
+  CONTROL_STOP,
+  type FusedLayout,
+  fusedLayout,
+  heartbeatIndex,
+} from "./_layout.ts";
+import {
+  type CompileSpec,
+  type ModelSource,
+  parseRequest,
+  RecordKind,
+  type Reply,
+  type Request,
+  type SharedData,
+} from "./protocol.ts";
+
+interface State {
+  replica: number;
+  replicas: number;
+  model: tf.LayersModel;
+  layout: FusedLayout;
+  reducer: AllReduce;
+  ring: RecordRing;
+  control: Int32Array;
+  weights: Float32Array;
+  trainVars: tf.Variable[];
+}
+
+let state: State | undefined;
+
+async function buildModel(
+  source: ModelSource,
+  compile: CompileSpec,
+): Promise<tf.LayersModel> {
+  let model: tf.LayersModel;
+  if (source.kind === "module") {
+    const mod = await import(source.url) as Record<string, unknown>;
+    const build = mod[source.exportName];
+    if (typeof build !== "function") {
+      throw new TypeError(
+        `Model module ${source.url} must export a function "${source.exportName}", ` +
+          `received ${typeof build}`,
+      );
+    }
+    model = await build() as tf.LayersModel;
+    if (!(model instanceof tf.LayersModel)) {
+      throw new TypeError(
+        `${source.exportName}() from ${source.url} must return a tf.LayersModel built with ` +
+          "dtrain's tf, received " + Object.prototype.toString.call(model),
+      );
+    }
+  } else {
+    if (source.moduleUrl !== undefined) await import(source.moduleUrl);
+    model = await tf.models.modelFromJSON({
+      modelTopology: source.topology as tf.io.ModelJSON["modelTopology"],
+    });
+  }
+  if (model.optimizer === undefined) {
+    const entry = tf.serialization.SerializationMap.getMap().classNameMap[
+      compile.optimizer.className
+    ];
+    if (entry === undefined) {
+      throw new TypeError(
+        `Unknown optimizer class ${compile.optimizer.className}: register it in a model module`,
+      );
+    }
+    const [cls, fromConfig] = entry;
+    const optimizer = fromConfig(
+      cls,
+      compile.optimizer.config as tf.serialization.ConfigDict,
+    ) as tf.Optimizer;
+    model.compile({ optimizer, loss: compile.loss, metrics: compile.metrics });
+  }
+  return model;
+}
+
+/** The loss function; a Sequential keeps it on its inner functional model. */
+function lossOf(
+  model: tf.LayersModel,
+): (y: tf.Tensor, out: tf.Tensor) => tf.Tensor {
+  const inner = (model as unknown as { model?: tf.LayersModel }).model;
+  const fns = model.lossFunctions ?? inner?.lossFunctions;
+  if (fns === undefined || fns.length !== 1) {
+    throw new TypeError(
+      `Expected one compiled loss function, received ${fns?.length ?? 0}`,
+    );
+  }
+  return fns[0]!;
+}
+
+function sizeOf(w: tf.LayerVariable): number {
+  return (w.shape as number[]).reduce((a, b) => a * b, 1);
+}
+
+function loadWeights(s: State): void {
+  let offset = 0;
+  const tensors = s.model.weights.map((w) => {
+    const size = sizeOf(w);
+    const t = tf.tensor(
+      s.weights.slice(offset, offset + size),
+      w.shape as number[],
+    );
+    offset += size;
+    return t;
+  });
+  s.model.setWeights(tensors);
+  tf.dispose(tensors);
+}
+
+async function storeWeights(s: State): Promise<void> {
+  let offset = 0;
+  for (const w of s.model.weights) {
+    const data = await w.read().data() as Float32Array;
+    s.weights.set(data, offset);
+    offset += data.length;
+  }
+}
+
+async function init(req: Extract<Request, { type: "init" }>): Promise<Reply> {
+  const report = await selectBackend({
+    require: req.backend === "auto" ? undefined : req.backend,
+    threads: req.threads,
+  });
+  const model = await buildModel(req.model, req.compile);
+  const layout = fusedLayout(
+    model.trainableWeights.map(sizeOf),
+    model.nonTrainableWeights.map(sizeOf),
+    model.metricsNames.length - 1,
+  );
+  if (layout.length !== req.reduceLength) {
+    throw new RangeError(
+      `Replica ${req.replica} rebuilt a model whose gradient layout has ${layout.length} ` +
+        `floats, expected ${req.reduceLength}: the replica's model differs from the main model`,
+    );
+  }
+  const control = new Int32Array(req.buffers.control);
+  state = {
+    replica: req.replica,
+    replicas: req.replicas,
+    model,
+    layout,
+    control,
+    reducer: new AllReduce(req.buffers.reduce, control, {
+      replica: req.replica,
+      replicas: req.replicas,
+      length: layout.length,
+      heartbeat: heartbeatIndex(req.replica),
+    }),
+    ring: new RecordRing(req.buffers.ring, req.buffers.ringControl, {
+      records: req.ringRecords,
+      width: req.ringWidth,
+    }),
+    weights: new Float32Array(req.buffers.weights),
+    trainVars: model.trainableWeights.map((w) => w.read() as tf.Variable),
+  };
+  loadWeights(state);
+  return {
+    type: "ready",
+    id: req.id,
+    backend: report.name,
+    backendReason: report.reason,
+    threads: report.threads,
+    metricsNames: model.metricsNames,
+    paramCount: model.countParams(),
+    tensors: tf.memory().numTensors,
+  };
+}
+
+function views(data: SharedData) {
+  const xWidth = data.xShape.reduce((a, b) => a * b, 1);
+  const yWidth = data.yShape.reduce((a, b) => a * b, 1);
+  return {
+    x: new Float32Array(data.x),
+    y: new Float32Array(data.y),
+    xWidth,
+    yWidth,
+  };
+}
+
+/** One training step on this replica's shard; fills the reduce slot. */
+async function computeShard(
+  s: State,
+  xb: Float32Array,
+  yb: Float32Array,
+  count: number,
+  share: number,
+  data: SharedData,
+): Promise<void> {
+  const { model, layout, reducer } = s;
+  const slot = reducer.slot;
+  if (count === 0) {
+    slot.fill(0, 0, layout.stop);
+    return;
+  }
+  const metricValues: tf.Scalar[] = [];
+  const { value, grads } = tf.tidy(() => {
+    const x = tf.tensor(xb, [count, ...data.xShape]);
+    const y = tf.tensor(yb, [count, ...data.yShape]);
+    return tf.variableGrads(() => {
+      const out = model.apply(x, { training: true }) as tf.Tensor;
+      let total = tf.mean(lossOf(model)(y, out)) as tf.Scalar;
+      for (const [metric] of model.metricsTensors) {
+        metricValues.push(tf.keep(tf.mean(metric(y, out)) as tf.Scalar));
+      }
+      for (const reg of model.calculateLosses()) total = tf.add(total, reg);
+      return total;
+    }, s.trainVars);
+  });
+  try {
+    let offset = 0;
+    for (const v of s.trainVars) {
+      const g = await grads[v.name]!.data() as Float32Array;
+      for (let i = 0; i < g.length; i++) slot[offset + i] = g[i]! * share;
+      offset += g.length;
+    }
+    for (const w of model.nonTrainableWeights) {
+      const d = await w.read().data() as Float32Array;
+      for (let i = 0; i < d.length; i++) slot[offset + i] = d[i]! * share;
+      offset += d.length;
+    }
+    slot[layout.loss] = (await value.data())[0]! * share;
+    for (let m = 0; m < metricValues.length; m++) {
+      slot[layout.metrics + m] = (await metricValues[m]!.data())[0]! * share;
+    }
+  } finally {
+    tf.dispose([value, ...Object.values(grads), ...metricValues]);
+  }
+}
+
+function applyReduced(s: State): void {
+  const { model, reducer } = s;
+  const sum = reducer.result;
+  tf.tidy(() => {
+    let offset = 0;
+    const named: Record<string, tf.Tensor> = {};
+    for (const v of s.trainVars) {
+      named[v.name] = tf.tensor(sum.slice(offset, offset + v.size), v.shape);
+      offset += v.size;
+    }
+    model.optimizer.applyGradients(named);
+    for (const w of model.nonTrainableWeights) {
+      const size = sizeOf(w);
+      w.write(tf.tensor(sum.slice(offset, offset + size), w.shape as number[]));
+      offset += size;
+    }
+  });
+}
+
+/** Evaluates loss and metrics over a dataset; every replica takes a chunk. */
+async function evaluateShared(
+  s: State,
+  data: SharedData,
+  batchSize: number,
+): Promise<number[]> {
+  const { model, layout, reducer } = s;
+  const v = views(data);
+  const [lo, hi] = shardRange(data.count, s.replicas, s.replica);
+  const sums = new Float64Array(1 + layout.metricCount);
+  const order = epochOrder(data.count, { seed: 0, epoch: 0, shuffle: false });
+  for (let at = lo; at < hi; at += batchSize) {
+    const n = Math.min(batchSize, hi - at);
+    const partial = tf.tidy(() => {
+      const x = tf.tensor(gatherRows(v.x, v.xWidth, order, at, n), [
+        n,
+        ...data.xShape,
+      ]);
+      const y = tf.tensor(gatherRows(v.y, v.yWidth, order, at, n), [
+        n,
+        ...data.yShape,
+      ]);
+      const out = model.apply(x, { training: false }) as tf.Tensor;
+      return [
+        tf.sum(lossOf(model)(y, out)),
+        ...model.metricsTensors.map(([metric]) => tf.sum(metric(y, out))),
+      ];
+    });
+    for (let i = 0; i < partial.length; i++) {
+      sums[i]! += (await partial[i]!.data())[0]!;
+    }
+    tf.dispose(partial);
+  }
+  const slot = reducer.slot;
+  const scale = data.count === 0 ? 0 : 1 / data.count;
+  slot[layout.loss] = sums[0]! * scale;
+  for (let m = 0; m < layout.metricCount; m++) {
+    slot[layout.metrics + m] = sums[m + 1]! * scale;
+  }
+  reducer.reduce(layout.loss, layout.stop - layout.loss);
+  return Array.from(reducer.result.subarray(layout.loss, layout.stop));
+}
+
+async function fit(
+  s: State,
+  req: Extract<Request, { type: "fit" }>,
+): Promise<Reply> {
+  const { layout, reducer, ring, replica, replicas, control } = s;
+  // Polled while replica 0 waits for ring space: keep the heartbeat alive.
+  const aborted = () => {
+    Atomics.add(control, heartbeatIndex(replica), 1);
+    return Atomics.load(control, 2) !== 0;
+  };
+  const v = views(req.data);
+  let stopped = false;
+  for (let epoch = req.initialEpoch; epoch < req.epochs && !stopped; epoch++) {
+    const order = epochOrder(req.trainCount, {
+      seed: req.seed,
+      epoch,
+      shuffle: req.shuffle,
+    });
+    const steps = Math.ceil(req.trainCount / req.batchSize);
+    for (let step = 0; step < steps; step++) {
+      const t0 = performance.now();
+      const start = step * req.batchSize;
+      const n = Math.min(req.batchSize, req.trainCount - start);
+      const [lo, hi] = shardRange(n, replicas, replica);
+      const count = hi - lo;
+      const xb = gatherRows(v.x, v.xWidth, order, start + lo, count);
+      const yb = gatherRows(v.y, v.yWidth, order, start + lo, count);
+      await computeShard(s, xb, yb, count, count / n, req.data);
+      reducer.slot[layout.stop] = Atomics.load(control, CONTROL_STOP) !== 0
+        ? 1
+        : 0;
+      const t1 = performance.now();
+      reducer.reduce();
+      const t2 = performance.now();
+      const sum = reducer.result;
+      const loss = sum[layout.loss]!;
+      if (!Number.isFinite(loss) && req.terminateOnNaN) {
+        if (replica === 0) {
+          ring.write(
+            [RecordKind.NonFinite, epoch, step, 0, 0, 0, loss],
+            aborted,
+          );
+        }
+        return await done(s, req.id, [], true);
+      }
+      applyReduced(s);
+      if (replica === 0) {
+        const record = [
+          RecordKind.Batch,
+          epoch,
+          step,
+          n,
+          t1 - t0,
+          t2 - t1,
+          loss,
+        ];
+        for (let m = 0; m < layout.metricCount; m++) {
+          record.push(sum[layout.metrics + m]!);
+        }
+        ring.write(record, aborted);
+      }
+      if (sum[layout.stop]! > 0) {
+        stopped = true;
+        break;
+      }
+    }
+    let val: number[] = [];
+    if (req.validation !== null) {
+      val = await evaluateShared(s, req.validation, req.validationBatchSize);
+    }
+    if (replica === 0) {
+      await storeWeights(s);
+      ring.write([
+        RecordKind.EpochEnd,
+        epoch,
+        0,
+        req.validation?.count ?? 0,
+        0,
+        0,
+        ...val,
+      ], aborted);
+    }
+    // The weights snapshot and the record are complete before anyone moves on.
+    reducer.barrier();
+  }
+  return await done(s, req.id, [], stopped);
+}
+
+async function done(
+  s: State,
+  id: number,
+  values: number[],
+  stopped: boolean,
+): Promise<Reply> {
+  let hash = 0x811c9dc5;
+  for (const w of s.model.weights) {
+    const bytes = new Uint8Array(
+      (await w.read().data() as Float32Array).buffer,
+    );
+    for (let i = 0; i < bytes.length; i++) {
+      hash = Math.imul(hash ^ bytes[i]!, 0x01000193);
+    }
+  }
+  return {
+    type: "done",
+    id,
+    values,
+    tensors: tf.memory().numTensors,
+    stopped,
+    weightsDigest: hash >>> 0,
+  };
+}
+
+async function handle(req: Request): Promise<Reply> {
+  if (req.type === "init") return await init(req);
+  if (state === undefined) {
+    throw new Error(`Replica received "${req.type}" before "init"`);
+  }
+  switch (req.type) {
+    case "fit":
+      return await fit(state, req);
+    case "evaluate": {
+      const values = await evaluateShared(state, req.data, req.batchSize);
+      return await done(state, req.id, values, false);
+    }
+    case "loadWeights":
+      loadWeights(state);
+      return await done(state, req.id, [], false);
+  }
+}
+
+self.onmessage = async (event: MessageEvent<unknown>) => {
+  let id = -1;
+  try {
+    const req = parseRequest(event.data);
+    id = req.id;
+    self.postMessage(await handle(req));
+  } catch (err) {
+    const e = err instanceof Error ? err : new Error(String(err));
+    self.postMessage({
+      type: "error",
+      id,
+      name: e.name,
+      message: e.message,
+      stack: e.stack,
+    });
+  }
+};

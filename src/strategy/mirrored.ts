@@ -1,0 +1,597 @@
+/**
+ * MirroredStrategy: synchronous data-parallel training.
+ *
+ * Who owns what: the main thread validates inputs, places the data and the
+ * weights in shared memory once, starts the replica Workers and turns the
+ * records replica 0 writes into callbacks, History and a progress bar; it does
+ * no tensor math. Each replica owns a full copy of the model and optimizer,
+ * computes gradients on its shard of every global batch, and applies the
+ * all-reduced sum, so every replica's weights stay bit-identical.
+ *
+ * @module
+ */
+import * as tf from "../tf.ts";
+import type { BackendName } from "../../backends/types.ts";
+import { BACKEND_NAMES } from "../../backends/types.ts";
+import { NonFiniteLossError } from "../errors.ts";
+import { allReduceBytes } from "../collective/all_reduce.ts";
+import { RecordRing, RING_CONTROL_SLOTS } from "../collective/ring.ts";
+import { CONTROL_STOP, controlBytes, fusedLayout } from "../replica/_layout.ts";
+import { ReplicaPool } from "../replica/pool.ts";
+import {
+  type CompileSpec,
+  type ModelSource,
+  RECORD_HEADER,
+  RecordKind,
+  type Reply,
+  type SharedData,
+} from "../replica/protocol.ts";
+import {
+  callAll,
+  History,
+  type Logs,
+  type TrainingCallbacks,
+} from "../training/callbacks.ts";
+import { ProgressBar } from "../training/progress.ts";
+import { prepareSamples, type Samples, toShared } from "./_inputs.ts";
+
+export type { Samples };
+
+const RING_RECORDS = 1024;
+
+/** Options for {@linkcode MirroredStrategy}. */
+export interface MirroredStrategyOptions {
+  /**
+   * Number of replicas (Workers).
+   * @default navigator.hardwareConcurrency
+   */
+  replicas?: number;
+  /**
+   * Backend every replica runs: a name, or `"auto"` for runtime selection
+   * (see `selectBackend`). `DTRAIN_BACKEND` overrides `"auto"`.
+   * @default "auto"
+   */
+  backend?: BackendName | "auto";
+  /**
+   * WASM threads per replica.
+   * @default 1
+   */
+  threadsPerReplica?: number;
+  /**
+   * A module every replica imports to build the model: it must export a
+   * function `exportName` returning a `tf.LayersModel` (compiled or not) made
+   * with dtrain's `tf`. Needed for custom layers, losses or optimizers.
+   * @default undefined (rebuild from `model.toJSON()`)
+   */
+  modelModule?: { url: string | URL; exportName?: string };
+  /**
+   * A replica whose heartbeat stops this long during a run is declared dead.
+   * Must exceed the slowest training step.
+   * @default 30000
+   */
+  replicaTimeoutMs?: number;
+}
+
+/** Options for {@linkcode MirroredStrategy.fit}. */
+export interface FitOptions {
+  /** Number of epochs to train. @default 1 */
+  epochs?: number;
+  /** Global batch size, split across replicas. @default 32 */
+  batchSize?: number;
+  /** Reshuffle the training samples every epoch. @default true */
+  shuffle?: boolean;
+  /** Seed of the shuffling. @default a random seed */
+  seed?: number;
+  /** Fraction of the samples (taken from the end, before shuffling) used for validation. @default 0 */
+  validationSplit?: number;
+  /** Explicit validation data (wins over validationSplit). @default undefined */
+  validationData?: [Samples, Samples];
+  /** Callbacks, or a list of them. @default [] */
+  callbacks?: TrainingCallbacks | TrainingCallbacks[];
+  /** 0 silent, 1 progress bar, 2 one line per epoch. @default 0 */
+  verbose?: 0 | 1 | 2;
+  /** Epoch to start from (for resuming). @default 0 */
+  initialEpoch?: number;
+  /** Stop with `NonFiniteLossError` when the loss becomes NaN or infinite. @default true */
+  terminateOnNaN?: boolean;
+}
+
+/** Options for {@linkcode MirroredStrategy.evaluate}. */
+export interface EvaluateOptions {
+  /** Samples per replica batch. @default 32 */
+  batchSize?: number;
+}
+
+/** Measurements of the last run, for diagnostics and benchmarks. */
+export interface StrategyStats {
+  /** Backend each replica runs. */
+  backends: BackendName[];
+  /** Why the backend was chosen (replica 0). */
+  backendReason: string;
+  /** WASM threads each replica runs. */
+  threads: number[];
+  /** Tensors alive in each replica after the last run. */
+  replicaTensors: number[];
+  /** Hash of each replica's weights after the last run (all equal when mirrored). */
+  weightsDigests: number[];
+  /** Steps in the last `fit`. */
+  steps: number;
+  /** Mean compute time per step (replica 0), ms. */
+  computeMs: number;
+  /** Mean gradient exchange time per step (replica 0), ms. */
+  exchangeMs: number;
+}
+
+interface Group {
+  key: string;
+  pool: ReplicaPool;
+  control: Int32Array;
+  weights: Float32Array;
+  ring: RecordRing;
+  metricsNames: string[];
+}
+
+function positiveInt(value: unknown, name: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be an integer >= 1, received ${value}`);
+  }
+  return value;
+}
+
+function compileSpec(model: tf.LayersModel, hasModule: boolean): CompileSpec {
+  if (model.optimizer === undefined || model.optimizer === null) {
+    throw new TypeError(
+      "The model must be compiled before training: call model.compile({ optimizer, loss })",
+    );
+  }
+  const loss = model.loss;
+  const metrics = (model.metrics ?? []) as unknown;
+  const names = (Array.isArray(metrics) ? metrics : [metrics]) as unknown[];
+  const serializable = (typeof loss === "string" ||
+    (Array.isArray(loss) && loss.every((l) => typeof l === "string"))) &&
+    names.every((m) => typeof m === "string");
+  if (!serializable && !hasModule) {
+    throw new TypeError(
+      "The model's loss or metrics are functions, which cannot be sent to replica Workers: " +
+        "pass modelModule: { url, exportName } to build the compiled model in each replica",
+    );
+  }
+  return {
+    optimizer: {
+      className: model.optimizer.getClassName(),
+      config: model.optimizer.getConfig() as Record<string, unknown>,
+    },
+    loss: serializable ? loss as string | string[] : "meanSquaredError",
+    metrics: serializable ? names as string[] : [],
+  };
+}
+
+function sizeOf(w: tf.LayerVariable): number {
+  return (w.shape as number[]).reduce((a, b) => a * b, 1);
+}
+
+/**
+ * Synchronous data-parallel training across Deno Workers: N replicas, the
+ * global batch split between them, gradients all-reduced in shared memory
+ * every step, weights identical on every replica. Results equal one replica
+ * training on the same global batch.
+ *
+ * @example
+ * ```ts
+ * import { MirroredStrategy, tf } from "../../mod.ts";
+ * const model = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2] })] });
+ * model.compile({ optimizer: "sgd", loss: "meanSquaredError" });
+ * await using strategy = new MirroredStrategy({ replicas: 2, backend: "cpu" });
+ * const history = await strategy.fit(model, [[0, 1], [1, 0], [1, 1], [0, 0]], [[1], [1], [2], [0]], {
+ *   epochs: 2,
+ *   batchSize: 4,
+ * });
+ * console.assert(history.history.loss?.length === 2);
+ * ```
+ */
+export class MirroredStrategy {
+  /** Number of replicas. */
+  readonly replicas: number;
+  /** Backend requested for every replica. */
+  readonly backend: BackendName | "auto";
+  /** WASM threads per replica. */
+  readonly threadsPerReplica: number;
+  #modelModule: { url: string; exportName: string } | undefined;
+  #timeoutMs: number;
+  #group: Group | undefined;
+  #stats: StrategyStats | undefined;
+  #busy = false;
+
+  /** Validates the options; Workers start on the first `fit` or `evaluate`. */
+  constructor(options: MirroredStrategyOptions = {}) {
+    this.replicas = positiveInt(
+      options.replicas ?? Math.max(1, navigator.hardwareConcurrency ?? 1),
+      "replicas",
+    );
+    const backend = options.backend ?? "auto";
+    if (backend !== "auto" && !BACKEND_NAMES.includes(backend)) {
+      throw new TypeError(
+        `backend must be "auto" or one of ${
+          BACKEND_NAMES.join(", ")
+        }, received "${backend}"`,
+      );
+    }
+    this.backend = backend;
+    this.threadsPerReplica = positiveInt(
+      options.threadsPerReplica ?? 1,
+      "threadsPerReplica",
+    );
+    this.#timeoutMs = positiveInt(
+      options.replicaTimeoutMs ?? 30_000,
+      "replicaTimeoutMs",
+    );
+    if (options.modelModule !== undefined) {
+      this.#modelModule = {
+        url: new URL(options.modelModule.url, import.meta.url).href,
+        exportName: options.modelModule.exportName ?? "default",
+      };
+    }
+  }
+
+  /** Measurements of the last `fit` or `evaluate`, once one has run. */
+  get stats(): StrategyStats | undefined {
+    return this.#stats;
+  }
+
+  async #ensureGroup(model: tf.LayersModel): Promise<Group> {
+    const compile = compileSpec(model, this.#modelModule !== undefined);
+    const source: ModelSource = this.#modelModule !== undefined
+      ? { kind: "module", ...this.#modelModule }
+      : { kind: "json", topology: model.toJSON(null, false) };
+    const key = JSON.stringify([
+      source,
+      compile,
+      this.backend,
+      this.threadsPerReplica,
+    ]);
+    const existing = this.#group;
+    if (existing !== undefined && existing.key === key && existing.pool.alive) {
+      this.#writeWeights(model, existing.weights);
+      await existing.pool.all(() => ({ type: "loadWeights" }));
+      return existing;
+    }
+    existing?.pool.terminate();
+    this.#group = undefined;
+
+    const layout = fusedLayout(
+      model.trainableWeights.map(sizeOf),
+      model.nonTrainableWeights.map(sizeOf),
+      Math.max(0, model.metricsNames.length - 1),
+    );
+    const ringWidth = RECORD_HEADER + 1 + layout.metricCount;
+    const buffers = {
+      control: new SharedArrayBuffer(controlBytes(this.replicas)),
+      reduce: new SharedArrayBuffer(
+        allReduceBytes(this.replicas, layout.length),
+      ),
+      weights: new SharedArrayBuffer(
+        Math.max(4, model.weights.reduce((s, w) => s + sizeOf(w), 0) * 4),
+      ),
+      ring: new SharedArrayBuffer(RecordRing.bytes(RING_RECORDS, ringWidth)),
+      ringControl: new SharedArrayBuffer(4 * RING_CONTROL_SLOTS),
+    };
+    const weights = new Float32Array(buffers.weights);
+    this.#writeWeights(model, weights);
+    const control = new Int32Array(buffers.control);
+    const pool = new ReplicaPool(this.replicas, control);
+    try {
+      const replies = await pool.all((r) => ({
+        type: "init",
+        replica: r,
+        replicas: this.replicas,
+        backend: this.backend,
+        threads: this.threadsPerReplica,
+        model: source,
+        compile,
+        buffers,
+        reduceLength: layout.length,
+        ringRecords: RING_RECORDS,
+        ringWidth,
+      }));
+      const ready = replies.filter((
+        r,
+      ): r is Extract<Reply, { type: "ready" }> => r.type === "ready");
+      const backends = ready.map((r) => r.backend);
+      if (new Set(backends).size !== 1) {
+        throw new RangeError(
+          `Replicas chose different backends (${
+            backends.join(", ")
+          }): pass an explicit backend`,
+        );
+      }
+      this.#stats = {
+        backends,
+        backendReason: ready[0]!.backendReason,
+        threads: ready.map((r) => r.threads),
+        replicaTensors: ready.map((r) => r.tensors),
+        weightsDigests: [],
+        steps: 0,
+        computeMs: 0,
+        exchangeMs: 0,
+      };
+      const group: Group = {
+        key,
+        pool,
+        control,
+        weights,
+        ring: new RecordRing(buffers.ring, buffers.ringControl, {
+          records: RING_RECORDS,
+          width: ringWidth,
+        }),
+        metricsNames: ready[0]!.metricsNames,
+      };
+      this.#group = group;
+      return group;
+    } catch (e) {
+      const crash = pool.crash;
+      pool.terminate();
+      throw crash ?? e;
+    }
+  }
+
+  /**
+   * Trains `model` on `x`/`y` across the replicas; resolves with the History
+   * once `model` holds the trained weights. `batchSize` is the global batch.
+   * Rejects with `ReplicaCrashedError` when a replica fails (the model keeps
+   * its weights from the last completed epoch) and `NonFiniteLossError` when
+   * the loss stops being finite.
+   */
+  async fit(
+    model: tf.LayersModel,
+    x: Samples,
+    y: Samples,
+    options: FitOptions = {},
+  ): Promise<History> {
+    const epochs = positiveInt(options.epochs ?? 1, "epochs");
+    const batchSize = positiveInt(options.batchSize ?? 32, "batchSize");
+    const initialEpoch = options.initialEpoch ?? 0;
+    if (!Number.isInteger(initialEpoch) || initialEpoch < 0) {
+      throw new RangeError(
+        `initialEpoch must be an integer >= 0, received ${initialEpoch}`,
+      );
+    }
+    if (batchSize < this.replicas) {
+      throw new RangeError(
+        `Cannot shard a batch of ${batchSize} across ${this.replicas} replicas: ` +
+          "batchSize must be >= replicas",
+      );
+    }
+    const split = options.validationSplit ?? 0;
+    if (!(split >= 0 && split < 1)) {
+      throw new RangeError(
+        `validationSplit must be in [0, 1), received ${split}`,
+      );
+    }
+    const verbose = options.verbose ?? 0;
+    const callbacks = options.callbacks === undefined
+      ? []
+      : [options.callbacks].flat();
+    compileSpec(model, this.#modelModule !== undefined);
+    const samples = prepareSamples(model, x, y);
+    let trainCount = samples.count;
+    let validation: SharedData | null = null;
+    if (options.validationData !== undefined) {
+      const [vx, vy] = options.validationData;
+      const v = prepareSamples(model, vx, vy);
+      validation = toShared(v);
+    } else if (split > 0) {
+      trainCount = Math.floor(samples.count * (1 - split));
+      validation = toShared(samples, trainCount, samples.count);
+    }
+    if (trainCount < 1) {
+      throw new RangeError(
+        `No training samples left: received ${samples.count} samples`,
+      );
+    }
+    const data = toShared(samples, 0, trainCount);
+    const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+
+    if (this.#busy) {
+      throw new Error("This strategy is already running fit or evaluate");
+    }
+    this.#busy = true;
+    try {
+      const group = await this.#ensureGroup(model);
+      group.ring.reset();
+      Atomics.store(group.control, CONTROL_STOP, 0);
+      model.stopTraining = false;
+      const history = new History();
+      const steps = Math.ceil(trainCount / batchSize);
+      const bar = verbose === 1
+        ? new ProgressBar({ epochs, steps })
+        : undefined;
+      await callAll(callbacks, "onTrainBegin", {});
+      const run = group.pool.all(() => ({
+        type: "fit",
+        data,
+        trainCount,
+        validation,
+        epochs,
+        initialEpoch,
+        batchSize,
+        shuffle: options.shuffle ?? true,
+        seed,
+        terminateOnNaN: options.terminateOnNaN ?? true,
+        validationBatchSize: Math.max(1, Math.ceil(batchSize / this.replicas)),
+      }));
+      let finished = false;
+      const watched = group.pool.watch(run, this.#timeoutMs).finally(
+        () => (finished = true),
+      );
+      watched.catch(() => {});
+      const names = group.metricsNames;
+      let epochSums: number[] = [];
+      let epochSamples = 0;
+      let epochStarted = -1;
+      let totalCompute = 0, totalExchange = 0, totalSteps = 0;
+      let failure: Error | undefined;
+      const handle = async (rec: Float64Array) => {
+        const kind = rec[0]!, epoch = rec[1]!, step = rec[2]!, n = rec[3]!;
+        if (epochStarted !== epoch && kind !== RecordKind.NonFinite) {
+          epochStarted = epoch;
+          epochSums = new Array(names.length).fill(0);
+          epochSamples = 0;
+          bar?.epochBegin(epoch);
+          await callAll(callbacks, "onEpochBegin", epoch, {});
+        }
+        if (kind === RecordKind.Batch) {
+          const logs: Logs = {};
+          names.forEach((name, i) => {
+            logs[name] = rec[RECORD_HEADER + i]!;
+            epochSums[i]! += rec[RECORD_HEADER + i]! * n;
+          });
+          epochSamples += n;
+          totalCompute += rec[4]!;
+          totalExchange += rec[5]!;
+          totalSteps++;
+          bar?.step(step + 1, logs, n);
+          await callAll(callbacks, "onBatchEnd", step, {
+            ...logs,
+            batch: step,
+            size: n,
+          });
+        } else if (kind === RecordKind.EpochEnd) {
+          const logs: Logs = {};
+          names.forEach((
+            name,
+            i,
+          ) => (logs[name] = epochSums[i]! / Math.max(1, epochSamples)));
+          if (n > 0) {
+            names.forEach((
+              name,
+              i,
+            ) => (logs[`val_${name}`] = rec[RECORD_HEADER + i]!));
+          }
+          this.#readWeights(model, group.weights);
+          history.record(epoch, logs);
+          bar?.epochEnd(logs);
+          if (verbose === 2) {
+            console.error(
+              `Epoch ${epoch + 1}/${epochs} ` +
+                Object.entries(logs).map(([k, v]) => `- ${k}: ${v.toFixed(4)}`)
+                  .join(" "),
+            );
+          }
+          await callAll(callbacks, "onEpochEnd", epoch, logs);
+        } else if (kind === RecordKind.NonFinite) {
+          failure = new NonFiniteLossError(epoch, step, rec[RECORD_HEADER]!);
+        }
+        if (model.stopTraining) Atomics.store(group.control, CONTROL_STOP, 1);
+      };
+      for (;;) {
+        let rec: Float64Array | undefined;
+        while ((rec = group.ring.read()) !== undefined) await handle(rec);
+        if (finished) {
+          while ((rec = group.ring.read()) !== undefined) await handle(rec);
+          break;
+        }
+        await Promise.race([
+          group.ring.waitForRecord(200),
+          watched.then(() => {}, () => {}),
+        ]);
+      }
+      const replies = await watched;
+      if (failure !== undefined) throw failure;
+      this.#stats = {
+        ...this.#stats!,
+        replicaTensors: replies.map((
+          r,
+        ) => (r.type === "done" ? r.tensors : -1)),
+        weightsDigests: replies.map((
+          r,
+        ) => (r.type === "done" ? r.weightsDigest : -1)),
+        steps: totalSteps,
+        computeMs: totalSteps > 0 ? totalCompute / totalSteps : 0,
+        exchangeMs: totalSteps > 0 ? totalExchange / totalSteps : 0,
+      };
+      this.#readWeights(model, group.weights);
+      await callAll(callbacks, "onTrainEnd", {});
+      return history;
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /**
+   * Evaluates `model` on `x`/`y` with every replica taking a share; resolves
+   * with `{ loss, <metric>... }` averaged over all samples.
+   */
+  async evaluate(
+    model: tf.LayersModel,
+    x: Samples,
+    y: Samples,
+    options: EvaluateOptions = {},
+  ): Promise<Logs> {
+    const batchSize = positiveInt(options.batchSize ?? 32, "batchSize");
+    compileSpec(model, this.#modelModule !== undefined);
+    const data = toShared(prepareSamples(model, x, y));
+    if (this.#busy) {
+      throw new Error("This strategy is already running fit or evaluate");
+    }
+    this.#busy = true;
+    try {
+      const group = await this.#ensureGroup(model);
+      const replies = await group.pool.watch(
+        group.pool.all(() => ({ type: "evaluate", data, batchSize })),
+        this.#timeoutMs,
+      );
+      const values = replies[0]!.type === "done" ? replies[0]!.values : [];
+      const logs: Logs = {};
+      group.metricsNames.forEach((name, i) => (logs[name] = values[i]!));
+      return logs;
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** Copies the replicas' latest synced weights into `model`. */
+  syncTo(model: tf.LayersModel): void {
+    if (this.#group === undefined) {
+      throw new Error(
+        "Nothing to sync: this strategy has not trained a model yet",
+      );
+    }
+    this.#readWeights(model, this.#group.weights);
+  }
+
+  /** Shuts every replica Worker down. Idempotent. */
+  close(): Promise<void> {
+    this.#group?.pool.terminate();
+    this.#group = undefined;
+    return Promise.resolve();
+  }
+
+  /** `await using strategy = new MirroredStrategy()` closes it on scope exit. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  #writeWeights(model: tf.LayersModel, weights: Float32Array): void {
+    let offset = 0;
+    for (const w of model.weights) {
+      const data = w.read().dataSync();
+      weights.set(data, offset);
+      offset += data.length;
+    }
+  }
+
+  #readWeights(model: tf.LayersModel, weights: Float32Array): void {
+    let offset = 0;
+    const tensors = model.weights.map((w) => {
+      const size = sizeOf(w);
+      const t = tf.tensor(
+        weights.slice(offset, offset + size),
+        w.shape as number[],
+      );
+      offset += size;
+      return t;
+    });
+    model.setWeights(tensors);
+    tf.dispose(tensors);
+  }
+}

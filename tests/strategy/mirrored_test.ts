@@ -1,0 +1,495 @@
+import assert from "node:assert/strict";
+import {
+  MirroredStrategy,
+  NonFiniteLossError,
+  ReplicaCrashedError,
+  tf,
+  type TrainingCallbacks,
+} from "../../mod.ts";
+
+const opts = { sanitizeResources: false, sanitizeOps: false };
+const BACKEND = "cpu" as const;
+/** Oracle tolerance: max |weight difference| after training. */
+const TOL = 1e-4;
+
+function build(
+  optimizer: () => tf.Optimizer,
+  metrics = ["accuracy"],
+): tf.LayersModel {
+  const model = tf.sequential({
+    layers: [
+      tf.layers.dense({
+        units: 16,
+        activation: "relu",
+        inputShape: [8],
+        kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }),
+      }),
+      tf.layers.dense({
+        units: 3,
+        activation: "softmax",
+        kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }),
+      }),
+    ],
+  });
+  model.compile({
+    optimizer: optimizer(),
+    loss: "categoricalCrossentropy",
+    metrics,
+  });
+  return model;
+}
+
+function dataset(n: number, seed = 3): { x: tf.Tensor2D; y: tf.Tensor2D } {
+  return tf.tidy(() => {
+    const x = tf.randomUniform([n, 8], -1, 1, "float32", seed) as tf.Tensor2D;
+    const w = tf.randomNormal([8, 3], 0, 1, "float32", seed + 1);
+    const y = tf.cast(
+      tf.oneHot(tf.argMax(tf.matMul(x, w), 1), 3),
+      "float32",
+    ) as tf.Tensor2D;
+    return { x, y };
+  });
+}
+
+function maxWeightDiff(a: tf.LayersModel, b: tf.LayersModel): number {
+  return tf.tidy(() => {
+    const wa = a.getWeights(), wb = b.getWeights();
+    return Math.max(
+      ...wa.map((w, i) => tf.max(tf.abs(tf.sub(w, wb[i]!))).dataSync()[0]!),
+    );
+  });
+}
+
+async function oracle(
+  optimizer: () => tf.Optimizer,
+  n: number,
+  fit: tf.ModelFitArgs,
+): Promise<{ model: tf.LayersModel; history: tf.History }> {
+  await tf.setBackend(BACKEND);
+  const { x, y } = dataset(n);
+  const model = build(optimizer);
+  const history = await model.fit(x, y, { ...fit, shuffle: false, verbose: 0 });
+  tf.dispose([x, y]);
+  return { model, history };
+}
+
+for (const replicas of [2, 4]) {
+  for (
+    const [name, optimizer] of [["SGD", () => tf.train.sgd(0.3)], [
+      "Adam",
+      () => tf.train.adam(0.01),
+    ]] as const
+  ) {
+    Deno.test(
+      `MirroredStrategy.fit() with ${replicas} replicas and ${name} matches one-replica model.fit`,
+      opts,
+      async () => {
+        const { model: expected, history: expectedHistory } = await oracle(
+          optimizer,
+          240,
+          {
+            epochs: 2,
+            batchSize: 48,
+          },
+        );
+        const { x, y } = dataset(240);
+        const model = build(optimizer);
+        await using strategy = new MirroredStrategy({
+          replicas,
+          backend: BACKEND,
+        });
+        const history = await strategy.fit(model, x, y, {
+          epochs: 2,
+          batchSize: 48,
+          shuffle: false,
+        });
+        const diff = maxWeightDiff(model, expected);
+        assert.ok(diff <= TOL, `max |weight difference| ${diff} > ${TOL}`);
+        const digests = strategy.stats!.weightsDigests;
+        assert.equal(digests.length, replicas);
+        assert.equal(
+          new Set(digests).size,
+          1,
+          `replica weights differ: ${digests}`,
+        );
+        for (const key of ["loss", "acc"]) {
+          const got = history.history[key]!,
+            want = expectedHistory.history[key] as number[];
+          got.forEach((v, i) =>
+            assert.ok(
+              Math.abs(v - want[i]!) <= TOL,
+              `${key}[${i}] ${v} vs ${want[i]}`,
+            )
+          );
+        }
+        assert.deepEqual(
+          strategy.stats!.backends,
+          Array(replicas).fill(BACKEND),
+        );
+        tf.dispose([x, y]);
+        expected.dispose();
+        model.dispose();
+      },
+    );
+  }
+}
+
+Deno.test(
+  "MirroredStrategy.fit() weights an uneven last batch by shard size",
+  opts,
+  async () => {
+    // 103 samples at batch 20: the last batch has 3 samples, so with 4 replicas
+    // one replica gets none and the others one each.
+    const sgd = () => tf.train.sgd(0.3);
+    const { model: expected } = await oracle(sgd, 103, {
+      epochs: 1,
+      batchSize: 20,
+    });
+    for (const replicas of [2, 4]) {
+      const { x, y } = dataset(103);
+      const model = build(sgd);
+      await using strategy = new MirroredStrategy({
+        replicas,
+        backend: BACKEND,
+      });
+      await strategy.fit(model, x, y, {
+        epochs: 1,
+        batchSize: 20,
+        shuffle: false,
+      });
+      const diff = maxWeightDiff(model, expected);
+      assert.ok(
+        diff <= TOL,
+        `${replicas} replicas: max |weight difference| ${diff} > ${TOL}`,
+      );
+      tf.dispose([x, y]);
+      model.dispose();
+    }
+    expected.dispose();
+  },
+);
+
+Deno.test(
+  "MirroredStrategy.fit() reports validation metrics equal to model.fit's",
+  opts,
+  async () => {
+    const sgd = () => tf.train.sgd(0.3);
+    const { model: expected, history: want } = await oracle(sgd, 200, {
+      epochs: 2,
+      batchSize: 32,
+      validationSplit: 0.2,
+    });
+    const { x, y } = dataset(200);
+    const model = build(sgd);
+    await using strategy = new MirroredStrategy({
+      replicas: 2,
+      backend: BACKEND,
+    });
+    const history = await strategy.fit(model, x, y, {
+      epochs: 2,
+      batchSize: 32,
+      shuffle: false,
+      validationSplit: 0.2,
+    });
+    assert.deepEqual(Object.keys(history.history).sort(), [
+      "acc",
+      "loss",
+      "val_acc",
+      "val_loss",
+    ]);
+    for (const key of ["val_loss", "val_acc", "loss"]) {
+      history.history[key]!.forEach((v, i) => {
+        const w = (want.history[key] as number[])[i]!;
+        assert.ok(Math.abs(v - w) <= TOL, `${key}[${i}]: ${v} vs ${w}`);
+      });
+    }
+    assert.ok(maxWeightDiff(model, expected) <= TOL);
+    const scores = await strategy.evaluate(model, x, y, { batchSize: 64 });
+    const [loss, acc] = model.evaluate(x, y, { batchSize: 64 }) as tf.Scalar[];
+    assert.ok(Math.abs(scores.loss! - loss!.dataSync()[0]!) <= TOL);
+    assert.ok(Math.abs(scores.acc! - acc!.dataSync()[0]!) <= TOL);
+    tf.dispose([x, y, loss!, acc!]);
+    expected.dispose();
+    model.dispose();
+  },
+);
+
+Deno.test(
+  "MirroredStrategy.fit() calls callbacks in Keras order and honours stopTraining",
+  opts,
+  async () => {
+    const { x, y } = dataset(64);
+    const model = build(() => tf.train.sgd(0.1));
+    const events: string[] = [];
+    const callbacks: TrainingCallbacks = {
+      onTrainBegin: () => void events.push("trainBegin"),
+      onEpochBegin: (e) => void events.push(`epochBegin ${e}`),
+      onBatchEnd: (b, logs) => {
+        assert.equal(typeof logs?.loss, "number");
+        events.push(`batch ${b}`);
+      },
+      onEpochEnd: (e, logs) => {
+        assert.ok(logs !== undefined && "loss" in logs && "acc" in logs);
+        events.push(`epochEnd ${e}`);
+        if (e === 1) model.stopTraining = true;
+      },
+      onTrainEnd: () => void events.push("trainEnd"),
+    };
+    await using strategy = new MirroredStrategy({
+      replicas: 2,
+      backend: BACKEND,
+    });
+    const history = await strategy.fit(model, x, y, {
+      epochs: 5,
+      batchSize: 32,
+      callbacks,
+    });
+    assert.deepEqual(events, [
+      "trainBegin",
+      "epochBegin 0",
+      "batch 0",
+      "batch 1",
+      "epochEnd 0",
+      "epochBegin 1",
+      "batch 0",
+      "batch 1",
+      "epochEnd 1",
+      // stopTraining set at the end of epoch 1 stops after one more step.
+      "epochBegin 2",
+      "batch 0",
+      "epochEnd 2",
+      "trainEnd",
+    ]);
+    assert.deepEqual(history.epoch, [0, 1, 2]);
+    tf.dispose([x, y]);
+    model.dispose();
+  },
+);
+
+Deno.test(
+  "MirroredStrategy.fit() trains a custom-layer model built from a module URL",
+  opts,
+  async () => {
+    const { build: buildCustom } = await import("../fixtures/custom_model.ts");
+    const url = new URL("../fixtures/custom_model.ts", import.meta.url);
+    await tf.setBackend(BACKEND);
+    const x = tf.randomUniform([96, 6], -1, 1, "float32", 5);
+    const y = tf.oneHot(
+      tf.tensor1d(Array.from({ length: 96 }, (_, i) => i % 3), "int32"),
+      3,
+    );
+    const expected = buildCustom();
+    await expected.fit(x, y, {
+      epochs: 2,
+      batchSize: 32,
+      shuffle: false,
+      verbose: 0,
+    });
+    const model = buildCustom();
+    await using strategy = new MirroredStrategy({
+      replicas: 2,
+      backend: BACKEND,
+      modelModule: { url, exportName: "build" },
+    });
+    await strategy.fit(model, x, y, {
+      epochs: 2,
+      batchSize: 32,
+      shuffle: false,
+    });
+    const diff = maxWeightDiff(model, expected);
+    assert.ok(diff <= TOL, `max |weight difference| ${diff}`);
+    // The custom layer's own weights trained too.
+    assert.notDeepEqual(
+      Array.from(model.layers[0]!.getWeights()[0]!.dataSync()),
+      [1, 1, 1, 1, 1, 1],
+    );
+    tf.dispose([x, y]);
+    expected.dispose();
+    model.dispose();
+  },
+);
+
+for (
+  const [exportName, detail] of [
+    ["buildThrowing", /Replica 1 crashed: Error: ScaleShift failed on purpose/],
+    ["buildExiting", /Replica 1 crashed: no heartbeat for \d+ ms/],
+  ] as const
+) {
+  Deno.test(
+    `MirroredStrategy.fit() rejects with ReplicaCrashedError when a replica ${
+      exportName === "buildThrowing" ? "throws" : "Worker dies"
+    }`,
+    opts,
+    async () => {
+      const { build: buildCustom } = await import(
+        "../fixtures/custom_model.ts"
+      );
+      const x = tf.randomUniform([256, 6], -1, 1, "float32", 5);
+      const y = tf.oneHot(
+        tf.tensor1d(Array.from({ length: 256 }, (_, i) => i % 3), "int32"),
+        3,
+      );
+      const model = buildCustom();
+      const before = model.getWeights().map((w) => Array.from(w.dataSync()));
+      const strategy = new MirroredStrategy({
+        replicas: 2,
+        backend: BACKEND,
+        modelModule: {
+          url: new URL("../fixtures/custom_model.ts", import.meta.url),
+          exportName,
+        },
+        replicaTimeoutMs: 1500,
+      });
+      const started = performance.now();
+      const err = await strategy.fit(model, x, y, { epochs: 3, batchSize: 32 })
+        .then(
+          () => assert.fail("expected fit to reject"),
+          (e: unknown) => e,
+        );
+      assert.ok(err instanceof ReplicaCrashedError, `got ${err}`);
+      assert.equal(err.name, "ReplicaCrashedError");
+      assert.equal(err.replica, 1);
+      assert.match(err.message, detail);
+      assert.ok(
+        performance.now() - started < 20_000,
+        "crash detection took too long",
+      );
+      // The crash happened in the first epoch: the model keeps its weights.
+      assert.deepEqual(
+        model.getWeights().map((w) => Array.from(w.dataSync())),
+        before,
+      );
+      // The strategy recovers: a new fit starts fresh Workers.
+      await strategy.close();
+      tf.dispose([x, y]);
+      model.dispose();
+    },
+  );
+}
+
+Deno.test(
+  "MirroredStrategy.fit() rejects bad input before starting Workers",
+  opts,
+  async () => {
+    const { x, y } = dataset(16);
+    const model = build(() => tf.train.sgd(0.1));
+    await using strategy = new MirroredStrategy({
+      replicas: 4,
+      backend: BACKEND,
+    });
+    await assert.rejects(() => strategy.fit(model, x, y, { batchSize: 3 }), {
+      name: "RangeError",
+      message:
+        "Cannot shard a batch of 3 across 4 replicas: batchSize must be >= replicas",
+    });
+    await assert.rejects(() => strategy.fit(model, x, tf.slice(y, 0, 15)), {
+      name: "RangeError",
+      message:
+        "x and y must have the same number of samples, received 16 and 15",
+    });
+    await assert.rejects(() => strategy.fit(model, tf.zeros([16, 5]), y), {
+      name: "RangeError",
+      message: "x has per-sample shape [5], expected [8] to match the model",
+    });
+    await assert.rejects(() => strategy.fit(model, x, tf.zeros([16, 2])), {
+      name: "RangeError",
+      message: "y has per-sample shape [2], expected [3] to match the model",
+    });
+    const uncompiled = tf.sequential({
+      layers: [tf.layers.dense({ units: 3, inputShape: [8] })],
+    });
+    await assert.rejects(() => strategy.fit(uncompiled, x, y), {
+      name: "TypeError",
+      message:
+        "The model must be compiled before training: call model.compile({ optimizer, loss })",
+    });
+    await assert.rejects(() => strategy.fit(model, x, y, { epochs: 0 }), {
+      name: "RangeError",
+      message: "epochs must be an integer >= 1, received 0",
+    });
+    assert.throws(() => new MirroredStrategy({ replicas: 0 }), {
+      name: "RangeError",
+      message: "replicas must be an integer >= 1, received 0",
+    });
+    assert.throws(() => new MirroredStrategy({ backend: "tpu" as "cpu" }), {
+      name: "TypeError",
+      message:
+        'backend must be "auto" or one of webgpu, wasm, cpu, received "tpu"',
+    });
+    assert.equal(strategy.stats, undefined, "no Worker should have started");
+    tf.dispose([x, y]);
+    model.dispose();
+    uncompiled.dispose();
+  },
+);
+
+Deno.test(
+  "MirroredStrategy.fit() stops with NonFiniteLossError naming epoch and step",
+  opts,
+  async () => {
+    const { x, y } = dataset(64);
+    const bad = x.bufferSync();
+    bad.set(NaN, 40, 0); // sample 40 is in the second batch of 32
+    const model = build(() => tf.train.sgd(0.1));
+    await using strategy = new MirroredStrategy({
+      replicas: 2,
+      backend: BACKEND,
+    });
+    await assert.rejects(
+      () =>
+        strategy.fit(model, bad.toTensor(), y, {
+          epochs: 2,
+          batchSize: 32,
+          shuffle: false,
+        }),
+      {
+        name: "NonFiniteLossError",
+        message: /^Loss became NaN at epoch 1, step 2: expected a finite loss/,
+      },
+    );
+    assert.ok(NonFiniteLossError);
+    tf.dispose([x, y]);
+    model.dispose();
+  },
+);
+
+Deno.test(
+  "MirroredStrategy.fit() leaks no tensors in the main thread or the replicas",
+  opts,
+  async () => {
+    const { x, y } = dataset(128);
+    const model = build(() => tf.train.adam(0.01));
+    await using strategy = new MirroredStrategy({
+      replicas: 2,
+      backend: BACKEND,
+    });
+    await strategy.fit(model, x, y, {
+      epochs: 1,
+      batchSize: 32,
+      validationSplit: 0.25,
+    });
+    const main = tf.memory().numTensors;
+    const replicas = strategy.stats!.replicaTensors;
+    for (let i = 0; i < 3; i++) {
+      await strategy.fit(model, x, y, {
+        epochs: 2,
+        batchSize: 32,
+        validationSplit: 0.25,
+      });
+      await strategy.evaluate(model, x, y);
+    }
+    await strategy.fit(model, x, y, {
+      epochs: 1,
+      batchSize: 32,
+      validationSplit: 0.25,
+    });
+    assert.equal(tf.memory().numTensors, main, "main-thread tensors leaked");
+    assert.deepEqual(
+      strategy.stats!.replicaTensors,
+      replicas,
+      "replica tensors leaked",
+    );
+    tf.dispose([x, y]);
+    model.dispose();
+  },
+);
