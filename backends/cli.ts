@@ -83,9 +83,7 @@ export async function backendRows(
         );
       } catch (cause) {
         row.available = false;
-        row.reason = `initialisation failed: ${
-          cause instanceof Error ? cause.message : cause
-        }`;
+        row.reason = `initialisation failed: ${cause instanceof Error ? cause.message : cause}`;
       }
     }
     row.auto = impl.name === auto.name;
@@ -99,9 +97,7 @@ if (import.meta.main) {
   const unknown = Deno.args.filter((a) => a !== "--json");
   if (unknown.length > 0) {
     console.error(
-      `Unknown argument(s): ${
-        unknown.join(" ")
-      }. Usage: deno task backends [--json]`,
+      `Unknown argument(s): ${unknown.join(" ")}. Usage: deno task backends [--json]`,
     );
     Deno.exit(2);
   }
@@ -112,12 +108,8 @@ if (import.meta.main) {
     console.log("backend  available  auto  threads  matmul GFLOP/s  reason");
     for (const r of rows) {
       console.log(
-        `${r.name.padEnd(8)} ${String(r.available).padEnd(10)} ${
-          (r.auto ? "*" : "").padEnd(5)
-        } ` +
-          `${String(r.threads ?? "-").padEnd(8)} ${
-            String(r.matmulGflops ?? "-").padEnd(15)
-          } ` +
+        `${r.name.padEnd(8)} ${String(r.available).padEnd(10)} ${(r.auto ? "*" : "").padEnd(5)} ` +
+          `${String(r.threads ?? "-").padEnd(8)} ${String(r.matmulGflops ?? "-").padEnd(15)} ` +
           r.reason,
       );
     }

@@ -8,12 +8,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { BackendUnavailableError } from "../src/errors.ts";
 import { cpuBackend } from "./cpu.ts";
-import {
-  type Backend,
-  BACKEND_NAMES,
-  type BackendName,
-  type ProbeResult,
-} from "./types.ts";
+import { type Backend, BACKEND_NAMES, type BackendName, type ProbeResult } from "./types.ts";
 import { wasmBackend } from "./wasm/mod.ts";
 import { webgpuBackend } from "./webgpu.ts";
 
@@ -95,9 +90,7 @@ function checkName(value: unknown, what: string): BackendName {
     return value as BackendName;
   }
   throw new TypeError(
-    `${what} must be one of ${BACKEND_NAMES.join(", ")}, received ${
-      JSON.stringify(value)
-    }`,
+    `${what} must be one of ${BACKEND_NAMES.join(", ")}, received ${JSON.stringify(value)}`,
   );
 }
 
@@ -131,10 +124,9 @@ export async function selectBackend(
     );
   }
   const rawOverride = "override" in options ? options.override : readOverride();
-  const override =
-    rawOverride === undefined || rawOverride === "" || rawOverride === "auto"
-      ? undefined
-      : checkName(rawOverride, "DTRAIN_BACKEND");
+  const override = rawOverride === undefined || rawOverride === "" || rawOverride === "auto"
+    ? undefined
+    : checkName(rawOverride, "DTRAIN_BACKEND");
 
   const candidates: CandidateReport[] = [];
   for (const name of BACKEND_NAMES) {
@@ -151,9 +143,7 @@ export async function selectBackend(
   if (override !== undefined) {
     order = [override];
     why = `required by DTRAIN_BACKEND=${override}` +
-      (required !== undefined && required !== override
-        ? ` (overrides require: ${required})`
-        : "");
+      (required !== undefined && required !== override ? ` (overrides require: ${required})` : "");
   } else if (required !== undefined) {
     order = [required];
     why = "required by options";
@@ -168,8 +158,7 @@ export async function selectBackend(
     const explicit = override !== undefined || required !== undefined ||
       prefer.includes(name);
     if (c.software && !explicit && !options.allowSoftwareGpu) {
-      c.reason +=
-        '; skipped by auto (pass prefer: "webgpu" or allowSoftwareGpu: true)';
+      c.reason += '; skipped by auto (pass prefer: "webgpu" or allowSoftwareGpu: true)';
       continue;
     }
     try {
@@ -191,9 +180,7 @@ export async function selectBackend(
       };
     } catch (cause) {
       c.available = false;
-      c.reason = `initialisation failed: ${
-        cause instanceof Error ? cause.message : cause
-      }`;
+      c.reason = `initialisation failed: ${cause instanceof Error ? cause.message : cause}`;
     }
   }
 

@@ -49,8 +49,7 @@ export const webgpuBackend: Backend = {
       info.description,
     ]
       .filter((s) => s !== undefined && s !== "" && s !== "0").join(" ");
-    const software =
-      Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter) ||
+    const software = Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter) ||
       SOFTWARE.test(description);
     return {
       available: true,

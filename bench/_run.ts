@@ -27,6 +27,8 @@ export interface Row extends RunConfig {
   samplesPerSec: number;
   stepMs: number;
   exchangeMs: number | null;
+  /** Set when the configuration cannot run (the run's error message). */
+  error?: string;
 }
 
 function buildModel(kind: "mlp" | "cnn"): tf.LayersModel {

@@ -22,16 +22,10 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import {
-  type BackendWasm,
-  setThreadsCount,
-} from "@tensorflow/tfjs-backend-wasm";
+import { type BackendWasm, setThreadsCount } from "@tensorflow/tfjs-backend-wasm";
 import os from "node:os";
 import process from "node:process";
-import {
-  type Transferable as NodeTransferable,
-  Worker as NodeWorker,
-} from "node:worker_threads";
+import { type Transferable as NodeTransferable, Worker as NodeWorker } from "node:worker_threads";
 import { EventEmitter } from "node:events";
 
 /** The C++ side caps XNNPACK's pool at 8 threads (`max_num_threads`). */
@@ -139,9 +133,7 @@ class PthreadWorker extends EventEmitter {
 
   constructor(url: string) {
     super();
-    this.#workerScript = fetch(url).then((r) => r.text()).finally(() =>
-      URL.revokeObjectURL(url)
-    );
+    this.#workerScript = fetch(url).then((r) => r.text()).finally(() => URL.revokeObjectURL(url));
     this.#workerScript.catch(() => {});
     pool.push(this);
   }
@@ -149,9 +141,7 @@ class PthreadWorker extends EventEmitter {
   postMessage(message: Message, transfer?: readonly unknown[]): void {
     if (this.#terminated) return;
     if (message.cmd === "load") {
-      this.#loading = this.#prepare(message).catch((error: unknown) =>
-        report(this, error)
-      );
+      this.#loading = this.#prepare(message).catch((error: unknown) => report(this, error));
       return;
     }
     if (this.#load === null && this.#loading !== null) {

@@ -1,18 +1,15 @@
 /**
- * The tfjs WASM backend (XNNPACK, SIMD), with dtrain's two fixes applied:
- * the transposed-matMul fast path and multi-threading inside Deno.
+ * The tfjs WASM backend (XNNPACK, SIMD), with dtrain's fixes applied: the
+ * transposed-matMul fast path, multi-threading inside Deno, and CPU fallbacks
+ * for the kernels stock wasm lacks (so CNNs can train).
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
 import { setBackendOrThrow } from "../cpu.ts";
-import type {
-  ActivateOptions,
-  ActivateResult,
-  Backend,
-  ProbeResult,
-} from "../types.ts";
+import type { ActivateOptions, ActivateResult, Backend, ProbeResult } from "../types.ts";
+import { registerWasmFallbacks } from "./_cpu_fallback.ts";
 import { patchWasmMatMul } from "./_matmul_fix.ts";
 import { enableWasmThreads, wasmThreadsRunning } from "./_threads.ts";
 
@@ -52,9 +49,7 @@ export const wasmBackend: Backend = {
       simd,
       maxThreads,
       reason: `WebAssembly${simd ? " with SIMD" : " without SIMD"}, ` +
-        (shared
-          ? `up to ${maxThreads} threads`
-          : "single-threaded (no SharedArrayBuffer)"),
+        (shared ? `up to ${maxThreads} threads` : "single-threaded (no SharedArrayBuffer)"),
     };
   },
   async activate(options: ActivateOptions = {}): Promise<ActivateResult> {
@@ -67,6 +62,7 @@ export const wasmBackend: Backend = {
     if (!initialised) {
       await enableWasmThreads(threads);
       patchWasmMatMul();
+      registerWasmFallbacks();
     }
     await setBackendOrThrow("wasm");
     initialised = true;

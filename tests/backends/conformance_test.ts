@@ -2,11 +2,7 @@
 // against the CPU backend (the oracle) within a stated tolerance.
 import assert from "node:assert/strict";
 import * as tf from "../../src/tf.ts";
-import {
-  BACKEND_NAMES,
-  type BackendName,
-  selectBackend,
-} from "../../backends/mod.ts";
+import { BACKEND_NAMES, type BackendName, selectBackend } from "../../backends/mod.ts";
 import { webgpuBackend } from "../../backends/webgpu.ts";
 
 /** |a - b| <= ATOL + RTOL * |b| elementwise. */
@@ -74,8 +70,7 @@ for (
 }
 cases.push({
   name: "batched matMul with transposeB and broadcasting",
-  run: () =>
-    read(tf.matMul(seeded([3, 16, 8], 3), seeded([1, 12, 8], 4), false, true)),
+  run: () => read(tf.matMul(seeded([3, 16, 8], 3), seeded([1, 12, 8], 4), false, true)),
 });
 cases.push({
   name: "fused matMul with bias, relu and transposeA",
@@ -136,11 +131,43 @@ cases.push({
       shuffle: false,
       verbose: 0,
     });
-    const flat = tf.tidy(() =>
-      tf.concat(model.getWeights().map((w) => tf.reshape(w, [-1])))
-    );
+    const flat = tf.tidy(() => tf.concat(model.getWeights().map((w) => tf.reshape(w, [-1]))));
     const out = await read(flat);
     tf.dispose([x, y]);
+    model.optimizer.dispose();
+    model.dispose();
+    return out;
+  },
+});
+
+cases.push({
+  name: "conv2d training step (SGD): Conv2DBackpropFilter, MaxPoolGrad",
+  run: async () => {
+    const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+    const model = tf.sequential({
+      layers: [
+        tf.layers.conv2d({
+          filters: 4,
+          kernelSize: 3,
+          padding: "same",
+          activation: "relu",
+          inputShape: [8, 8, 2],
+          kernelInitializer: init(3),
+        }),
+        tf.layers.maxPooling2d({ poolSize: 2 }),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: 3, activation: "softmax", kernelInitializer: init(4) }),
+      ],
+    });
+    model.compile({ optimizer: tf.train.sgd(0.1), loss: "categoricalCrossentropy" });
+    const x = seeded([16, 8, 8, 2], 11);
+    const y = tf.tidy(() =>
+      tf.oneHot(tf.tensor1d(Array.from({ length: 16 }, (_, i) => i % 3), "int32"), 3)
+    );
+    inputs.push(y);
+    await model.fit(x, y, { epochs: 2, batchSize: 8, shuffle: false, verbose: 0 });
+    const flat = tf.tidy(() => tf.concat(model.getWeights().map((w) => tf.reshape(w, [-1]))));
+    const out = await read(flat);
     model.optimizer.dispose();
     model.dispose();
     return out;
@@ -172,9 +199,7 @@ Deno.test("cpu oracle runs the conformance cases", async () => {
 });
 
 for (
-  const name of BACKEND_NAMES.filter((n): n is Exclude<BackendName, "cpu"> =>
-    n !== "cpu"
-  )
+  const name of BACKEND_NAMES.filter((n): n is Exclude<BackendName, "cpu"> => n !== "cpu")
 ) {
   Deno.test({
     name: `${name} backend matches the cpu backend on every conformance case`,
@@ -187,9 +212,7 @@ for (
       assert.equal(tf.getBackend(), name);
       const before = tf.memory().numTensors;
       const actual = await runAll();
-      cases.forEach((c, i) =>
-        assertClose(actual[i]!, expected[i]!, `${name}: ${c.name}`)
-      );
+      cases.forEach((c, i) => assertClose(actual[i]!, expected[i]!, `${name}: ${c.name}`));
       assert.equal(tf.memory().numTensors, before, `${name}: tensors leaked`);
     },
   });

@@ -80,8 +80,7 @@ Deno.test("selectBackend() rejects an unknown backend name with a TypeError", as
     () => selectBackend({ override: "gpu" }),
     {
       name: "TypeError",
-      message:
-        'DTRAIN_BACKEND must be one of webgpu, wasm, cpu, received "gpu"',
+      message: 'DTRAIN_BACKEND must be one of webgpu, wasm, cpu, received "gpu"',
     },
   );
 });

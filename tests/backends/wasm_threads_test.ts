@@ -217,8 +217,7 @@ Deno.test(
   async () => {
     await assert.rejects(() => enableWasmThreads("2" as unknown as number), {
       name: "TypeError",
-      message:
-        "Cannot enable wasm threads: expected threads to be a number, received string",
+      message: "Cannot enable wasm threads: expected threads to be a number, received string",
     });
   },
 );

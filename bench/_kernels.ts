@@ -1,0 +1,69 @@
+/**
+ * Kernel micro-benchmarks for the WASM fixes, in one process per variant
+ * (the matMul patch is process-wide). Prints one JSON row as its last line.
+ *
+ * Usage: deno run -A bench/_kernels.ts stock|dtrain [threads]
+ *
+ * @module
+ */
+import * as tf from "../src/tf.ts";
+
+/** Kernel timings of one variant. */
+export interface KernelRow {
+  variant: "stock" | "dtrain";
+  threads: number;
+  /** 512x512 matMul times (ms) for no transpose, transposeA, transposeB. */
+  matmulMs: { plain: number; transposeA: number; transposeB: number };
+  /** One training step of the 784-512-512-10 MLP (Adam) at batch 128, ms. */
+  denseStepMs: number;
+}
+
+async function time(fn: () => Promise<void>, reps: number): Promise<number> {
+  await fn();
+  await fn();
+  const start = performance.now();
+  for (let i = 0; i < reps; i++) await fn();
+  return (performance.now() - start) / reps;
+}
+
+if (import.meta.main) {
+  const variant = Deno.args[0] === "stock" ? "stock" : "dtrain";
+  const threads = Number(Deno.args[1] ?? 1);
+  let running = 1;
+  if (variant === "stock") {
+    await import("@tensorflow/tfjs-backend-wasm");
+    if (!(await tf.setBackend("wasm"))) {
+      throw new Error("setBackend(wasm) failed");
+    }
+  } else {
+    const { selectBackend } = await import("../backends/mod.ts");
+    running = (await selectBackend({ require: "wasm", threads, override: "" })).threads;
+  }
+  const a = tf.randomUniform([512, 512]);
+  const mm = (ta: boolean, tb: boolean) => async () => {
+    const c = tf.matMul(a, a, ta, tb);
+    await c.data();
+    c.dispose();
+  };
+  const matmulMs = {
+    plain: await time(mm(false, false), 20),
+    transposeA: await time(mm(true, false), 20),
+    transposeB: await time(mm(false, true), 20),
+  };
+  const model = tf.sequential({
+    layers: [
+      tf.layers.dense({ units: 512, activation: "relu", inputShape: [784] }),
+      tf.layers.dense({ units: 512, activation: "relu" }),
+      tf.layers.dense({ units: 10, activation: "softmax" }),
+    ],
+  });
+  model.compile({ optimizer: "adam", loss: "categoricalCrossentropy" });
+  const x = tf.randomUniform([128, 784]);
+  const y = tf.oneHot(tf.randomUniform([128], 0, 10, "int32"), 10);
+  const denseStepMs = await time(async () => {
+    await model.trainOnBatch(x, y);
+  }, 10);
+  const row: KernelRow = { variant, threads: running, matmulMs, denseStepMs };
+  console.log(JSON.stringify(row));
+  Deno.exit(0);
+}
