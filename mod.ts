@@ -25,17 +25,14 @@
  */
 export * as tf from "./src/tf.ts";
 export {
+  type CheckpointOptions,
   type EvaluateOptions,
   type FitOptions,
   MirroredStrategy,
   type MirroredStrategyOptions,
   type StrategyStats,
 } from "./src/strategy/mirrored.ts";
-export {
-  History,
-  type Logs,
-  type TrainingCallbacks,
-} from "./src/training/callbacks.ts";
+export { History, type Logs, type TrainingCallbacks } from "./src/training/callbacks.ts";
 export { ProgressBar } from "./src/training/progress.ts";
 export {
   BackendUnavailableError,

@@ -5,13 +5,7 @@
  *
  * @module
  */
-import {
-  loadMnist,
-  MirroredStrategy,
-  registerFileIO,
-  tf,
-  toTensors,
-} from "../mod.ts";
+import { loadMnist, MirroredStrategy, registerFileIO, tf, toTensors } from "../mod.ts";
 
 const epochs = Number(Deno.env.get("DEMO_EPOCHS") ?? 8);
 const { train, test } = await loadMnist({
@@ -57,12 +51,8 @@ const scores = await strategy.evaluate(model, testSet.xs, testSet.ys, {
   batchSize: 500,
 });
 console.log(
-  `test accuracy ${(scores.acc! * 100).toFixed(2)}% (loss ${
-    scores.loss!.toFixed(4)
-  }), ` +
-    `${
-      Math.round((epochs * train.count * 0.9) / seconds)
-    } samples/s including startup`,
+  `test accuracy ${(scores.acc! * 100).toFixed(2)}% (loss ${scores.loss!.toFixed(4)}), ` +
+    `${Math.round((epochs * train.count * 0.9) / seconds)} samples/s including startup`,
 );
 registerFileIO();
 await model.save("file://./out/demo");

@@ -34,9 +34,7 @@ const out = await new Deno.Command(Deno.execPath(), {
 }).output();
 const text = new TextDecoder().decode(out.stderr) +
   new TextDecoder().decode(out.stdout);
-const blocks = text.split(/\n(?=error\[)/).filter((b) =>
-  b.startsWith("error[")
-);
+const blocks = text.split(/\n(?=error\[)/).filter((b) => b.startsWith("error["));
 const failures = blocks.filter((b) => {
   const m = b.match(
     /^error\[private-type-ref\]: public type '.*' references private type '(\w+)'/,
@@ -45,9 +43,7 @@ const failures = blocks.filter((b) => {
 });
 for (const f of failures) console.error(f.trim() + "\n");
 console.error(
-  `doc lint: ${
-    blocks.length - failures.length
-  } accepted tfjs type references, ` +
+  `doc lint: ${blocks.length - failures.length} accepted tfjs type references, ` +
     `${failures.length} errors`,
 );
 Deno.exit(failures.length === 0 ? 0 : 1);

@@ -55,9 +55,7 @@ export class AllReduce {
     const { replica, replicas, length } = options;
     if (buffer.byteLength < allReduceBytes(replicas, length)) {
       throw new RangeError(
-        `All-reduce buffer too small: expected ${
-          allReduceBytes(replicas, length)
-        } bytes, ` +
+        `All-reduce buffer too small: expected ${allReduceBytes(replicas, length)} bytes, ` +
           `received ${buffer.byteLength}`,
       );
     }

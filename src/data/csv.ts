@@ -137,9 +137,7 @@ export async function readCsv(
   }
   if (nan !== "fail" && nan !== "drop") {
     throw new TypeError(
-      `readCsv() expected nan to be "fail" or "drop", received ${
-        JSON.stringify(nan)
-      }`,
+      `readCsv() expected nan to be "fail" or "drop", received ${JSON.stringify(nan)}`,
     );
   }
   if (
@@ -185,18 +183,16 @@ export async function readCsv(
     for (let c = 0; c < width; c++) {
       const text = fields[c]!.trim();
       if (text === "" || /^nan$/i.test(text)) {
-        missing ??= `column ${columnName(c)} is ${
-          text === "" ? "empty" : JSON.stringify(text)
-        }`;
+        missing ??= `column ${columnName(c)} is ${text === "" ? "empty" : JSON.stringify(text)}`;
         row.push(NaN);
         continue;
       }
       const value = Number(text);
       if (!Number.isFinite(value)) {
         throw new DataFormatError(
-          `${where}: column ${
-            columnName(c)
-          } expected a finite number, received ${JSON.stringify(text)}`,
+          `${where}: column ${columnName(c)} expected a finite number, received ${
+            JSON.stringify(text)
+          }`,
           { path: file },
         );
       }
@@ -240,9 +236,7 @@ export async function readCsv(
   };
 
   function columnName(c: number): string {
-    return names?.[c] !== undefined
-      ? `"${names[c]}" (${c + 1})`
-      : String(c + 1);
+    return names?.[c] !== undefined ? `"${names[c]}" (${c + 1})` : String(c + 1);
   }
 
   function resolveLabel(names: string[] | undefined, width: number): number {
@@ -251,9 +245,7 @@ export async function readCsv(
       if (index === -1) {
         throw new RangeError(
           `readCsv() labelColumn "${labelColumn}" is not a column of ${file}: ` +
-            `expected one of ${
-              names!.map((n) => JSON.stringify(n)).join(", ")
-            }`,
+            `expected one of ${names!.map((n) => JSON.stringify(n)).join(", ")}`,
         );
       }
       return index;

@@ -75,9 +75,7 @@ async function loadSplit(
   if (labels.shape[0] !== total) {
     throw new DataFormatError(
       `Fashion-MNIST ${split} split does not line up: expected ${total} labels in ` +
-        `${labelsPath} (one per image in ${imagesPath}), received ${
-          labels.shape[0]
-        }`,
+        `${labelsPath} (one per image in ${imagesPath}), received ${labels.shape[0]}`,
       { path: labelsPath },
     );
   }
@@ -89,9 +87,7 @@ async function loadSplit(
   const bad = y.findIndex((label) => label > 9);
   if (bad !== -1) {
     throw new DataFormatError(
-      `Bad Fashion-MNIST label in ${labelsPath} at index ${bad}: expected 0..9, received ${
-        y[bad]
-      }`,
+      `Bad Fashion-MNIST label in ${labelsPath} at index ${bad}: expected 0..9, received ${y[bad]}`,
       { path: labelsPath },
     );
   }
@@ -125,9 +121,7 @@ export async function loadFashionMnist(
   const { dir = DEFAULT_DIR, limit } = options;
   if (typeof dir !== "string" || dir === "") {
     throw new TypeError(
-      `loadFashionMnist() expected dir to be a non-empty string, received ${
-        JSON.stringify(dir)
-      }`,
+      `loadFashionMnist() expected dir to be a non-empty string, received ${JSON.stringify(dir)}`,
     );
   }
   if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) {

@@ -24,11 +24,7 @@ export {
 } from "./fashion_mnist.ts";
 export { readIdx } from "./idx.ts";
 export type { LabeledData, TrainTestData } from "./labeled_data.ts";
-export {
-  loadMnist,
-  type LoadMnistOptions,
-  MNIST_EMBEDDED_COUNT,
-} from "./mnist.ts";
+export { loadMnist, type LoadMnistOptions, MNIST_EMBEDDED_COUNT } from "./mnist.ts";
 export { type IdxData, type IdxDtype, parseIdx } from "./parse_idx.ts";
 export {
   oneHot,
@@ -40,8 +36,4 @@ export {
   trainValidationSplit,
   type TrainValidationSplitOptions,
 } from "./preprocess.ts";
-export {
-  type LabeledTensors,
-  toTensors,
-  type ToTensorsOptions,
-} from "./to_tensors.ts";
+export { type LabeledTensors, toTensors, type ToTensorsOptions } from "./to_tensors.ts";

@@ -296,9 +296,7 @@ export function trainValidationSplit<T extends LabeledData>(
   }
   const take = (from: number, n: number): T => {
     const x = new Float32Array(n * width);
-    const y = data.y instanceof Uint8Array
-      ? new Uint8Array(n)
-      : new Float32Array(n);
+    const y = data.y instanceof Uint8Array ? new Uint8Array(n) : new Float32Array(n);
     for (let r = 0; r < n; r++) {
       const src = order[from + r]!;
       x.set(data.x.subarray(src * width, (src + 1) * width), r * width);

@@ -59,9 +59,7 @@ export function toTensors(
   const { layout = "flat", numClasses } = options;
   if (layout !== "flat" && layout !== "image") {
     throw new RangeError(
-      `toTensors() expected layout "flat" or "image", received ${
-        JSON.stringify(layout)
-      }`,
+      `toTensors() expected layout "flat" or "image", received ${JSON.stringify(layout)}`,
     );
   }
   const width = data.featureShape.reduce((a, b) => a * b, 1);
@@ -75,12 +73,8 @@ export function toTensors(
   }
   // Validate (and encode) labels before any tensor exists, so a bad label
   // leaks nothing.
-  const labels = numClasses === undefined
-    ? Float32Array.from(data.y)
-    : oneHot(data.y, numClasses);
-  const xShape = layout === "flat"
-    ? [data.count, width]
-    : [data.count, ...data.featureShape, 1];
+  const labels = numClasses === undefined ? Float32Array.from(data.y) : oneHot(data.y, numClasses);
+  const xShape = layout === "flat" ? [data.count, width] : [data.count, ...data.featureShape, 1];
   const xs = tf.tensor(data.x, xShape, "float32");
   const ys = tf.tensor2d(
     labels,

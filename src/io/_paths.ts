@@ -27,9 +27,7 @@ export function toFilePath(where: string | URL, caller: string): string {
   const path = where.startsWith(SCHEME) ? where.slice(SCHEME.length) : where;
   if (path === "") {
     throw new TypeError(
-      `${caller} expected a path after "file://", received ${
-        JSON.stringify(where)
-      }`,
+      `${caller} expected a path after "file://", received ${JSON.stringify(where)}`,
     );
   }
   return path;

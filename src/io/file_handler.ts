@@ -54,9 +54,7 @@ export function fileHandler(path: string | URL): tf.io.IOHandler {
         throw new TypeError(
           `Cannot save to ${target}: expected a JSON model topology (a tfjs layers model), ` +
             `received ${
-              artifacts.modelTopology === undefined
-                ? "no topology"
-                : "a binary topology"
+              artifacts.modelTopology === undefined ? "no topology" : "a binary topology"
             }`,
         );
       }

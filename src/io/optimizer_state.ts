@@ -43,9 +43,7 @@ function compiledOptimizer(
 ): tf.Optimizer {
   if (!(model instanceof tf.LayersModel)) {
     throw new TypeError(
-      `${caller} expected a tf.LayersModel, received ${
-        model === null ? "null" : typeof model
-      }`,
+      `${caller} expected a tf.LayersModel, received ${model === null ? "null" : typeof model}`,
     );
   }
   if (model.optimizer === undefined || model.optimizer === null) {
@@ -150,9 +148,7 @@ async function readState(folder: string): Promise<OptimizerStateJSON> {
       `Cannot load optimizer state from ${path}: expected format "${FORMAT}" version 1, received ${
         state === null || typeof state !== "object"
           ? JSON.stringify(state)
-          : `format ${JSON.stringify(state.format)} version ${
-            JSON.stringify(state.version)
-          }`
+          : `format ${JSON.stringify(state.format)} version ${JSON.stringify(state.version)}`
       }`,
       { path },
     );
@@ -216,17 +212,13 @@ export async function loadOptimizerState(
   const fits = trainable.length === 0
     ? slots.length === 0
     : slots.length % trainable.length === 0 &&
-      slots.every((spec, i) =>
-        spec.shape.join() === trainable[i % trainable.length]!.shape.join()
-      );
+      slots.every((spec, i) => spec.shape.join() === trainable[i % trainable.length]!.shape.join());
   if (!fits) {
     throw new TypeError(
       `Cannot load optimizer state from ${folder} into model "${model.name}": ` +
         `expected slot shapes matching its trainable weights [${
           trainable.map((w) => `[${w.shape.join(", ")}]`).join(", ")
-        }], received [${
-          slots.map((s) => `[${s.shape.join(", ")}]`).join(", ")
-        }]`,
+        }], received [${slots.map((s) => `[${s.shape.join(", ")}]`).join(", ")}]`,
     );
   }
   const dataPath = join(folder, state.weightsFile);

@@ -20,7 +20,7 @@ type Distributive<T> = T extends unknown ? Omit<T, "id"> : never;
  * ```ts ignore
  * const pool = new ReplicaPool(2, control);
  * await pool.all((r) => ({ type: "loadWeights" }));
- * pool.terminate();
+ * await pool.close();
  * ```
  */
 export class ReplicaPool {
@@ -45,8 +45,7 @@ export class ReplicaPool {
         e.preventDefault();
         this.fail(new ReplicaCrashedError(r, e.message, { cause: e.error }));
       };
-      w.onmessageerror = () =>
-        this.fail(new ReplicaCrashedError(r, "unreadable message"));
+      w.onmessageerror = () => this.fail(new ReplicaCrashedError(r, "unreadable message"));
       return w;
     });
   }
@@ -144,9 +143,7 @@ export class ReplicaPool {
           this.fail(
             new ReplicaCrashedError(
               r,
-              `no heartbeat for ${
-                Math.round(now - last[r]!.at)
-              } ms (the Worker died or hangs; ` +
+              `no heartbeat for ${Math.round(now - last[r]!.at)} ms (the Worker died or hangs; ` +
                 `replicaTimeoutMs is ${timeoutMs})`,
             ),
           );
@@ -160,7 +157,30 @@ export class ReplicaPool {
     }
   }
 
-  /** Terminates every Worker. Idempotent. */
+  /**
+   * Asks every Worker to free its resources and close, waits for them (at
+   * most `timeoutMs`), then terminates any that did not. Terminating Workers
+   * right before the process exits can crash Deno; closing them first does
+   * not. Idempotent.
+   */
+  async close(timeoutMs = 2000): Promise<void> {
+    if (this.#closed) return;
+    if (this.#crash === undefined) {
+      const replies = this.all(() => ({ type: "close" })).catch(() => {});
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        replies,
+        new Promise((r) => (timer = setTimeout(r, timeoutMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    this.terminate();
+    // A Worker's thread is still winding down right after it replied or was
+    // terminated; give it a moment before the caller may exit the process.
+    await new Promise((r) => setTimeout(r, 100));
+  }
+
+  /** Terminates every Worker at once. Idempotent. */
   terminate(): void {
     if (this.#closed) return;
     this.#closed = true;

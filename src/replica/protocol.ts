@@ -80,9 +80,17 @@ export type Request =
     seed: number;
     terminateOnNaN: boolean;
     validationBatchSize: number;
+    /** Step of `initialEpoch` to start from (resuming mid-epoch). */
+    startStep: number;
+    /** Checkpoint every `everySteps` steps and/or at epoch ends (replica 0 writes). */
+    checkpoint: { dir: string; everySteps: number; everyEpoch: boolean; runId: string } | null;
+    /** Checkpoint folder whose weights and optimizer state every replica loads first. */
+    resumeFrom: string | null;
   }
   | { type: "evaluate"; id: number; data: SharedData; batchSize: number }
-  | { type: "loadWeights"; id: number };
+  | { type: "loadWeights"; id: number }
+  /** Free the model and wasm threads, reply `closed`, then close the Worker. */
+  | { type: "close"; id: number };
 
 /** Replies from a replica. */
 export type Reply =
@@ -105,6 +113,7 @@ export type Reply =
     /** FNV-1a hash of the replica's weight bytes: equal on every replica. */
     weightsDigest: number;
   }
+  | { type: "closed"; id: number }
   | {
     type: "error";
     id: number;
@@ -118,9 +127,10 @@ const REQUEST_TYPES = new Set([
   "fit",
   "evaluate",
   "loadWeights",
+  "close",
   "crash",
 ]);
-const REPLY_TYPES = new Set(["ready", "done", "error"]);
+const REPLY_TYPES = new Set(["ready", "done", "closed", "error"]);
 
 function check(
   data: unknown,
@@ -134,9 +144,7 @@ function check(
     typeof (data as { id?: unknown }).id !== "number"
   ) {
     throw new TypeError(
-      `Malformed ${side} message: expected { type: ${
-        [...types].join("|")
-      }, id: number }, ` +
+      `Malformed ${side} message: expected { type: ${[...types].join("|")}, id: number }, ` +
         `received ${JSON.stringify(data)?.slice(0, 200)}`,
     );
   }
@@ -180,6 +188,8 @@ export const RecordKind = {
   EpochEnd: 2,
   /** `[kind, epoch, step, 0, 0, 0, loss]` */
   NonFinite: 3,
+  /** `[kind, epoch, step]`: replica 0 wrote the files of a checkpoint at this next position. */
+  Checkpoint: 4,
 } as const;
 
 /** Fixed fields before the loss in every ring record. */

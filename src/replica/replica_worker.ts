@@ -11,14 +11,12 @@
 import * as tf from "../tf.ts";
 import { selectBackend } from "../../backends/select.ts";
 import { AllReduce } from "../collective/all_reduce.ts";
+import { checkpointTempPath, loadCheckpointFiles, writeCheckpointFiles } from "../io/checkpoint.ts";
+import { registerFileIO } from "../io/file_handler.ts";
+import { shutdownWasmThreads } from "../../backends/wasm/_threads.ts";
 import { RecordRing } from "../collective/ring.ts";
 import { epochOrder, gatherRows, shardRange } from "../strategy/_sharding.ts";
-import {
-  CONTROL_STOP,
-  type FusedLayout,
-  fusedLayout,
-  heartbeatIndex,
-} from "./_layout.ts";
+import { CONTROL_STOP, type FusedLayout, fusedLayout, heartbeatIndex } from "./_layout.ts";
 import {
   type CompileSpec,
   type ModelSource,
@@ -316,6 +314,14 @@ async function fit(
   };
   const v = views(req.data);
   let stopped = false;
+  if (req.resumeFrom !== null) await loadCheckpointFiles(s.model, req.resumeFrom);
+  const ckpt = req.checkpoint;
+  const checkpoint = async (epoch: number, step: number) => {
+    if (ckpt === null || replica !== 0) return;
+    registerFileIO();
+    await writeCheckpointFiles(s.model, checkpointTempPath(ckpt.dir, epoch, step, ckpt.runId));
+    ring.write([RecordKind.Checkpoint, epoch, step], aborted);
+  };
   for (let epoch = req.initialEpoch; epoch < req.epochs && !stopped; epoch++) {
     const order = epochOrder(req.trainCount, {
       seed: req.seed,
@@ -323,7 +329,8 @@ async function fit(
       shuffle: req.shuffle,
     });
     const steps = Math.ceil(req.trainCount / req.batchSize);
-    for (let step = 0; step < steps; step++) {
+    const first = epoch === req.initialEpoch ? req.startStep : 0;
+    for (let step = first; step < steps; step++) {
       const t0 = performance.now();
       const start = step * req.batchSize;
       const n = Math.min(req.batchSize, req.trainCount - start);
@@ -332,9 +339,7 @@ async function fit(
       const xb = gatherRows(v.x, v.xWidth, order, start + lo, count);
       const yb = gatherRows(v.y, v.yWidth, order, start + lo, count);
       await computeShard(s, xb, yb, count, count / n, req.data);
-      reducer.slot[layout.stop] = Atomics.load(control, CONTROL_STOP) !== 0
-        ? 1
-        : 0;
+      reducer.slot[layout.stop] = Atomics.load(control, CONTROL_STOP) !== 0 ? 1 : 0;
       const t1 = performance.now();
       reducer.reduce();
       const t2 = performance.now();
@@ -369,6 +374,13 @@ async function fit(
         stopped = true;
         break;
       }
+      const stepsDone = epoch * steps + step + 1;
+      if (
+        ckpt !== null && ckpt.everySteps > 0 && stepsDone % ckpt.everySteps === 0 &&
+        step + 1 < steps
+      ) {
+        await checkpoint(epoch, step + 1);
+      }
     }
     let val: number[] = [];
     if (req.validation !== null) {
@@ -386,7 +398,8 @@ async function fit(
         ...val,
       ], aborted);
     }
-    // The weights snapshot and the record are complete before anyone moves on.
+    if (ckpt?.everyEpoch && !stopped) await checkpoint(epoch + 1, 0);
+    // The weights snapshot and the records are complete before anyone moves on.
     reducer.barrier();
   }
   return await done(s, req.id, [], stopped);
@@ -419,6 +432,14 @@ async function done(
 
 async function handle(req: Request): Promise<Reply> {
   if (req.type === "init") return await init(req);
+  if (req.type === "close") {
+    state?.model.dispose();
+    state = undefined;
+    shutdownWasmThreads();
+    // Close once the reply is on its way: the main thread waits for it.
+    setTimeout(() => self.close(), 0);
+    return { type: "closed", id: req.id };
+  }
   if (state === undefined) {
     throw new Error(`Replica received "${req.type}" before "init"`);
   }

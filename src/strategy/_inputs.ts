@@ -36,9 +36,7 @@ function flatten(
       : NaN;
     if (!Number.isFinite(width) || value.length % width !== 0) {
       throw new RangeError(
-        `${what}: a flat typed array needs a model shape [batch, ${
-          perSample.join(", ")
-        }] ` +
+        `${what}: a flat typed array needs a model shape [batch, ${perSample.join(", ")}] ` +
           `whose sample size divides its length ${value.length}`,
       );
     }
@@ -120,9 +118,7 @@ export function prepareSamples(
   checkShape(fy, outShape, "y");
   if (fx.shape[0] !== fy.shape[0]) {
     throw new RangeError(
-      `x and y must have the same number of samples, received ${
-        fx.shape[0]
-      } and ${fy.shape[0]}`,
+      `x and y must have the same number of samples, received ${fx.shape[0]} and ${fy.shape[0]}`,
     );
   }
   return { x: fx, y: fy, count: fx.shape[0]! };

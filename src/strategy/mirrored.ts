@@ -13,7 +13,6 @@
 import * as tf from "../tf.ts";
 import type { BackendName } from "../../backends/types.ts";
 import { BACKEND_NAMES } from "../../backends/types.ts";
-import { NonFiniteLossError } from "../errors.ts";
 import { allReduceBytes } from "../collective/all_reduce.ts";
 import { RecordRing, RING_CONTROL_SLOTS } from "../collective/ring.ts";
 import { CONTROL_STOP, controlBytes, fusedLayout } from "../replica/_layout.ts";
@@ -22,20 +21,21 @@ import {
   type CompileSpec,
   type ModelSource,
   RECORD_HEADER,
-  RecordKind,
   type Reply,
   type SharedData,
 } from "../replica/protocol.ts";
+import { callAll, History, type Logs, type TrainingCallbacks } from "../training/callbacks.ts";
+import { FitReporter, type FitReporterOptions } from "../training/reporter.ts";
 import {
-  callAll,
-  History,
-  type Logs,
-  type TrainingCallbacks,
-} from "../training/callbacks.ts";
-import { ProgressBar } from "../training/progress.ts";
+  checkCheckpointOptions,
+  type CheckpointOptions,
+  latestCheckpoint,
+  loadCheckpointFiles,
+  removeStaleTemp,
+} from "../io/checkpoint.ts";
 import { prepareSamples, type Samples, toShared } from "./_inputs.ts";
 
-export type { Samples };
+export type { CheckpointOptions, Samples };
 
 const RING_RECORDS = 1024;
 
@@ -94,6 +94,12 @@ export interface FitOptions {
   initialEpoch?: number;
   /** Stop with `NonFiniteLossError` when the loss becomes NaN or infinite. @default true */
   terminateOnNaN?: boolean;
+  /**
+   * Write checkpoints (weights, optimizer state, position, History) into
+   * `checkpoint.dir`; a later `fit` with the same dir resumes from the newest
+   * one, exactly where it stopped. @default undefined (no checkpoints)
+   */
+  checkpoint?: CheckpointOptions;
 }
 
 /** Options for {@linkcode MirroredStrategy.evaluate}. */
@@ -211,9 +217,7 @@ export class MirroredStrategy {
     const backend = options.backend ?? "auto";
     if (backend !== "auto" && !BACKEND_NAMES.includes(backend)) {
       throw new TypeError(
-        `backend must be "auto" or one of ${
-          BACKEND_NAMES.join(", ")
-        }, received "${backend}"`,
+        `backend must be "auto" or one of ${BACKEND_NAMES.join(", ")}, received "${backend}"`,
       );
     }
     this.backend = backend;
@@ -255,8 +259,8 @@ export class MirroredStrategy {
       await existing.pool.all(() => ({ type: "loadWeights" }));
       return existing;
     }
-    existing?.pool.terminate();
     this.#group = undefined;
+    await existing?.pool.close();
 
     const layout = fusedLayout(
       model.trainableWeights.map(sizeOf),
@@ -299,9 +303,7 @@ export class MirroredStrategy {
       const backends = ready.map((r) => r.backend);
       if (new Set(backends).size !== 1) {
         throw new RangeError(
-          `Replicas chose different backends (${
-            backends.join(", ")
-          }): pass an explicit backend`,
+          `Replicas chose different backends (${backends.join(", ")}): pass an explicit backend`,
         );
       }
       this.#stats = {
@@ -329,7 +331,7 @@ export class MirroredStrategy {
       return group;
     } catch (e) {
       const crash = pool.crash;
-      pool.terminate();
+      await pool.close();
       throw crash ?? e;
     }
   }
@@ -368,9 +370,7 @@ export class MirroredStrategy {
       );
     }
     const verbose = options.verbose ?? 0;
-    const callbacks = options.callbacks === undefined
-      ? []
-      : [options.callbacks].flat();
+    const callbacks = options.callbacks === undefined ? [] : [options.callbacks].flat();
     compileSpec(model, this.#modelModule !== undefined);
     const samples = prepareSamples(model, x, y);
     let trainCount = samples.count;
@@ -389,22 +389,74 @@ export class MirroredStrategy {
       );
     }
     const data = toShared(samples, 0, trainCount);
-    const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+    const shuffle = options.shuffle ?? true;
+    let seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+    const ckpt = options.checkpoint === undefined
+      ? undefined
+      : checkCheckpointOptions(options.checkpoint);
 
     if (this.#busy) {
       throw new Error("This strategy is already running fit or evaluate");
     }
     this.#busy = true;
     try {
+      // Resume from the newest complete checkpoint, if any.
+      let startEpoch = initialEpoch, startStep = 0;
+      let resumed: FitReporterOptions["resumed"];
+      let resumeFrom: string | null = null;
+      const history = new History();
+      if (ckpt !== undefined) {
+        await Deno.mkdir(ckpt.dir, { recursive: true });
+        await removeStaleTemp(ckpt.dir);
+        const found = await latestCheckpoint(ckpt.dir);
+        if (found !== undefined) {
+          const st = found.state;
+          for (
+            const [key, want] of [["batchSize", batchSize], ["trainCount", trainCount]] as const
+          ) {
+            if (st[key] !== want) {
+              throw new RangeError(
+                `The checkpoint in ${found.path} was written with ${key} ${st[key]}, ` +
+                  `this fit has ${want}: use the same data and batchSize, or another checkpoint dir`,
+              );
+            }
+          }
+          await loadCheckpointFiles(model, found.path);
+          seed = st.seed;
+          startEpoch = st.epoch;
+          startStep = st.step;
+          resumeFrom = found.path;
+          st.history.epoch.forEach((e, i) => {
+            const logs: Logs = {};
+            for (const [k, v] of Object.entries(st.history.history)) logs[k] = v[i]!;
+            history.record(e, logs);
+          });
+          if (st.step > 0) resumed = { epoch: st.epoch, ...st.partial };
+        }
+      }
       const group = await this.#ensureGroup(model);
       group.ring.reset();
       Atomics.store(group.control, CONTROL_STOP, 0);
       model.stopTraining = false;
-      const history = new History();
-      const steps = Math.ceil(trainCount / batchSize);
-      const bar = verbose === 1
-        ? new ProgressBar({ epochs, steps })
-        : undefined;
+      const runId = crypto.randomUUID().slice(0, 8);
+      const reporter = new FitReporter({
+        names: group.metricsNames,
+        epochs,
+        steps: Math.ceil(trainCount / batchSize),
+        callbacks,
+        verbose,
+        history,
+        resumed,
+        checkpoint: ckpt === undefined ? undefined : {
+          dir: ckpt.dir,
+          keep: ckpt.keep,
+          runId,
+          run: { seed, batchSize, shuffle, trainCount },
+        },
+        onEpochSynced: () => this.#readWeights(model, group.weights),
+        stopRequested: () => model.stopTraining,
+        requestStop: () => Atomics.store(group.control, CONTROL_STOP, 1),
+      });
       await callAll(callbacks, "onTrainBegin", {});
       const run = group.pool.all(() => ({
         type: "fit",
@@ -412,102 +464,41 @@ export class MirroredStrategy {
         trainCount,
         validation,
         epochs,
-        initialEpoch,
+        initialEpoch: startEpoch,
+        startStep,
         batchSize,
-        shuffle: options.shuffle ?? true,
+        shuffle,
         seed,
         terminateOnNaN: options.terminateOnNaN ?? true,
         validationBatchSize: Math.max(1, Math.ceil(batchSize / this.replicas)),
+        checkpoint: ckpt === undefined ? null : {
+          dir: ckpt.dir,
+          everySteps: ckpt.everySteps,
+          everyEpoch: ckpt.everyEpoch,
+          runId,
+        },
+        resumeFrom,
       }));
       let finished = false;
-      const watched = group.pool.watch(run, this.#timeoutMs).finally(
-        () => (finished = true),
-      );
+      const watched = group.pool.watch(run, this.#timeoutMs).finally(() => (finished = true));
       watched.catch(() => {});
-      const names = group.metricsNames;
-      let epochSums: number[] = [];
-      let epochSamples = 0;
-      let epochStarted = -1;
-      let totalCompute = 0, totalExchange = 0, totalSteps = 0;
-      let failure: Error | undefined;
-      const handle = async (rec: Float64Array) => {
-        const kind = rec[0]!, epoch = rec[1]!, step = rec[2]!, n = rec[3]!;
-        if (epochStarted !== epoch && kind !== RecordKind.NonFinite) {
-          epochStarted = epoch;
-          epochSums = new Array(names.length).fill(0);
-          epochSamples = 0;
-          bar?.epochBegin(epoch);
-          await callAll(callbacks, "onEpochBegin", epoch, {});
-        }
-        if (kind === RecordKind.Batch) {
-          const logs: Logs = {};
-          names.forEach((name, i) => {
-            logs[name] = rec[RECORD_HEADER + i]!;
-            epochSums[i]! += rec[RECORD_HEADER + i]! * n;
-          });
-          epochSamples += n;
-          totalCompute += rec[4]!;
-          totalExchange += rec[5]!;
-          totalSteps++;
-          bar?.step(step + 1, logs, n);
-          await callAll(callbacks, "onBatchEnd", step, {
-            ...logs,
-            batch: step,
-            size: n,
-          });
-        } else if (kind === RecordKind.EpochEnd) {
-          const logs: Logs = {};
-          names.forEach((
-            name,
-            i,
-          ) => (logs[name] = epochSums[i]! / Math.max(1, epochSamples)));
-          if (n > 0) {
-            names.forEach((
-              name,
-              i,
-            ) => (logs[`val_${name}`] = rec[RECORD_HEADER + i]!));
-          }
-          this.#readWeights(model, group.weights);
-          history.record(epoch, logs);
-          bar?.epochEnd(logs);
-          if (verbose === 2) {
-            console.error(
-              `Epoch ${epoch + 1}/${epochs} ` +
-                Object.entries(logs).map(([k, v]) => `- ${k}: ${v.toFixed(4)}`)
-                  .join(" "),
-            );
-          }
-          await callAll(callbacks, "onEpochEnd", epoch, logs);
-        } else if (kind === RecordKind.NonFinite) {
-          failure = new NonFiniteLossError(epoch, step, rec[RECORD_HEADER]!);
-        }
-        if (model.stopTraining) Atomics.store(group.control, CONTROL_STOP, 1);
-      };
       for (;;) {
+        const wasFinished = finished;
         let rec: Float64Array | undefined;
-        while ((rec = group.ring.read()) !== undefined) await handle(rec);
-        if (finished) {
-          while ((rec = group.ring.read()) !== undefined) await handle(rec);
-          break;
-        }
-        await Promise.race([
-          group.ring.waitForRecord(200),
-          watched.then(() => {}, () => {}),
-        ]);
+        while ((rec = group.ring.read()) !== undefined) await reporter.handle(rec);
+        if (wasFinished) break;
+        await Promise.race([group.ring.waitForRecord(200), watched.then(() => {}, () => {})]);
       }
       const replies = await watched;
-      if (failure !== undefined) throw failure;
+      if (reporter.failure !== undefined) throw reporter.failure;
+      const t = reporter.timing;
       this.#stats = {
         ...this.#stats!,
-        replicaTensors: replies.map((
-          r,
-        ) => (r.type === "done" ? r.tensors : -1)),
-        weightsDigests: replies.map((
-          r,
-        ) => (r.type === "done" ? r.weightsDigest : -1)),
-        steps: totalSteps,
-        computeMs: totalSteps > 0 ? totalCompute / totalSteps : 0,
-        exchangeMs: totalSteps > 0 ? totalExchange / totalSteps : 0,
+        replicaTensors: replies.map((r) => (r.type === "done" ? r.tensors : -1)),
+        weightsDigests: replies.map((r) => (r.type === "done" ? r.weightsDigest : -1)),
+        steps: t.steps,
+        computeMs: t.steps > 0 ? t.computeMs / t.steps : 0,
+        exchangeMs: t.steps > 0 ? t.exchangeMs / t.steps : 0,
       };
       this.#readWeights(model, group.weights);
       await callAll(callbacks, "onTrainEnd", {});
@@ -560,10 +551,10 @@ export class MirroredStrategy {
   }
 
   /** Shuts every replica Worker down. Idempotent. */
-  close(): Promise<void> {
-    this.#group?.pool.terminate();
+  async close(): Promise<void> {
+    const group = this.#group;
     this.#group = undefined;
-    return Promise.resolve();
+    await group?.pool.close();
   }
 
   /** `await using strategy = new MirroredStrategy()` closes it on scope exit. */

@@ -21,14 +21,12 @@ function formatLogs(logs: Logs): string {
 
 function formatSeconds(s: number): string {
   if (s >= 3600) {
-    return `${Math.floor(s / 3600)}:${
-      String(Math.floor(s / 60) % 60).padStart(2, "0")
-    }:${String(Math.round(s) % 60).padStart(2, "0")}`;
-  }
-  if (s >= 60) {
-    return `${Math.floor(s / 60)}:${
+    return `${Math.floor(s / 3600)}:${String(Math.floor(s / 60) % 60).padStart(2, "0")}:${
       String(Math.round(s) % 60).padStart(2, "0")
     }`;
+  }
+  if (s >= 60) {
+    return `${Math.floor(s / 60)}:${String(Math.round(s) % 60).padStart(2, "0")}`;
   }
   return `${Math.round(s)}s`;
 }
@@ -81,9 +79,7 @@ export class ProgressBar {
     const elapsed = (now - this.#start) / 1000;
     const eta = (elapsed / done) * (this.#steps - done);
     this.#write(
-      `\r${this.#bar(done)} - ETA: ${formatSeconds(eta)}${
-        formatLogs(logs)
-      }\x1b[K`,
+      `\r${this.#bar(done)} - ETA: ${formatSeconds(eta)}${formatLogs(logs)}\x1b[K`,
     );
   }
 
@@ -92,9 +88,9 @@ export class ProgressBar {
     const elapsed = (performance.now() - this.#start) / 1000;
     const rate = Math.round(this.#samples / Math.max(elapsed, 1e-9));
     this.#write(
-      `\r${this.#bar(this.#steps)} - ${
-        formatSeconds(elapsed)
-      } ${rate} samples/s${formatLogs(logs)}\x1b[K\n`,
+      `\r${this.#bar(this.#steps)} - ${formatSeconds(elapsed)} ${rate} samples/s${
+        formatLogs(logs)
+      }\x1b[K\n`,
     );
   }
 

@@ -1,8 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  fashionMnistClassNames,
-  loadFashionMnist,
-} from "../../src/data/fashion_mnist.ts";
+import { fashionMnistClassNames, loadFashionMnist } from "../../src/data/fashion_mnist.ts";
 import { DataFormatError } from "../../src/errors.ts";
 import { assertRejectsWith } from "./_assert.ts";
 import { gzip, idxBytes } from "./_fixtures.ts";
@@ -23,10 +20,8 @@ async function fakeDataset(
       await Deno.writeFile(`${dir}/${name}.gz`, await gzip(bytes));
     } else await Deno.writeFile(`${dir}/${name}`, bytes);
   };
-  const pixels = (n: number) =>
-    Array.from({ length: n * 784 }, (_, i) => i % 256);
-  const labels = (n: number) =>
-    options.labels ?? Array.from({ length: n }, (_, i) => i % 10);
+  const pixels = (n: number) => Array.from({ length: n * 784 }, (_, i) => i % 256);
+  const labels = (n: number) => options.labels ?? Array.from({ length: n }, (_, i) => i % 10);
   await write(
     "train-images-idx3-ubyte",
     idxBytes("uint8", [train, 28, 28], pixels(train)),

@@ -15,8 +15,7 @@ Deno.test("loadMnist() returns disjoint 28x28 train and test sets with labels 0.
   assert.ok(Array.from(train.y).every((label) => label <= 9));
   for (const v of train.x) assert.ok(v >= 0 && v <= 1);
   // no test image appears in the training set
-  const key = (x: Float32Array, row: number) =>
-    x.subarray(row * 784, (row + 1) * 784).join();
+  const key = (x: Float32Array, row: number) => x.subarray(row * 784, (row + 1) * 784).join();
   const seen = new Set(
     Array.from({ length: train.count }, (_, r) => key(train.x, r)),
   );

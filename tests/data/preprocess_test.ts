@@ -1,10 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  oneHot,
-  scale01,
-  standardize,
-  trainValidationSplit,
-} from "../../src/data/preprocess.ts";
+import { oneHot, scale01, standardize, trainValidationSplit } from "../../src/data/preprocess.ts";
 import { assertThrowsWith } from "./_assert.ts";
 
 Deno.test("oneHot() sets one 1 per row when labels are in range", () => {

@@ -77,9 +77,7 @@ Deno.test("fileHandler() replaces files and leaves no temp files when saving ove
     try {
       await first.save(fileHandler(dir));
       await second.save(fileHandler(new URL(`file://${dir}`)));
-      const names = (await Array.fromAsync(Deno.readDir(dir))).map((e) =>
-        e.name
-      ).sort();
+      const names = (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
       assert.deepEqual(names, ["model.json", "weights.bin"]);
       const loaded = await tf.loadLayersModel(fileHandler(dir));
       const expected = second.predict(xs) as tf.Tensor;

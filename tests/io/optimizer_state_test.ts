@@ -1,10 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "../../src/tf.ts";
 import { fileHandler } from "../../src/io/file_handler.ts";
-import {
-  loadOptimizerState,
-  saveOptimizerState,
-} from "../../src/io/optimizer_state.ts";
+import { loadOptimizerState, saveOptimizerState } from "../../src/io/optimizer_state.ts";
 import { DataFormatError } from "../../src/errors.ts";
 import { assertRejectsWith } from "../data/_assert.ts";
 import { batch, smallModel, withTempDir } from "./_models.ts";

@@ -379,13 +379,11 @@ Deno.test(
     });
     await assert.rejects(() => strategy.fit(model, x, y, { batchSize: 3 }), {
       name: "RangeError",
-      message:
-        "Cannot shard a batch of 3 across 4 replicas: batchSize must be >= replicas",
+      message: "Cannot shard a batch of 3 across 4 replicas: batchSize must be >= replicas",
     });
     await assert.rejects(() => strategy.fit(model, x, tf.slice(y, 0, 15)), {
       name: "RangeError",
-      message:
-        "x and y must have the same number of samples, received 16 and 15",
+      message: "x and y must have the same number of samples, received 16 and 15",
     });
     await assert.rejects(() => strategy.fit(model, tf.zeros([16, 5]), y), {
       name: "RangeError",
@@ -413,8 +411,7 @@ Deno.test(
     });
     assert.throws(() => new MirroredStrategy({ backend: "tpu" as "cpu" }), {
       name: "TypeError",
-      message:
-        'backend must be "auto" or one of webgpu, wasm, cpu, received "tpu"',
+      message: 'backend must be "auto" or one of webgpu, wasm, cpu, received "tpu"',
     });
     assert.equal(strategy.stats, undefined, "no Worker should have started");
     tf.dispose([x, y]);

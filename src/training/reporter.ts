@@ -1,0 +1,143 @@
+/**
+ * Turns the step records replica 0 writes into what the user sees: Keras
+ * callbacks, the History, the progress bar, and committed checkpoints. Runs
+ * on the main thread; never blocks a training step.
+ *
+ * @module
+ */
+import { NonFiniteLossError } from "../errors.ts";
+import { checkpointTempPath, commitCheckpoint } from "../io/checkpoint.ts";
+import { RECORD_HEADER, RecordKind } from "../replica/protocol.ts";
+import { callAll, type History, type Logs, type TrainingCallbacks } from "./callbacks.ts";
+import { ProgressBar } from "./progress.ts";
+
+/** Where and how checkpoints are committed. */
+export interface ReporterCheckpoint {
+  dir: string;
+  keep: number;
+  runId: string;
+  /** Run parameters saved with every checkpoint. */
+  run: { seed: number; batchSize: number; shuffle: boolean; trainCount: number };
+}
+
+/** Options of {@linkcode FitReporter}. */
+export interface FitReporterOptions {
+  /** Metric names, `loss` first, as the replicas report them. */
+  names: string[];
+  epochs: number;
+  steps: number;
+  callbacks: TrainingCallbacks[];
+  verbose: 0 | 1 | 2;
+  history: History;
+  /** Step-log sums of a resumed, half-done epoch. */
+  resumed?: { epoch: number; sums: number[]; samples: number };
+  checkpoint?: ReporterCheckpoint;
+  /** Called after every epoch end (e.g. to copy weights into the user's model). */
+  onEpochSynced: () => void;
+  /** Polled after every callback: true requests a stop. */
+  stopRequested: () => boolean;
+  requestStop: () => void;
+}
+
+/**
+ * Consumes step records in order.
+ *
+ * @example
+ * ```ts
+ * import { FitReporter } from "./reporter.ts";
+ * import { History } from "./callbacks.ts";
+ * const r = new FitReporter({
+ *   names: ["loss"], epochs: 1, steps: 1, callbacks: [], verbose: 0, history: new History(),
+ *   onEpochSynced: () => {}, stopRequested: () => false, requestStop: () => {},
+ * });
+ * await r.handle(Float64Array.from([1, 0, 0, 8, 1, 0.1, 0.5]));
+ * await r.handle(Float64Array.from([2, 0, 0, 0, 0, 0, 0]));
+ * console.assert(r.history.history.loss?.[0] === 0.5);
+ * ```
+ */
+export class FitReporter {
+  /** The History being filled. */
+  readonly history: History;
+  /** The error a record reported (a non-finite loss), if any. */
+  failure: Error | undefined;
+  /** Steps seen, and their summed compute and exchange times (ms). */
+  readonly timing = { steps: 0, computeMs: 0, exchangeMs: 0 };
+  #o: FitReporterOptions;
+  #bar: ProgressBar | undefined;
+  #epoch = -1;
+  #sums: number[] = [];
+  #samples = 0;
+
+  constructor(options: FitReporterOptions) {
+    this.#o = options;
+    this.history = options.history;
+    if (options.verbose === 1) {
+      this.#bar = new ProgressBar({ epochs: options.epochs, steps: options.steps });
+    }
+  }
+
+  async #beginEpoch(epoch: number): Promise<void> {
+    this.#epoch = epoch;
+    const r = this.#o.resumed;
+    this.#sums = r?.epoch === epoch ? [...r.sums] : new Array(this.#o.names.length).fill(0);
+    this.#samples = r?.epoch === epoch ? r.samples : 0;
+    this.#bar?.epochBegin(epoch);
+    await callAll(this.#o.callbacks, "onEpochBegin", epoch, {});
+  }
+
+  /** Handles one record; resolves once its callbacks have run. */
+  async handle(rec: Float64Array): Promise<void> {
+    const kind = rec[0]!, epoch = rec[1]!, step = rec[2]!, n = rec[3]!;
+    const names = this.#o.names;
+    if (kind === RecordKind.NonFinite) {
+      this.failure = new NonFiniteLossError(epoch, step, rec[RECORD_HEADER]!);
+      return;
+    }
+    if (kind === RecordKind.Checkpoint) {
+      await this.#commit(epoch, step);
+      return;
+    }
+    if (this.#epoch !== epoch) await this.#beginEpoch(epoch);
+    if (kind === RecordKind.Batch) {
+      const logs: Logs = {};
+      names.forEach((name, i) => {
+        logs[name] = rec[RECORD_HEADER + i]!;
+        this.#sums[i]! += rec[RECORD_HEADER + i]! * n;
+      });
+      this.#samples += n;
+      this.timing.steps++;
+      this.timing.computeMs += rec[4]!;
+      this.timing.exchangeMs += rec[5]!;
+      this.#bar?.step(step + 1, logs, n);
+      await callAll(this.#o.callbacks, "onBatchEnd", step, { ...logs, batch: step, size: n });
+    } else if (kind === RecordKind.EpochEnd) {
+      const logs: Logs = {};
+      names.forEach((name, i) => (logs[name] = this.#sums[i]! / Math.max(1, this.#samples)));
+      if (n > 0) names.forEach((name, i) => (logs[`val_${name}`] = rec[RECORD_HEADER + i]!));
+      this.#o.onEpochSynced();
+      this.history.record(epoch, logs);
+      this.#bar?.epochEnd(logs);
+      if (this.#o.verbose === 2) {
+        const text = Object.entries(logs).map(([k, v]) => `- ${k}: ${v.toFixed(4)}`).join(" ");
+        console.error(`Epoch ${epoch + 1}/${this.#o.epochs} ${text}`);
+      }
+      await callAll(this.#o.callbacks, "onEpochEnd", epoch, logs);
+    }
+    if (this.#o.stopRequested()) this.#o.requestStop();
+  }
+
+  async #commit(epoch: number, step: number): Promise<void> {
+    const c = this.#o.checkpoint;
+    if (c === undefined) return;
+    const midEpoch = step > 0 && epoch === this.#epoch;
+    await commitCheckpoint(c.dir, checkpointTempPath(c.dir, epoch, step, c.runId), {
+      epoch,
+      step,
+      ...c.run,
+      history: { epoch: [...this.history.epoch], history: structuredClone(this.history.history) },
+      partial: midEpoch
+        ? { sums: [...this.#sums], samples: this.#samples }
+        : { sums: [], samples: 0 },
+    }, c.keep);
+  }
+}
