@@ -9,6 +9,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
 import { setBackendOrThrow } from "../cpu.ts";
 import type { ActivateOptions, ActivateResult, Backend, ProbeResult } from "../types.ts";
+import { registerWasmTrainingKernels } from "./_training_kernels.ts";
 import { registerWasmFallbacks } from "./_cpu_fallback.ts";
 import { patchWasmMatMul } from "./_matmul_fix.ts";
 import { enableWasmThreads, wasmThreadsRunning } from "./_threads.ts";
@@ -63,6 +64,7 @@ export const wasmBackend: Backend = {
       await enableWasmThreads(threads);
       patchWasmMatMul();
       registerWasmFallbacks();
+      registerWasmTrainingKernels();
     }
     await setBackendOrThrow("wasm");
     initialised = true;

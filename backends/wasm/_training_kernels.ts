@@ -1,0 +1,286 @@
+/**
+ * Fast training kernels for the tfjs WASM backend: `Conv2DBackpropFilter`
+ * (stock wasm has none), `Conv2DBackpropInput` and `MaxPoolGrad` (stock wasm
+ * runs them as slow scalar loops). Together they make a CNN training step
+ * several times faster than stock plus CPU fallbacks.
+ *
+ * The filter gradient of an NHWC convolution is one matrix product:
+ *
+ *   dW = P · dy        P: [KH·KW·Cin, N·OH·OW],  dy: [N·OH·OW, Cout]
+ *
+ * where column `(n, oh, ow)` of `P` holds the input values filter tap
+ * `(kh, kw, ci)` saw at that output position (zero in the padding). `P` is
+ * written straight into wasm memory by a tight loop (wasm's own slice and
+ * transpose kernels are several times slower here), and the product runs on
+ * XNNPACK. The input gradient is the mirror image: `cols = dy · W^T`
+ * (XNNPACK), then each column is added back to the input positions it came
+ * from (col2im). `MaxPoolGrad` routes each output gradient to the first
+ * maximum of its window, as the CPU backend does. NCHW inputs are delegated
+ * to the kernels these replace.
+ *
+ * @module
+ */
+import {
+  backend_util,
+  type Conv2DBackpropFilterAttrs,
+  type Conv2DBackpropInputAttrs,
+  type DataType,
+  getKernel,
+  type KernelBackend,
+  type KernelFunc,
+  type MaxPoolGradAttrs,
+  registerKernel,
+  type TensorInfo,
+  unregisterKernel,
+} from "@tensorflow/tfjs-core";
+
+type WasmBackend = KernelBackend & {
+  makeOutput(shape: number[], dtype: DataType): TensorInfo;
+  typedArrayFromHeap(t: TensorInfo): Float32Array;
+};
+
+function kernel(name: string): KernelFunc {
+  const k = getKernel(name, "wasm");
+  if (k === undefined) throw new Error(`wasm kernel ${name} is not registered`);
+  return k.kernelFunc;
+}
+
+function convBackpropFilter(fallback: KernelFunc | undefined): KernelFunc {
+  const reshape = kernel("Reshape");
+  const matMul = kernel("BatchMatMul");
+  return (args) => {
+    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+    const attrs = args.attrs as unknown as Conv2DBackpropFilterAttrs;
+    if ((attrs.dataFormat === "NCHW" || x.dtype !== "float32") && fallback !== undefined) {
+      return fallback(args);
+    }
+    const wasm = args.backend as unknown as WasmBackend;
+    const info = backend_util.computeConv2DInfo(
+      x.shape as [number, number, number, number],
+      attrs.filterShape,
+      attrs.strides,
+      1,
+      attrs.pad,
+      attrs.dimRoundingMode,
+      false,
+      "channelsLast",
+    );
+    const [n, h, w, cin] = x.shape as [number, number, number, number];
+    const { outHeight: oh, outWidth: ow, filterHeight: kh, filterWidth: kw } = info;
+    const rows = n * oh * ow;
+    const k = kh * kw * cin;
+    const patches = wasm.makeOutput([k, rows], "float32");
+    let dy2: TensorInfo | undefined;
+    try {
+      // Views are taken after the allocation: growing wasm memory detaches them.
+      const p = wasm.typedArrayFromHeap(patches);
+      const xs = wasm.typedArrayFromHeap(x);
+      const { top, left } = info.padInfo;
+      const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;
+      let at = 0;
+      for (let fh = 0; fh < kh; fh++) {
+        for (let fw = 0; fw < kw; fw++) {
+          for (let c = 0; c < cin; c++) {
+            for (let b = 0; b < n; b++) {
+              for (let y = 0; y < oh; y++) {
+                const iy = y * sh + fh * dh - top;
+                if (iy < 0 || iy >= h) {
+                  p.fill(0, at, at + ow);
+                  at += ow;
+                  continue;
+                }
+                const rowBase = (b * h + iy) * w;
+                for (let xo = 0; xo < ow; xo++) {
+                  const ix = xo * sw + fw * dw - left;
+                  p[at++] = ix < 0 || ix >= w ? 0 : xs[(rowBase + ix) * cin + c]!;
+                }
+              }
+            }
+          }
+        }
+      }
+      dy2 = reshape({
+        inputs: { x: dy },
+        backend: args.backend,
+        attrs: { shape: [rows, info.outChannels] },
+      }) as TensorInfo;
+      const product = matMul({
+        inputs: { a: patches, b: dy2 },
+        backend: args.backend,
+        attrs: { transposeA: false, transposeB: false },
+      }) as TensorInfo;
+      const out = reshape({
+        inputs: { x: product },
+        backend: args.backend,
+        attrs: { shape: attrs.filterShape },
+      }) as TensorInfo;
+      wasm.disposeData(product.dataId);
+      return out;
+    } finally {
+      wasm.disposeData(patches.dataId);
+      if (dy2 !== undefined) wasm.disposeData(dy2.dataId);
+    }
+  };
+}
+
+function convBackpropInput(fallback: KernelFunc | undefined): KernelFunc {
+  const reshape = kernel("Reshape");
+  const matMul = kernel("BatchMatMul");
+  return (args) => {
+    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+    const attrs = args.attrs as unknown as Conv2DBackpropInputAttrs;
+    if ((attrs.dataFormat === "NCHW" || dy.dtype !== "float32") && fallback !== undefined) {
+      return fallback(args);
+    }
+    const wasm = args.backend as unknown as WasmBackend;
+    const [n, h, w, cin] = attrs.inputShape;
+    const info = backend_util.computeConv2DInfo(
+      attrs.inputShape,
+      filter.shape as [number, number, number, number],
+      attrs.strides,
+      1,
+      attrs.pad,
+      attrs.dimRoundingMode,
+      false,
+      "channelsLast",
+    );
+    const { outHeight: oh, outWidth: ow, filterHeight: kh, filterWidth: kw } = info;
+    const rows = n * oh * ow;
+    const k = kh * kw * cin;
+    const temps: TensorInfo[] = [];
+    try {
+      const dy2 = reshape({
+        inputs: { x: dy },
+        backend: args.backend,
+        attrs: { shape: [rows, info.outChannels] },
+      }) as TensorInfo;
+      temps.push(dy2);
+      const w2 = reshape({
+        inputs: { x: filter },
+        backend: args.backend,
+        attrs: { shape: [k, info.outChannels] },
+      }) as TensorInfo;
+      temps.push(w2);
+      // cols[r, (fh, fw, c)] = sum_o dy[r, o] * W[fh, fw, c, o]
+      const cols = matMul({
+        inputs: { a: dy2, b: w2 },
+        backend: args.backend,
+        attrs: { transposeA: false, transposeB: true },
+      }) as TensorInfo;
+      temps.push(cols);
+      const dx = wasm.makeOutput([n, h, w, cin], "float32");
+      const out = wasm.typedArrayFromHeap(dx);
+      const c2 = wasm.typedArrayFromHeap(cols);
+      out.fill(0);
+      const { top, left } = info.padInfo;
+      const { strideHeight: sh, strideWidth: sw, dilationHeight: dh, dilationWidth: dw } = info;
+      let r = 0;
+      for (let b = 0; b < n; b++) {
+        for (let y = 0; y < oh; y++) {
+          for (let xo = 0; xo < ow; xo++, r++) {
+            const colBase = r * k;
+            for (let fh = 0; fh < kh; fh++) {
+              const iy = y * sh + fh * dh - top;
+              if (iy < 0 || iy >= h) continue;
+              for (let fw = 0; fw < kw; fw++) {
+                const ix = xo * sw + fw * dw - left;
+                if (ix < 0 || ix >= w) continue;
+                const src = colBase + (fh * kw + fw) * cin;
+                const dst = ((b * h + iy) * w + ix) * cin;
+                for (let c = 0; c < cin; c++) out[dst + c]! += c2[src + c]!;
+              }
+            }
+          }
+        }
+      }
+      return dx;
+    } finally {
+      for (const t of temps) wasm.disposeData(t.dataId);
+    }
+  };
+}
+
+function maxPoolGrad(fallback: KernelFunc | undefined): KernelFunc {
+  return (args) => {
+    const { dy, input } = args.inputs as { dy: TensorInfo; input: TensorInfo };
+    const attrs = args.attrs as unknown as MaxPoolGradAttrs;
+    if (input.dtype !== "float32" && fallback !== undefined) return fallback(args);
+    const wasm = args.backend as unknown as WasmBackend;
+    const info = backend_util.computePool2DInfo(
+      input.shape as [number, number, number, number],
+      attrs.filterSize,
+      attrs.strides,
+      1,
+      attrs.pad,
+      attrs.dimRoundingMode,
+    );
+    const [n, h, w, ch] = input.shape as [number, number, number, number];
+    const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
+    const { effectiveFilterHeight: fh, effectiveFilterWidth: fw } = info;
+    const dx = wasm.makeOutput([n, h, w, ch], "float32");
+    const out = wasm.typedArrayFromHeap(dx);
+    const xs = wasm.typedArrayFromHeap(input);
+    const g = wasm.typedArrayFromHeap(dy);
+    out.fill(0);
+    const { top, left } = info.padInfo;
+    for (let b = 0; b < n; b++) {
+      for (let y = 0; y < oh; y++) {
+        const y0 = Math.max(0, y * sh - top), y1 = Math.min(h, y * sh - top + fh);
+        for (let xo = 0; xo < ow; xo++) {
+          const x0 = Math.max(0, xo * sw - left), x1 = Math.min(w, xo * sw - left + fw);
+          const dyBase = ((b * oh + y) * ow + xo) * ch;
+          for (let c = 0; c < ch; c++) {
+            // The first maximum of the window in row-major order, as the CPU backend picks.
+            let best = Number.NEGATIVE_INFINITY, at = -1;
+            for (let iy = y0; iy < y1; iy++) {
+              for (let ix = x0; ix < x1; ix++) {
+                const i = ((b * h + iy) * w + ix) * ch + c;
+                if (xs[i]! > best) {
+                  best = xs[i]!;
+                  at = i;
+                }
+              }
+            }
+            if (at >= 0) out[at]! += g[dyBase + c]!;
+          }
+        }
+      }
+    }
+    return dx;
+  };
+}
+
+const NATIVE: Record<string, (fallback: KernelFunc | undefined) => KernelFunc> = {
+  Conv2DBackpropFilter: convBackpropFilter,
+  Conv2DBackpropInput: convBackpropInput,
+  MaxPoolGrad: maxPoolGrad,
+};
+
+/**
+ * Registers the fast wasm training kernels, replacing the registered ones
+ * (stock or CPU fallbacks), which stay in use for inputs these do not cover.
+ * Idempotent. Returns the kernel names it registered.
+ *
+ * @example
+ * ```ts
+ * import "@tensorflow/tfjs-backend-wasm";
+ * import { registerWasmTrainingKernels } from "./_training_kernels.ts";
+ * registerWasmTrainingKernels();
+ * ```
+ */
+export function registerWasmTrainingKernels(): string[] {
+  const names: string[] = [];
+  for (const [name, make] of Object.entries(NATIVE)) {
+    const previous = getKernel(name, "wasm");
+    names.push(name);
+    if ((previous as { dtrainNative?: boolean } | undefined)?.dtrainNative) continue;
+    if (previous !== undefined) unregisterKernel(name, "wasm");
+    registerKernel(
+      Object.assign(
+        { kernelName: name, backendName: "wasm", kernelFunc: make(previous?.kernelFunc) },
+        { dtrainNative: true },
+      ),
+    );
+  }
+  return names;
+}
