@@ -6,8 +6,10 @@
  * @module
  */
 import { loadMnist, MirroredStrategy, registerFileIO, tf, toTensors } from "../mod.ts";
+import { flags } from "./_args.ts";
 
-const epochs = Number(Deno.env.get("DEMO_EPOCHS") ?? 8);
+const epochs = Number(flags({ epochs: "8" }).epochs);
+await tf.setBackend("cpu"); // the main thread only prepares data
 const { train, test } = await loadMnist({
   trainCount: 8000,
   testCount: 2000,

@@ -1,0 +1,456 @@
+/**
+ * The `dtrain` command line: `train`, `predict`, `backends`, `bench`,
+ * `serve`. Run `deno task dtrain --help` in the repository, or install it:
+ * `deno install -g -A -n dtrain jsr:@dtrain/dtrain/cli`.
+ *
+ * Every command takes `--help`; unknown flags and bad values print a clear
+ * message and exit with status 2.
+ *
+ * @example
+ * ```sh
+ * deno task dtrain train --dataset mnist --model mlp --epochs 5 --save ./out/mnist
+ * deno task dtrain predict --model ./out/mnist --input digits.json
+ * ```
+ * @module
+ */
+import { parseArgs } from "node:util";
+import * as tf from "../tf.ts";
+import { selectBackend } from "../../backends/select.ts";
+import { BACKEND_NAMES, type BackendName } from "../../backends/types.ts";
+import { backendRows } from "../../backends/cli.ts";
+import { toTensors } from "../data/to_tensors.ts";
+import { fileHandler, registerFileIO } from "../io/file_handler.ts";
+import { buildPreset } from "../models/presets.ts";
+import { MirroredStrategy } from "../strategy/mirrored.ts";
+import { loadCliDataset } from "./_dataset.ts";
+import { UsageError } from "./_usage_error.ts";
+
+const HELP: Record<string, string> = {
+  main: `dtrain: data-parallel TensorFlow.js training on Deno
+
+Usage: dtrain <command> [flags]
+
+Commands:
+  train      train a preset or module model on a dataset
+  predict    run a saved model on inputs from a JSON or CSV file
+  backends   show the backends this host can run, and which auto picks
+  bench      measure training throughput of 1 replica vs all cores
+  serve      start the HTTP service
+
+Run "dtrain <command> --help" for its flags.`,
+  train: `Usage: dtrain train [flags]
+
+  --dataset NAME        mnist (embedded, default), fashion-mnist (Debian
+                        dataset-fashion-mnist), idx:IMAGES,LABELS[,TEST_IMAGES,TEST_LABELS],
+                        or a .csv file (with --label-column)
+  --label-column COL    CSV label column (name or zero-based index)
+  --limit N             use at most N training samples
+  --model NAME|URL      mlp (default), cnn, or a module URL exporting a builder
+  --export NAME         the builder's export name in a model module (default: default)
+  --hidden 256,128      MLP hidden layer sizes
+  --strategy mirrored   mirrored (synchronous replicas; default)
+  --replicas N          replicas (default: all cores)
+  --threads N           WASM threads per replica (default 1)
+  --backend NAME        auto (default), wasm, webgpu or cpu
+  --epochs N            default 5
+  --batch-size N        global batch size (default 128)
+  --lr X                Adam learning rate (default 0.001)
+  --validation-split X  fraction of training samples held out (default 0.1)
+  --seed N              shuffling and initialisation seed (default 42)
+  --checkpoint DIR      checkpoint every epoch into DIR and resume from it
+  --save DIR            save the trained model (model.json + weights.bin)
+  --json                print one JSON object instead of progress and text`,
+  predict: `Usage: dtrain predict --model DIR --input FILE [--json]
+
+  --model DIR     a saved model folder (model.json + weights.bin)
+  --input FILE    a JSON array of samples (number[] or nested) or a CSV file
+                  of numbers (no header); each row is one sample
+Prints one line per sample with the predicted class, or JSON with --json.`,
+  backends: `Usage: dtrain backends [--json]
+
+Probes WebGPU, WASM and CPU, measures a matMul on each available one and
+marks the one auto selection picks.`,
+  bench: `Usage: dtrain bench [--model mlp|cnn] [--steps N] [--batch-size N] [--json]
+
+Trains the preset on synthetic data with 1 replica and with one replica per
+core, and prints samples/s for both.`,
+  serve: `Usage: dtrain serve [--host 127.0.0.1] [--port 8787] [--data-dir ./.dtrain]
+
+Starts the HTTP service (needs --unstable-kv). Token from DTRAIN_TOKEN.`,
+};
+
+function intFlag(value: string | undefined, name: string, fallback: number, min = 1): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) {
+    throw new UsageError(`--${name} must be an integer >= ${min}, received "${value}"`);
+  }
+  return n;
+}
+
+function numFlag(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, received "${value}"`);
+  return n;
+}
+
+function backendFlag(value: string | undefined): BackendName | "auto" {
+  const v = value ?? "auto";
+  if (v !== "auto" && !(BACKEND_NAMES as readonly string[]).includes(v)) {
+    throw new UsageError(`--backend must be auto, ${BACKEND_NAMES.join(", ")}, received "${v}"`);
+  }
+  return v as BackendName | "auto";
+}
+
+function parse<T extends Record<string, { type: "string" | "boolean" }>>(
+  args: string[],
+  options: T,
+): Record<keyof T, string | boolean | undefined> {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: "boolean" } }, strict: true })
+      .values as unknown as Record<keyof T, string | boolean | undefined>;
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+}
+
+const s = { type: "string" } as const;
+const b = { type: "boolean" } as const;
+
+async function train(args: string[], out: (line: string) => void): Promise<void> {
+  const f = parse(args, {
+    dataset: s,
+    "label-column": s,
+    limit: s,
+    model: s,
+    export: s,
+    hidden: s,
+    strategy: s,
+    replicas: s,
+    threads: s,
+    backend: s,
+    epochs: s,
+    "batch-size": s,
+    lr: s,
+    "validation-split": s,
+    seed: s,
+    checkpoint: s,
+    save: s,
+    json: b,
+  });
+  const json = f.json === true;
+  // The main thread only prepares data; the replicas pick their own backend.
+  await selectBackend({ require: "cpu", override: "" });
+  const epochs = intFlag(f.epochs as string, "epochs", 5);
+  const batchSize = intFlag(f["batch-size"] as string, "batch-size", 128);
+  const seed = intFlag(f.seed as string, "seed", 42, 0);
+  const lr = numFlag(f.lr as string, "lr", 0.001);
+  const split = numFlag(f["validation-split"] as string, "validation-split", 0.1);
+  const replicas = f.replicas === undefined
+    ? undefined
+    : intFlag(f.replicas as string, "replicas", 1);
+  const threads = intFlag(f.threads as string, "threads", 1);
+  const backend = backendFlag(f.backend as string);
+  const strategyName = (f.strategy as string) ?? "mirrored";
+  if (strategyName !== "mirrored") {
+    throw new UsageError(`--strategy must be mirrored, received "${strategyName}"`);
+  }
+  const modelName = (f.model as string) ?? "mlp";
+  const hidden = f.hidden === undefined
+    ? undefined
+    : (f.hidden as string).split(",").map((h) => intFlag(h, "hidden", 1));
+  const limit = f.limit === undefined ? undefined : intFlag(f.limit as string, "limit", 1);
+  const ds = await loadCliDataset((f.dataset as string) ?? "mnist", {
+    limit,
+    labelColumn: f["label-column"] as string | undefined,
+    seed,
+  });
+  const image = modelName === "cnn";
+  const width = ds.featureShape.reduce((a, c) => a * c, 1);
+  let model: tf.LayersModel;
+  let modelModule: { url: string; exportName: string } | undefined;
+  if (modelName === "mlp") {
+    model = buildPreset({ preset: "mlp", hidden, inputSize: width, classes: ds.classes }, { seed });
+  } else if (modelName === "cnn") {
+    if (ds.featureShape.length !== 2) {
+      throw new UsageError(
+        `--model cnn needs image data (28x28), received samples of shape [${ds.featureShape}]`,
+      );
+    }
+    const [h, w] = ds.featureShape as [number, number];
+    model = buildPreset({ preset: "cnn", classes: ds.classes, inputShape: [h, w, 1] }, { seed });
+  } else {
+    const url = new URL(modelName, `file://${Deno.cwd()}/`).href;
+    const exportName = (f.export as string) ?? "default";
+    const mod = await import(url) as Record<string, unknown>;
+    if (typeof mod[exportName] !== "function") {
+      throw new UsageError(`--model ${modelName} must export a function "${exportName}"`);
+    }
+    model = await (mod[exportName] as () => tf.LayersModel | Promise<tf.LayersModel>)();
+    modelModule = { url, exportName };
+  }
+  if (model.optimizer === undefined) {
+    model.compile({
+      optimizer: tf.train.adam(lr),
+      loss: "categoricalCrossentropy",
+      metrics: ["accuracy"],
+    });
+  }
+  const layout = image ? "image" : "flat";
+  const trainSet = toTensors(ds.data.train, { layout, numClasses: ds.classes });
+  const testSet = toTensors(ds.data.test, { layout, numClasses: ds.classes });
+  await using strategy = new MirroredStrategy({
+    replicas,
+    backend,
+    threadsPerReplica: threads,
+    modelModule,
+  });
+  if (!json) {
+    out(
+      `Training ${modelName} on ${ds.name} (${ds.data.train.count} samples, ${ds.classes} classes) ` +
+        `with ${strategy.replicas} replicas, global batch ${batchSize}`,
+    );
+  }
+  const started = performance.now();
+  const history = await strategy.fit(model, trainSet.xs, trainSet.ys, {
+    epochs,
+    batchSize,
+    seed,
+    validationSplit: split > 0 ? split : undefined,
+    verbose: json ? 0 : 1,
+    checkpoint: f.checkpoint === undefined ? undefined : { dir: f.checkpoint as string },
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const stats = strategy.stats!;
+  const scores = await strategy.evaluate(model, testSet.xs, testSet.ys, { batchSize: 512 });
+  const trained = Math.floor(ds.data.train.count * (1 - (split > 0 ? split : 0)));
+  const samplesPerSec = (history.epoch.length * trained) / seconds;
+  if (f.save !== undefined) {
+    registerFileIO();
+    await Deno.mkdir(f.save as string, { recursive: true });
+    await model.save(fileHandler(f.save as string));
+  }
+  const result = {
+    dataset: ds.name,
+    model: modelName,
+    replicas: strategy.replicas,
+    backend: stats.backends[0],
+    backendReason: stats.backendReason,
+    threads: stats.threads[0],
+    epochs: history.epoch.length,
+    history: history.history,
+    testLoss: scores.loss,
+    testAccuracy: scores.acc,
+    samplesPerSec: Math.round(samplesPerSec),
+    seconds: Math.round(seconds * 10) / 10,
+    saved: f.save ?? null,
+  };
+  if (json) {
+    out(JSON.stringify(result));
+  } else {
+    out(`backend: ${result.backend} (${result.backendReason}), ${result.threads} thread(s) each`);
+    out(
+      `test accuracy ${((scores.acc ?? NaN) * 100).toFixed(2)}%, test loss ` +
+        `${scores.loss!.toFixed(4)}, ${result.samplesPerSec} samples/s over ${result.seconds} s` +
+        (f.save !== undefined ? `, saved to ${f.save}` : ""),
+    );
+  }
+  tf.dispose([trainSet.xs, trainSet.ys, testSet.xs, testSet.ys]);
+  model.dispose();
+}
+
+async function readSamples(path: string): Promise<number[][]> {
+  const text = await Deno.readTextFile(path);
+  let rows: unknown;
+  if (path.endsWith(".json")) {
+    try {
+      rows = JSON.parse(text);
+    } catch (e) {
+      throw new UsageError(`${path} is not valid JSON: ${e instanceof Error ? e.message : e}`);
+    }
+  } else {
+    rows = text.trim().split(/\r?\n/).map((line) => line.split(",").map(Number));
+  }
+  if (!Array.isArray(rows) || rows.length === 0) {
+    throw new UsageError(`${path} must hold a non-empty array of samples`);
+  }
+  return rows.map((r, i) => {
+    const flat = (Array.isArray(r) ? r.flat(Infinity) : [r]) as unknown[];
+    if (!flat.every((v) => typeof v === "number" && Number.isFinite(v))) {
+      throw new UsageError(`${path}: sample ${i} has a value that is not a finite number`);
+    }
+    return flat as number[];
+  });
+}
+
+async function predict(args: string[], out: (line: string) => void): Promise<void> {
+  const f = parse(args, { model: s, input: s, json: b });
+  if (f.model === undefined || f.input === undefined) {
+    throw new UsageError("predict needs --model DIR and --input FILE");
+  }
+  await selectBackend({ prefer: "wasm" });
+  registerFileIO();
+  const dir = f.model as string;
+  const model = await tf.loadLayersModel(
+    fileHandler(dir.endsWith("model.json") ? dir : `${dir}/model.json`),
+  );
+  const samples = await readSamples(f.input as string);
+  const inShape = model.inputs[0]!.shape.slice(1) as number[];
+  const width = inShape.reduce((a, c) => a * c, 1);
+  samples.forEach((row, i) => {
+    if (row.length !== width) {
+      throw new UsageError(
+        `sample ${i} has ${row.length} values, the model expects ${width} ([${inShape}])`,
+      );
+    }
+  });
+  const outputs = tf.tidy(() => {
+    const x = tf.tensor(samples.flat(), [samples.length, ...inShape]);
+    return (model.predict(x) as tf.Tensor).arraySync() as number[][];
+  });
+  const classes = outputs.map((o) => o.indexOf(Math.max(...o)));
+  if (f.json === true) {
+    out(JSON.stringify({ outputs, classes }));
+  } else {
+    classes.forEach((c, i) => out(`${i}\tclass ${c}\tp=${outputs[i]![c]!.toFixed(4)}`));
+  }
+  model.dispose();
+}
+
+async function backends(args: string[], out: (line: string) => void): Promise<void> {
+  const f = parse(args, { json: b });
+  const rows = await backendRows();
+  if (f.json === true) {
+    out(JSON.stringify(rows));
+    return;
+  }
+  out("backend  available  auto  threads  matmul GFLOP/s  reason");
+  for (const r of rows) {
+    out(
+      `${r.name.padEnd(8)} ${String(r.available).padEnd(10)} ${(r.auto ? "*" : "").padEnd(5)} ` +
+        `${String(r.threads ?? "-").padEnd(8)} ${String(r.matmulGflops ?? "-").padEnd(15)} ` +
+        r.reason,
+    );
+  }
+}
+
+async function bench(args: string[], out: (line: string) => void): Promise<void> {
+  const f = parse(args, { model: s, steps: s, "batch-size": s, json: b });
+  const preset = (f.model as string) ?? "mlp";
+  if (preset !== "mlp" && preset !== "cnn") {
+    throw new UsageError(`--model must be mlp or cnn, received "${preset}"`);
+  }
+  const steps = intFlag(f.steps as string, "steps", 20);
+  const batch = intFlag(f["batch-size"] as string, "batch-size", 256);
+  const cores = navigator.hardwareConcurrency ?? 1;
+  await selectBackend({ require: "cpu", override: "" });
+  const n = steps * batch;
+  const x = tf.randomUniform(preset === "mlp" ? [n, 784] : [n, 28, 28, 1]);
+  const y = tf.oneHot(tf.randomUniform([n], 0, 10, "int32"), 10);
+  const rows: { replicas: number; samplesPerSec: number; exchangeMs: number }[] = [];
+  for (const replicas of [...new Set([1, cores])]) {
+    const model = buildPreset(
+      preset === "mlp" ? { preset: "mlp", hidden: [512, 512] } : { preset: "cnn" },
+    );
+    model.compile({ optimizer: "adam", loss: "categoricalCrossentropy" });
+    await using strategy = new MirroredStrategy({ replicas, backend: "auto" });
+    await strategy.fit(model, x, y, { epochs: 1, batchSize: batch }); // warm-up
+    const t0 = performance.now();
+    await strategy.fit(model, x, y, { epochs: 1, batchSize: batch });
+    const sec = (performance.now() - t0) / 1000;
+    rows.push({
+      replicas,
+      samplesPerSec: Math.round(n / sec),
+      exchangeMs: strategy.stats!.exchangeMs,
+    });
+    model.dispose();
+  }
+  tf.dispose([x, y]);
+  if (f.json === true) {
+    out(JSON.stringify({ model: preset, globalBatch: batch, steps, rows }));
+    return;
+  }
+  for (const r of rows) {
+    out(
+      `${preset} ${r.replicas} replica(s), global batch ${batch}: ${r.samplesPerSec} samples/s ` +
+        `(exchange ${r.exchangeMs.toFixed(2)} ms/step)`,
+    );
+  }
+  if (rows.length === 2) {
+    out(
+      `speed-up with ${cores} replicas: ${
+        (rows[1]!.samplesPerSec / rows[0]!.samplesPerSec).toFixed(2)
+      }x`,
+    );
+  }
+}
+
+async function serve(args: string[]): Promise<void> {
+  let mod: { main?: (args: string[]) => Promise<void> };
+  try {
+    mod = await import("../server/serve.ts");
+  } catch (e) {
+    throw new UsageError(
+      `The HTTP service is not available: ${e instanceof Error ? e.message : e}`,
+    );
+  }
+  if (typeof mod.main !== "function") throw new UsageError("The HTTP service has no main()");
+  await mod.main(args);
+}
+
+/**
+ * Runs one CLI invocation; returns the exit status. Output lines go to `out`
+ * (stdout by default), errors to stderr.
+ *
+ * @example
+ * ```ts
+ * import { run } from "./main.ts";
+ * const lines: string[] = [];
+ * const status = await run(["train", "--epochs", "zero"], (l) => lines.push(l));
+ * console.assert(status === 2);
+ * ```
+ */
+export async function run(
+  args: string[],
+  out: (line: string) => void = console.log,
+): Promise<number> {
+  const [command, ...rest] = args;
+  const commands: Record<string, (a: string[], o: (l: string) => void) => Promise<void>> = {
+    train,
+    predict,
+    backends,
+    bench,
+    serve: (a) => serve(a),
+  };
+  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+    out(HELP.main!);
+    return command === undefined ? 2 : 0;
+  }
+  const handler = commands[command];
+  if (handler === undefined) {
+    console.error(`Unknown command "${command}".\n\n${HELP.main}`);
+    return 2;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    out(HELP[command]!);
+    return 0;
+  }
+  try {
+    await handler(rest, out);
+    return 0;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`dtrain ${command}: ${e.message}\nRun "dtrain ${command} --help" for usage.`);
+      return 2;
+    }
+    console.error(`dtrain ${command}: ${e instanceof Error ? `${e.name}: ${e.message}` : e}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  const status = await run(Deno.args);
+  // WASM threads and GPU devices keep the event loop alive: exit explicitly.
+  Deno.exit(status);
+}

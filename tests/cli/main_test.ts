@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { run } from "../../src/cli/main.ts";
+
+const MAIN = new URL("../../src/cli/main.ts", import.meta.url).pathname;
+const opts = { sanitizeResources: false, sanitizeOps: false };
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+async function captureErrors(fn: () => Promise<number>): Promise<{ status: number; err: string }> {
+  const original = console.error;
+  let err = "";
+  console.error = (...a: unknown[]) => void (err += a.join(" ") + "\n");
+  try {
+    return { status: await fn(), err };
+  } finally {
+    console.error = original;
+  }
+}
+
+for (
+  const [args, message] of [
+    [["train", "--epochs", "0"], '--epochs must be an integer >= 1, received "0"'],
+    [["train", "--bogus"], "Unknown option '--bogus'"],
+    [["train", "--backend", "tpu"], '--backend must be auto, webgpu, wasm, cpu, received "tpu"'],
+    [["train", "--strategy", "ring"], '--strategy must be mirrored, received "ring"'],
+    [["train", "--dataset", "imagenet"], "--dataset must be mnist, fashion-mnist"],
+    [["predict", "--model", "x"], "predict needs --model DIR and --input FILE"],
+    [["bench", "--model", "resnet"], '--model must be mlp or cnn, received "resnet"'],
+  ] as const
+) {
+  Deno.test(`run() exits 2 with a clear message for dtrain ${args.join(" ")}`, opts, async () => {
+    const { status, err } = await captureErrors(() => run([...args], () => {}));
+    assert.equal(status, 2);
+    assert.ok(err.includes(message), `stderr was: ${err}`);
+    assert.ok(err.includes(`Run "dtrain ${args[0]} --help" for usage.`));
+  });
+}
+
+Deno.test("run() exits 2 for an unknown command and prints the command list", async () => {
+  const { status, err } = await captureErrors(() => run(["fly"], () => {}));
+  assert.equal(status, 2);
+  assert.match(err, /Unknown command "fly"/);
+  assert.match(err, /train {6}train a preset/);
+});
+
+Deno.test("run() prints help for every command with --help", async () => {
+  for (const command of ["train", "predict", "backends", "bench", "serve"]) {
+    const lines: string[] = [];
+    assert.equal(await run([command, "--help"], (l) => lines.push(l)), 0);
+    assert.match(lines.join("\n"), new RegExp(`^Usage: dtrain ${command}`));
+  }
+});
+
+Deno.test(
+  "dtrain train --json then predict --json work end to end on embedded MNIST",
+  opts,
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const model = join(dir, "model");
+      const trained = await cli([
+        "train",
+        "--dataset",
+        "mnist",
+        "--limit",
+        "1500",
+        "--epochs",
+        "2",
+        "--hidden",
+        "64",
+        "--replicas",
+        "2",
+        "--backend",
+        "cpu",
+        "--save",
+        model,
+        "--json",
+      ]);
+      assert.equal(trained.code, 0, trained.stderr);
+      const result = JSON.parse(trained.stdout.trim().split("\n").pop()!);
+      assert.equal(result.replicas, 2);
+      assert.equal(result.backend, "cpu");
+      assert.equal(result.epochs, 2);
+      assert.deepEqual(Object.keys(result.history).sort(), ["acc", "loss", "val_acc", "val_loss"]);
+      assert.ok(result.testAccuracy > 0.7, `test accuracy ${result.testAccuracy}`);
+      assert.ok(result.samplesPerSec > 0);
+
+      const { loadMnist } = await import("../../src/data/mnist.ts");
+      const { test } = await loadMnist({ trainCount: 10, testCount: 20, seed: 9 });
+      const input = join(dir, "digits.json");
+      const rows = Array.from(
+        { length: 20 },
+        (_, i) => Array.from(test.x.subarray(i * 784, (i + 1) * 784)),
+      );
+      await Deno.writeTextFile(input, JSON.stringify(rows));
+      const predicted = await cli(["predict", "--model", model, "--input", input, "--json"]);
+      assert.equal(predicted.code, 0, predicted.stderr);
+      const { outputs, classes } = JSON.parse(predicted.stdout);
+      assert.equal(outputs.length, 20);
+      assert.equal(outputs[0].length, 10);
+      const correct = classes.filter((c: number, i: number) => c === test.y[i]).length;
+      assert.ok(correct >= 12, `${correct}/20 correct`);
+
+      await Deno.writeTextFile(input, JSON.stringify([[1, 2, 3]]));
+      const bad = await cli(["predict", "--model", model, "--input", input]);
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /sample 0 has 3 values, the model expects 784 \(\[784\]\)/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

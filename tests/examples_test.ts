@@ -1,0 +1,65 @@
+// Every example runs, with small settings, and prints what it promises.
+import assert from "node:assert/strict";
+
+const FASHION = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+const hasFashion = await Deno.stat(FASHION).then(() => true, () => false);
+
+async function example(path: string, args: string[] = []): Promise<string> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(`../examples/${path}`, import.meta.url).pathname, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, `${path} failed:\n${new TextDecoder().decode(out.stderr)}`);
+  return stdout;
+}
+
+function accuracy(output: string, label: string): number {
+  const m = output.match(new RegExp(`${label}: test accuracy ([\\d.]+)%`));
+  assert.ok(m, `no "${label}: test accuracy" line in:\n${output}`);
+  return Number(m[1]) / 100;
+}
+
+Deno.test("examples/quickstart.ts learns its toy problem", async () => {
+  const out = await example("quickstart.ts");
+  const acc = Number(out.match(/accuracy ([\d.]+)%/)?.[1]) / 100;
+  assert.ok(acc > 0.9, out);
+  assert.match(out, /replicas: \d+, backend: (wasm|webgpu|cpu)/);
+});
+
+Deno.test("examples/mnist_mlp.ts trains on embedded MNIST digits", async () => {
+  const out = await example("mnist_mlp.ts", ["--epochs", "2", "--limit", "3000"]);
+  assert.ok(accuracy(out, "mnist_mlp") > 0.8, out);
+});
+
+Deno.test("examples/custom_layer trains a custom layer in replicas", async () => {
+  const out = await example("custom_layer/train.ts", ["--epochs", "1", "--limit", "3000"]);
+  assert.ok(accuracy(out, "custom_layer") > 0.7, out);
+  const gain = Number(out.match(/gain\[400\] = ([\d.-]+)/)?.[1]);
+  assert.ok(Number.isFinite(gain) && gain !== 1, out);
+});
+
+for (const model of ["mlp", "cnn"]) {
+  Deno.test({
+    name: `examples/fashion_mnist.ts --model ${model} trains on Fashion-MNIST`,
+    ignore: !hasFashion,
+    fn: async () => {
+      const out = await example("fashion_mnist.ts", [
+        "--model",
+        model,
+        "--epochs",
+        "1",
+        "--limit",
+        "2000",
+      ]);
+      assert.ok(accuracy(out, `fashion_mnist ${model}`) > 0.5, out);
+    },
+  });
+}
+
+Deno.test("examples/demo.ts (deno task demo) trains, evaluates and saves", async () => {
+  const out = await example("demo.ts", ["--epochs", "1"]);
+  assert.match(out, /test accuracy [\d.]+% \(loss [\d.]+\), \d+ samples\/s/);
+  assert.match(out, /saved to \.\/out\/demo/);
+});
