@@ -44,15 +44,23 @@ function configs(model: "mlp" | "cnn"): RunConfig[] {
     threads,
     globalBatch,
   });
-  return [
+  const all = [
     run("stock", 1, 1, 256),
     run("fit", 1, 1, 256),
     run("fit", 1, cores, 256),
     run("mirrored", 1, 1, 128),
     run("mirrored", 1, 1, 256),
-    run("mirrored", cores, 1, 128 * cores),
     run("mirrored", cores, 1, 256),
+    run("mirrored", cores, 1, 128 * cores),
+    run("mirrored", cores, 1, 256 * cores),
   ];
+  const seen = new Set<string>();
+  return all.filter((c) => {
+    const key = `${c.strategy} ${c.replicas} ${c.threads} ${c.globalBatch}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }
 
 /** Runs one script in its own process; parses its last stdout line as JSON. */
@@ -144,6 +152,30 @@ if (rows.length > 0) {
       `| ${r.suite} | ${label(r)} | ${r.globalBatch} | ${Math.round(r.samplesPerSec)} | ` +
         `${r.stepMs.toFixed(1)} | ${exchange} | ${ratio} |`,
     );
+  }
+}
+for (const suiteName of new Set(rows.map((r) => r.suite))) {
+  const one = (batch: number) =>
+    rows.find((r) =>
+      r.suite === suiteName && r.strategy === "mirrored" && r.replicas === 1 &&
+      r.globalBatch === batch
+    );
+  const many = (batch: number) =>
+    rows.find((r) =>
+      r.suite === suiteName && r.strategy === "mirrored" && r.replicas === cores &&
+      r.globalBatch === batch
+    );
+  for (const perReplica of [128, 256]) {
+    const a = one(perReplica), b = many(perReplica * cores);
+    if (a && b && !a.error && !b.error && cores > 1) {
+      const eff = b.samplesPerSec / (cores * a.samplesPerSec);
+      console.log(
+        `${suiteName}: weak scaling at ${perReplica} per replica, ${cores} replicas: ` +
+          `${(eff * 100).toFixed(0)}%; exchange ${
+            (100 * b.exchangeMs! / b.stepMs).toFixed(1)
+          }% of a step`,
+      );
+    }
   }
 }
 const dir = jsonPath.includes("/") ? jsonPath.slice(0, jsonPath.lastIndexOf("/")) : ".";
