@@ -1,12 +1,14 @@
 /**
  * Shared-memory all-reduce (sum) for a fixed group of replicas.
  *
- * One `SharedArrayBuffer` holds `replicas` input slots of `length` floats and
- * one result vector: `[slot 0 | slot 1 | ... | slot N-1 | result]`. A replica
- * writes its contribution into its own slot, then {@linkcode AllReduce.reduce}
- * runs a reduce-scatter (replica r sums chunk r of every slot into the
- * result) and a barrier, after which every replica reads the same full sum.
- * Every replica therefore sees bit-identical results.
+ * One `SharedArrayBuffer` holds `replicas` input slots of `length` floats, one
+ * result vector and one weight per replica:
+ * `[slot 0 | ... | slot N-1 | result | weights]`. A replica writes its raw
+ * contribution into its own slot, then {@linkcode AllReduce.reduce} runs a
+ * reduce-scatter (replica r computes chunk r of `sum_q weight_q * slot_q`) and
+ * a barrier, after which every replica reads the same full result. Weighting
+ * inside the reduction saves every replica a scaling pass over its slot; every
+ * replica sees bit-identical results.
  *
  * @module
  */
@@ -14,7 +16,7 @@ import { Barrier } from "./barrier.ts";
 
 /** Bytes of the shared buffer an all-reduce over `length` floats needs. */
 export function allReduceBytes(replicas: number, length: number): number {
-  return (replicas + 1) * length * Float32Array.BYTES_PER_ELEMENT;
+  return ((replicas + 1) * length + replicas) * Float32Array.BYTES_PER_ELEMENT;
 }
 
 /**
@@ -38,6 +40,7 @@ export class AllReduce {
   /** The reduced sum, valid after {@linkcode AllReduce.reduce} returns. */
   readonly result: Float32Array;
   #slots: Float32Array[];
+  #weights: Float32Array;
   #barrier: Barrier;
   #replica: number;
   #replicas: number;
@@ -64,6 +67,7 @@ export class AllReduce {
       (_, r) => new Float32Array(buffer, r * length * 4, length),
     );
     this.result = new Float32Array(buffer, replicas * length * 4, length);
+    this.#weights = new Float32Array(buffer, (replicas + 1) * length * 4, replicas);
     this.slot = this.#slots[replica]!;
     this.#barrier = new Barrier(control, replicas, options.heartbeat ?? -1);
     this.#replica = replica;
@@ -71,25 +75,31 @@ export class AllReduce {
   }
 
   /**
-   * Sums `[offset, offset + length)` of every slot into the result. Blocks
-   * until every replica has called it; throws `CollectiveAbortedError` when the
-   * group is aborted.
+   * Computes `sum_q weight_q * slot_q` over `[offset, offset + length)` into
+   * the result, where `weight` is this replica's weight. Blocks until every
+   * replica has called it; throws `CollectiveAbortedError` when the group is
+   * aborted.
    */
-  reduce(offset = 0, length = this.result.length - offset): void {
+  reduce(offset = 0, length = this.result.length - offset, weight = 1): void {
     const n = this.#replicas;
-    this.#barrier.arrive(); // every slot is written
+    this.#weights[this.#replica] = weight;
+    this.#barrier.arrive(); // every slot and weight is written
     const begin = offset + Math.floor((this.#replica * length) / n);
     const end = offset + Math.floor(((this.#replica + 1) * length) / n);
     const out = this.result;
     const first = this.#slots[0]!;
+    const w0 = this.#weights[0]!;
     if (n === 1) {
-      out.set(first.subarray(begin, end), begin);
+      if (w0 === 1) out.set(first.subarray(begin, end), begin);
+      else for (let i = begin; i < end; i++) out[i] = w0 * first[i]!;
     } else {
       const second = this.#slots[1]!;
-      for (let i = begin; i < end; i++) out[i] = first[i]! + second[i]!;
+      const w1 = this.#weights[1]!;
+      for (let i = begin; i < end; i++) out[i] = w0 * first[i]! + w1 * second[i]!;
       for (let r = 2; r < n; r++) {
         const s = this.#slots[r]!;
-        for (let i = begin; i < end; i++) out[i] = out[i]! + s[i]!;
+        const w = this.#weights[r]!;
+        for (let i = begin; i < end; i++) out[i] = out[i]! + w * s[i]!;
       }
     }
     this.#barrier.arrive(); // every chunk is summed

@@ -190,13 +190,16 @@ function views(data: SharedData) {
   };
 }
 
-/** One training step on this replica's shard; fills the reduce slot. */
+/**
+ * One training step on this replica's shard: fills the reduce slot with the
+ * raw mean gradients, non-trainable weights, loss and metrics (the all-reduce
+ * weights them by the shard's share of the batch).
+ */
 async function computeShard(
   s: State,
   xb: Float32Array,
   yb: Float32Array,
   count: number,
-  share: number,
   data: SharedData,
 ): Promise<void> {
   const { model, layout, reducer } = s;
@@ -223,21 +226,30 @@ async function computeShard(
     let offset = 0;
     for (const v of s.trainVars) {
       const g = await grads[v.name]!.data() as Float32Array;
-      for (let i = 0; i < g.length; i++) slot[offset + i] = g[i]! * share;
+      slot.set(g, offset);
       offset += g.length;
     }
     for (const w of model.nonTrainableWeights) {
       const d = await w.read().data() as Float32Array;
-      for (let i = 0; i < d.length; i++) slot[offset + i] = d[i]! * share;
+      slot.set(d, offset);
       offset += d.length;
     }
-    slot[layout.loss] = (await value.data())[0]! * share;
+    slot[layout.loss] = (await value.data())[0]!;
     for (let m = 0; m < metricValues.length; m++) {
-      slot[layout.metrics + m] = (await metricValues[m]!.data())[0]! * share;
+      slot[layout.metrics + m] = (await metricValues[m]!.data())[0]!;
     }
   } finally {
     tf.dispose([value, ...Object.values(grads), ...metricValues]);
   }
+}
+
+/**
+ * A tensor with the values of a shared-memory view. The wasm backend copies
+ * into its heap on creation; other backends may keep the array, so they get a
+ * private copy (the shared buffer is overwritten by the next step).
+ */
+function fromShared(view: Float32Array, shape: number[]): tf.Tensor {
+  return tf.tensor(tf.getBackend() === "wasm" ? view : view.slice(), shape);
 }
 
 function applyReduced(s: State): void {
@@ -247,13 +259,13 @@ function applyReduced(s: State): void {
     let offset = 0;
     const named: Record<string, tf.Tensor> = {};
     for (const v of s.trainVars) {
-      named[v.name] = tf.tensor(sum.slice(offset, offset + v.size), v.shape);
+      named[v.name] = fromShared(sum.subarray(offset, offset + v.size), v.shape);
       offset += v.size;
     }
     model.optimizer.applyGradients(named);
     for (const w of model.nonTrainableWeights) {
       const size = sizeOf(w);
-      w.write(tf.tensor(sum.slice(offset, offset + size), w.shape as number[]));
+      w.write(fromShared(sum.subarray(offset, offset + size), w.shape as number[]));
       offset += size;
     }
   });
@@ -338,10 +350,11 @@ async function fit(
       const count = hi - lo;
       const xb = gatherRows(v.x, v.xWidth, order, start + lo, count);
       const yb = gatherRows(v.y, v.yWidth, order, start + lo, count);
-      await computeShard(s, xb, yb, count, count / n, req.data);
+      await computeShard(s, xb, yb, count, req.data);
+      // Weighted by the share below, so a stop vote counts from any replica with samples.
       reducer.slot[layout.stop] = Atomics.load(control, CONTROL_STOP) !== 0 ? 1 : 0;
       const t1 = performance.now();
-      reducer.reduce();
+      reducer.reduce(0, layout.length, count / n);
       const t2 = performance.now();
       const sum = reducer.result;
       const loss = sum[layout.loss]!;

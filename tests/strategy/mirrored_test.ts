@@ -134,6 +134,26 @@ for (const replicas of [2, 4]) {
   }
 }
 
+Deno.test("MirroredStrategy.fit() on wasm matches model.fit on wasm", opts, async () => {
+  const { selectBackend } = await import("../../backends/mod.ts");
+  await selectBackend({ require: "wasm", threads: 1, override: "" });
+  const adam = () => tf.train.adam(0.01);
+  const { x, y } = dataset(200);
+  const expected = build(adam);
+  await expected.fit(x, y, { epochs: 2, batchSize: 40, shuffle: false, verbose: 0 });
+  const model = build(adam);
+  await using strategy = new MirroredStrategy({ replicas: 2, backend: "wasm" });
+  await strategy.fit(model, x, y, { epochs: 2, batchSize: 40, shuffle: false });
+  const diff = maxWeightDiff(model, expected);
+  await tf.setBackend(BACKEND);
+  assert.ok(diff <= TOL, `max |weight difference| ${diff} > ${TOL}`);
+  assert.deepEqual(strategy.stats!.backends, ["wasm", "wasm"]);
+  assert.equal(new Set(strategy.stats!.weightsDigests).size, 1);
+  tf.dispose([x, y]);
+  expected.dispose();
+  model.dispose();
+});
+
 Deno.test(
   "MirroredStrategy.fit() weights an uneven last batch by shard size",
   opts,
