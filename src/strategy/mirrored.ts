@@ -33,9 +33,10 @@ import {
   loadCheckpointFiles,
   removeStaleTemp,
 } from "../io/checkpoint.ts";
+import { type DatasetLike, materializeDataset } from "./_dataset.ts";
 import { prepareSamples, type Samples, toShared } from "./_inputs.ts";
 
-export type { CheckpointOptions, Samples };
+export type { CheckpointOptions, DatasetLike, Samples };
 
 const RING_RECORDS = 1024;
 
@@ -505,6 +506,28 @@ export class MirroredStrategy {
       return history;
     } finally {
       this.#busy = false;
+    }
+  }
+
+  /**
+   * Trains on a tfjs-data `Dataset` of `{ xs, ys }` elements (single samples
+   * or `.batch(n)` batches): the dataset is read once into shared memory and
+   * trained like {@linkcode MirroredStrategy.fit}, with the same options.
+   * Meant for finite datasets that fit in memory.
+   */
+  async fitDataset(
+    model: tf.LayersModel,
+    dataset: DatasetLike,
+    options: FitOptions = {},
+  ): Promise<History> {
+    const { x, y } = await materializeDataset(dataset, {
+      x: model.inputs[0]?.shape.slice(1) ?? [],
+      y: model.outputs[0]?.shape.slice(1) ?? [],
+    });
+    try {
+      return await this.fit(model, x, y, options);
+    } finally {
+      tf.dispose([x, y]);
     }
   }
 
