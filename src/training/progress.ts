@@ -8,6 +8,14 @@ import type { Logs } from "./callbacks.ts";
 
 const encoder = new TextEncoder();
 
+function isTerminal(): boolean {
+  try {
+    return (globalThis as { Deno?: typeof Deno }).Deno?.stderr.isTerminal() ?? false;
+  } catch {
+    return false;
+  }
+}
+
 function defaultWrite(text: string): void {
   const deno = (globalThis as { Deno?: typeof Deno }).Deno;
   if (deno !== undefined) deno.stderr.writeSync(encoder.encode(text));
@@ -51,28 +59,41 @@ export class ProgressBar {
   #write: (text: string) => void;
   #start = 0;
   #samples = 0;
-  #lastDraw = 0;
+  #lastDraw = Number.NEGATIVE_INFINITY;
+  #interactive: boolean;
 
-  /** `epochs` and `steps` per epoch size the display; `write` defaults to stderr. */
+  /**
+   * `epochs` and `steps` per epoch size the display; `write` defaults to
+   * stderr. `interactive` (default: stderr is a terminal) redraws the bar in
+   * place during an epoch; otherwise (logs, CI) only the epoch's final line is
+   * written.
+   */
   constructor(
-    options: { epochs: number; steps: number; write?: (text: string) => void },
+    options: {
+      epochs: number;
+      steps: number;
+      write?: (text: string) => void;
+      interactive?: boolean;
+    },
   ) {
     this.#epochs = options.epochs;
     this.#steps = options.steps;
     this.#write = options.write ?? defaultWrite;
+    this.#interactive = options.interactive ?? isTerminal();
   }
 
   /** Starts an epoch's line. */
   epochBegin(epoch: number): void {
     this.#start = performance.now();
     this.#samples = 0;
-    this.#lastDraw = 0;
+    this.#lastDraw = Number.NEGATIVE_INFINITY;
     this.#write(`Epoch ${epoch + 1}/${this.#epochs}\n`);
   }
 
   /** Redraws after `done` steps (throttled to 10 per second). */
   step(done: number, logs: Logs, samples: number): void {
     this.#samples += samples;
+    if (!this.#interactive) return;
     const now = performance.now();
     if (done < this.#steps && now - this.#lastDraw < 100) return;
     this.#lastDraw = now;
@@ -87,11 +108,10 @@ export class ProgressBar {
   epochEnd(logs: Logs): void {
     const elapsed = (performance.now() - this.#start) / 1000;
     const rate = Math.round(this.#samples / Math.max(elapsed, 1e-9));
-    this.#write(
-      `\r${this.#bar(this.#steps)} - ${formatSeconds(elapsed)} ${rate} samples/s${
-        formatLogs(logs)
-      }\x1b[K\n`,
-    );
+    const line = `${this.#bar(this.#steps)} - ${formatSeconds(elapsed)} ${rate} samples/s${
+      formatLogs(logs)
+    }`;
+    this.#write(this.#interactive ? `\r${line}\x1b[K\n` : `${line}\n`);
   }
 
   #bar(done: number): string {
