@@ -32,6 +32,24 @@ export {
   type MirroredStrategyOptions,
   type StrategyStats,
 } from "./src/strategy/mirrored.ts";
+export {
+  type AddWorkerOptions,
+  type StalePolicy,
+  type WorkerBackend,
+  type WorkerFitOptions,
+  type WorkerStats,
+  WorkerStrategy,
+  type WorkerStrategyOptions,
+  type WorkerStrategyStats,
+} from "./src/strategy/worker.ts";
+export {
+  fit,
+  type KerasFitOptions,
+  ParallelModel,
+  parallelModel,
+  type ParallelModelOptions,
+  type PredictOptions,
+} from "./src/strategy/keras.ts";
 export { History, type Logs, type TrainingCallbacks } from "./src/training/callbacks.ts";
 export { ProgressBar } from "./src/training/progress.ts";
 export {

@@ -5,16 +5,20 @@
  * falls a whole ring behind (then the producer waits: callbacks see every
  * step, in order).
  *
- * Control (Int32Array): `[written, consumed]`.
+ * Control (Int32Array): `[written, consumed, handled]`. The consumer marks a
+ * record handled (its callbacks done) with {@linkcode RecordRing.ack}; the
+ * producer can wait for that at points where the consumer's decisions must
+ * take effect exactly (epoch ends).
  *
  * @module
  */
 
 const WRITTEN = 0;
 const CONSUMED = 1;
+const HANDLED = 2;
 
 /** Int32 slots of a ring's control array. */
-export const RING_CONTROL_SLOTS = 2;
+export const RING_CONTROL_SLOTS = 3;
 
 /**
  * Both ends of a record ring.
@@ -90,6 +94,27 @@ export class RecordRing {
     return record;
   }
 
+  /** Marks every record read so far as handled (their callbacks have run). */
+  ack(): void {
+    Atomics.store(this.#control, HANDLED, Atomics.load(this.#control, CONSUMED));
+    Atomics.notify(this.#control, HANDLED);
+  }
+
+  /**
+   * Producer side: blocks until every record written so far is handled.
+   * `isAborted` is polled so a stopped group never waits forever.
+   */
+  waitHandled(isAborted: () => boolean = () => false): void {
+    const c = this.#control;
+    const target = Atomics.load(c, WRITTEN);
+    let handled = Atomics.load(c, HANDLED);
+    while (handled < target) {
+      if (isAborted()) return;
+      Atomics.wait(c, HANDLED, handled, 100);
+      handled = Atomics.load(c, HANDLED);
+    }
+  }
+
   /** Resolves when a record may be waiting, or after `timeoutMs`. Non-blocking. */
   async waitForRecord(timeoutMs: number): Promise<void> {
     const c = this.#control;
@@ -102,5 +127,6 @@ export class RecordRing {
   reset(): void {
     Atomics.store(this.#control, WRITTEN, 0);
     Atomics.store(this.#control, CONSUMED, 0);
+    Atomics.store(this.#control, HANDLED, 0);
   }
 }

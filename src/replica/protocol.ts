@@ -39,6 +39,16 @@ export interface GroupBuffers {
   ringControl: SharedArrayBuffer;
 }
 
+/** Shared memory of one WorkerStrategy run, as one worker sees it. */
+export interface PsBuffers {
+  /** Run control (Int32): `[stop, cursor, doorbell, ticket]` (see `_ps_layout.ts`). */
+  control: SharedArrayBuffer;
+  /** The server's weights, versioned (see `VersionedBuffer`). */
+  weights: SharedArrayBuffer;
+  /** This worker's gradient slot (see `GradientSlot`). */
+  slot: SharedArrayBuffer;
+}
+
 /** A dataset in shared memory. */
 export interface SharedData {
   x: SharedArrayBuffer;
@@ -92,6 +102,62 @@ export type Request =
   /** Free the model and wasm threads, reply `closed`, then close the Worker. */
   | { type: "close"; id: number };
 
+/**
+ * Requests from the parameter server (WorkerStrategy) to a gradient worker
+ * (`ps_worker.ts`). A separate union from {@linkcode Request} so that the
+ * replica entry point's exhaustive switch keeps compiling; merge them once
+ * it has a default branch.
+ */
+export type PsRequest =
+  /** Free the model and wasm threads, reply `closed`, then close the Worker. */
+  | { type: "close"; id: number }
+  /** WorkerStrategy: build the model and select the backend; reply `ready`. */
+  | {
+    type: "psInit";
+    id: number;
+    /** The worker's id (its Worker is named `dtrain-ps-worker-<id>`). */
+    worker: number;
+    backend: BackendName | "auto";
+    threads: number;
+    model: ModelSource;
+    /** Loss and metrics; the optimizer stays on the parameter server. */
+    compile: CompileSpec;
+    /** One Int32 the worker bumps while it is alive (watched by the server). */
+    heartbeat: SharedArrayBuffer;
+    /** Floats in a gradient slot (see `fusedLayout`). */
+    slotLength: number;
+  }
+  /**
+   * WorkerStrategy: compute gradients on batches drawn from the shared cursor
+   * until the run stops or the slot's `leave` flag is set; reply `psDone`.
+   */
+  | {
+    type: "psTrain";
+    id: number;
+    buffers: PsBuffers;
+    data: SharedData;
+    trainCount: number;
+    /** Samples per gradient (per worker). */
+    batchSize: number;
+    shuffle: boolean;
+    seed: number;
+    /** Pass `floor(b / steps)` of batch `b` uses the permutation of epoch `initialEpoch + pass`. */
+    initialEpoch: number;
+  }
+  /**
+   * WorkerStrategy: sum loss and metrics over samples `[from, to)` of `data`
+   * with the weights in `weights`; reply `done` with the sums.
+   */
+  | {
+    type: "psEvaluate";
+    id: number;
+    weights: SharedArrayBuffer;
+    data: SharedData;
+    from: number;
+    to: number;
+    batchSize: number;
+  };
+
 /** Replies from a replica. */
 export type Reply =
   | {
@@ -114,6 +180,17 @@ export type Reply =
     weightsDigest: number;
   }
   | { type: "closed"; id: number }
+  /** WorkerStrategy: a `psTrain` run ended (stop or leave). */
+  | {
+    type: "psDone";
+    id: number;
+    /** Gradients this worker pushed in the run. */
+    computed: number;
+    /** Milliseconds spent computing them (reading weights, forward, backward). */
+    computeMs: number;
+    /** Tensors alive in the worker. */
+    tensors: number;
+  }
   | {
     type: "error";
     id: number;
@@ -130,7 +207,8 @@ const REQUEST_TYPES = new Set([
   "close",
   "crash",
 ]);
-const REPLY_TYPES = new Set(["ready", "done", "closed", "error"]);
+const PS_REQUEST_TYPES = new Set(["psInit", "psTrain", "psEvaluate", "close"]);
+const REPLY_TYPES = new Set(["ready", "done", "closed", "error", "psDone"]);
 
 function check(
   data: unknown,
@@ -162,6 +240,19 @@ function check(
  */
 export function parseRequest(data: unknown): Request {
   return check(data, REQUEST_TYPES, "request") as Request;
+}
+
+/**
+ * Validates a message received by a WorkerStrategy gradient worker.
+ *
+ * @example
+ * ```ts
+ * import { parsePsRequest } from "./protocol.ts";
+ * console.assert(parsePsRequest({ type: "close", id: 1 }).type === "close");
+ * ```
+ */
+export function parsePsRequest(data: unknown): PsRequest {
+  return check(data, PS_REQUEST_TYPES, "request") as PsRequest;
 }
 
 /**

@@ -17,15 +17,8 @@ import { shutdownWasmThreads } from "../../backends/wasm/_threads.ts";
 import { RecordRing } from "../collective/ring.ts";
 import { epochOrder, gatherRows, shardRange } from "../strategy/_sharding.ts";
 import { CONTROL_STOP, type FusedLayout, fusedLayout, heartbeatIndex } from "./_layout.ts";
-import {
-  type CompileSpec,
-  type ModelSource,
-  parseRequest,
-  RecordKind,
-  type Reply,
-  type Request,
-  type SharedData,
-} from "./protocol.ts";
+import { buildModel, lossOf, sizeOf } from "./_model.ts";
+import { parseRequest, RecordKind, type Reply, type Request, type SharedData } from "./protocol.ts";
 
 interface State {
   replica: number;
@@ -40,70 +33,6 @@ interface State {
 }
 
 let state: State | undefined;
-
-async function buildModel(
-  source: ModelSource,
-  compile: CompileSpec,
-): Promise<tf.LayersModel> {
-  let model: tf.LayersModel;
-  if (source.kind === "module") {
-    const mod = await import(source.url) as Record<string, unknown>;
-    const build = mod[source.exportName];
-    if (typeof build !== "function") {
-      throw new TypeError(
-        `Model module ${source.url} must export a function "${source.exportName}", ` +
-          `received ${typeof build}`,
-      );
-    }
-    model = await build() as tf.LayersModel;
-    if (!(model instanceof tf.LayersModel)) {
-      throw new TypeError(
-        `${source.exportName}() from ${source.url} must return a tf.LayersModel built with ` +
-          "dtrain's tf, received " + Object.prototype.toString.call(model),
-      );
-    }
-  } else {
-    if (source.moduleUrl !== undefined) await import(source.moduleUrl);
-    model = await tf.models.modelFromJSON({
-      modelTopology: source.topology as tf.io.ModelJSON["modelTopology"],
-    });
-  }
-  if (model.optimizer === undefined) {
-    const entry = tf.serialization.SerializationMap.getMap().classNameMap[
-      compile.optimizer.className
-    ];
-    if (entry === undefined) {
-      throw new TypeError(
-        `Unknown optimizer class ${compile.optimizer.className}: register it in a model module`,
-      );
-    }
-    const [cls, fromConfig] = entry;
-    const optimizer = fromConfig(
-      cls,
-      compile.optimizer.config as tf.serialization.ConfigDict,
-    ) as tf.Optimizer;
-    model.compile({ optimizer, loss: compile.loss, metrics: compile.metrics });
-  }
-  return model;
-}
-
-/** The loss function; a Sequential keeps it on its inner functional model. */
-function lossOf(
-  model: tf.LayersModel,
-): (y: tf.Tensor, out: tf.Tensor) => tf.Tensor {
-  const inner = (model as unknown as { model?: tf.LayersModel }).model;
-  const fns = model.lossFunctions ?? inner?.lossFunctions;
-  if (fns === undefined || fns.length !== 1) {
-    throw new TypeError(
-      `Expected one compiled loss function, received ${fns?.length ?? 0}`,
-    );
-  }
-  return fns[0]!;
-}
-
-function sizeOf(w: tf.LayerVariable): number {
-  return (w.shape as number[]).reduce((a, b) => a * b, 1);
-}
 
 function loadWeights(s: State): void {
   let offset = 0;
@@ -412,8 +341,12 @@ async function fit(
       ], aborted);
     }
     if (ckpt?.everyEpoch && !stopped) await checkpoint(epoch + 1, 0);
-    // The weights snapshot and the records are complete before anyone moves on.
+    // Epoch boundary: replica 0 waits until the main thread has run the epoch's
+    // callbacks, so a stop they request (EarlyStopping-style) takes effect
+    // before the next epoch. After the barrier every replica reads the same flag.
+    if (replica === 0) ring.waitHandled(aborted);
     reducer.barrier();
+    if (Atomics.load(control, CONTROL_STOP) !== 0) stopped = true;
   }
   return await done(s, req.id, [], stopped);
 }
@@ -466,6 +399,8 @@ async function handle(req: Request): Promise<Reply> {
     case "loadWeights":
       loadWeights(state);
       return await done(state, req.id, [], false);
+    default:
+      throw new TypeError(`Replica cannot handle request "${(req as { type: string }).type}"`);
   }
 }
 

@@ -486,7 +486,10 @@ export class MirroredStrategy {
       for (;;) {
         const wasFinished = finished;
         let rec: Float64Array | undefined;
-        while ((rec = group.ring.read()) !== undefined) await reporter.handle(rec);
+        while ((rec = group.ring.read()) !== undefined) {
+          await reporter.handle(rec);
+          group.ring.ack();
+        }
         if (wasFinished) break;
         await Promise.race([group.ring.waitForRecord(200), watched.then(() => {}, () => {})]);
       }

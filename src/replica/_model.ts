@@ -1,0 +1,74 @@
+/**
+ * Model helpers shared by Worker entry points: rebuilding the compiled model
+ * a Worker trains, finding its loss function, sizing its weights.
+ *
+ * @module
+ */
+import * as tf from "../tf.ts";
+import type { CompileSpec, ModelSource } from "./protocol.ts";
+
+/** Rebuilds the model from JSON or a model module, compiled as `compile` says. */
+export async function buildModel(
+  source: ModelSource,
+  compile: CompileSpec,
+): Promise<tf.LayersModel> {
+  let model: tf.LayersModel;
+  if (source.kind === "module") {
+    const mod = await import(source.url) as Record<string, unknown>;
+    const build = mod[source.exportName];
+    if (typeof build !== "function") {
+      throw new TypeError(
+        `Model module ${source.url} must export a function "${source.exportName}", ` +
+          `received ${typeof build}`,
+      );
+    }
+    model = await build() as tf.LayersModel;
+    if (!(model instanceof tf.LayersModel)) {
+      throw new TypeError(
+        `${source.exportName}() from ${source.url} must return a tf.LayersModel built with ` +
+          "dtrain's tf, received " + Object.prototype.toString.call(model),
+      );
+    }
+  } else {
+    if (source.moduleUrl !== undefined) await import(source.moduleUrl);
+    model = await tf.models.modelFromJSON({
+      modelTopology: source.topology as tf.io.ModelJSON["modelTopology"],
+    });
+  }
+  if (model.optimizer === undefined) {
+    const entry = tf.serialization.SerializationMap.getMap().classNameMap[
+      compile.optimizer.className
+    ];
+    if (entry === undefined) {
+      throw new TypeError(
+        `Unknown optimizer class ${compile.optimizer.className}: register it in a model module`,
+      );
+    }
+    const [cls, fromConfig] = entry;
+    const optimizer = fromConfig(
+      cls,
+      compile.optimizer.config as tf.serialization.ConfigDict,
+    ) as tf.Optimizer;
+    model.compile({ optimizer, loss: compile.loss, metrics: compile.metrics });
+  }
+  return model;
+}
+
+/** The loss function; a Sequential keeps it on its inner functional model. */
+export function lossOf(
+  model: tf.LayersModel,
+): (y: tf.Tensor, out: tf.Tensor) => tf.Tensor {
+  const inner = (model as unknown as { model?: tf.LayersModel }).model;
+  const fns = model.lossFunctions ?? inner?.lossFunctions;
+  if (fns === undefined || fns.length !== 1) {
+    throw new TypeError(
+      `Expected one compiled loss function, received ${fns?.length ?? 0}`,
+    );
+  }
+  return fns[0]!;
+}
+
+/** Floats in a weight. */
+export function sizeOf(w: tf.LayerVariable): number {
+  return (w.shape as number[]).reduce((a, b) => a * b, 1);
+}

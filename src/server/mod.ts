@@ -1,0 +1,61 @@
+/**
+ * The dtrain HTTP service: submit training jobs, follow them live (SSE),
+ * and serve the trained models (tfjs layers files and predictions), with
+ * OpenAPI docs generated from the schemas that validate the requests. A
+ * separate entry point (`@dtrain/dtrain/server`) so that the library itself
+ * never loads Hono. Run it with `deno task serve`; needs `--unstable-kv`.
+ *
+ * @example
+ * ```ts
+ * import { createApp } from "@dtrain/dtrain/server";
+ * const dataDir = await Deno.makeTempDir();
+ * const app = await createApp({ dataDir });
+ * const res = await app.request("/v1/jobs", {
+ *   method: "POST",
+ *   headers: { "content-type": "application/json" },
+ *   body: JSON.stringify({
+ *     model: { preset: "mlp", hidden: [4] },
+ *     compile: { optimizer: "sgd", loss: "meanSquaredError" },
+ *     data: { x: [[0, 1], [1, 0], [1, 1], [0, 0]], y: [[1], [1], [2], [0]] },
+ *     fit: { epochs: 1, batchSize: 4 },
+ *     strategy: { replicas: 1, backend: "cpu" },
+ *   }),
+ * });
+ * const { id } = await res.json();
+ * await app.jobs.wait(id);
+ * const job = await (await app.request(`/v1/jobs/${id}`)).json();
+ * console.assert(job.status === "succeeded" && job.modelId !== null);
+ * await app.close();
+ * await Deno.remove(dataDir, { recursive: true });
+ * ```
+ * @module
+ */
+export { type AppOptions, createApp, type DtrainApp } from "./app.ts";
+export {
+  type JobEvent,
+  JobManager,
+  type JobManagerOptions,
+  type SequencedEvent,
+  type Subscription,
+} from "./jobs.ts";
+export { ModelRegistry, type ModelRegistryOptions } from "./registry.ts";
+export { type JobPage, Store, type StoredHistory } from "./store.ts";
+export type {
+  CnnPreset,
+  CompileRequest,
+  DatasetData,
+  FitRequest,
+  InlineData,
+  JobHistory,
+  JobProgress,
+  JobRecord,
+  JobRequest,
+  JobStatus,
+  LossName,
+  MetricName,
+  MlpPreset,
+  ModelRecord,
+  ModelTopology,
+  OptimizerName,
+  StrategyRequest,
+} from "./types.ts";

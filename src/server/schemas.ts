@@ -1,0 +1,332 @@
+/**
+ * The zod schemas of the HTTP API. The same schemas validate requests (a 400
+ * names the field) and generate the OpenAPI document served at
+ * `/openapi.json`, so the two cannot drift apart.
+ *
+ * @example
+ * ```ts
+ * import { JobRequestSchema } from "./schemas.ts";
+ * const job = JobRequestSchema.parse({
+ *   model: { preset: "mlp", hidden: [8] },
+ *   compile: { loss: "meanSquaredError" },
+ *   data: { x: [[0, 1], [1, 0]], y: [[1], [1]] },
+ * });
+ * console.assert(job.fit.epochs === 1 && job.strategy.kind === "mirrored");
+ * ```
+ * @module
+ */
+import { z } from "@hono/zod-openapi";
+import type {
+  JobRecord,
+  JobRequest,
+  JobStatus,
+  LossName,
+  MetricName,
+  ModelRecord,
+  OptimizerName,
+} from "./types.ts";
+
+/** Optimizer names accepted in `compile.optimizer`. */
+export const OPTIMIZERS = [
+  "sgd",
+  "adam",
+  "adamax",
+  "adagrad",
+  "adadelta",
+  "rmsprop",
+] as const satisfies readonly OptimizerName[];
+
+/** Loss names accepted in `compile.loss` (tfjs-layers names). */
+export const LOSSES = [
+  "meanSquaredError",
+  "meanAbsoluteError",
+  "meanAbsolutePercentageError",
+  "meanSquaredLogarithmicError",
+  "squaredHinge",
+  "hinge",
+  "categoricalHinge",
+  "logcosh",
+  "categoricalCrossentropy",
+  "sparseCategoricalCrossentropy",
+  "binaryCrossentropy",
+  "kullbackLeiblerDivergence",
+  "poisson",
+  "cosineProximity",
+] as const satisfies readonly LossName[];
+
+/** Metric names accepted in `compile.metrics` (tfjs-layers names). */
+export const METRICS = [
+  "accuracy",
+  "binaryAccuracy",
+  "categoricalAccuracy",
+  "sparseCategoricalAccuracy",
+  "precision",
+  "recall",
+  "meanSquaredError",
+  "meanAbsoluteError",
+  "meanAbsolutePercentageError",
+  "mse",
+  "mae",
+  "mape",
+] as const satisfies readonly MetricName[];
+
+/** Datasets a job can train on by name. */
+export const DATASETS = ["mnist", "fashion-mnist"] as const;
+
+/** Job states. `interrupted`: the server stopped or died while the job was queued or running. */
+export const JOB_STATUSES = [
+  "queued",
+  "running",
+  "succeeded",
+  "failed",
+  "cancelled",
+  "interrupted",
+] as const satisfies readonly JobStatus[];
+
+/** States a job never leaves. */
+export const TERMINAL_STATUSES: readonly JobStatus[] = [
+  "succeeded",
+  "failed",
+  "cancelled",
+  "interrupted",
+];
+
+/** Every error response: `{ "error": { "code", "message", "details"? } }`. */
+export const ErrorSchema = z.object({
+  error: z.object({
+    code: z.string().openapi({ example: "invalid_request" }),
+    message: z.string().openapi({
+      example: "Invalid request body: fit.epochs: Too small: expected number to be >=1, received 0",
+    }),
+    details: z.unknown().optional(),
+  }),
+}).openapi("Error");
+
+const Rows = z.array(z.array(z.number()));
+
+/** `model`: a built-in preset. */
+export const MlpPresetSchema = z.strictObject({
+  preset: z.literal("mlp"),
+  hidden: z.array(z.int().min(1).max(65536)).max(16).default([128]).openapi({
+    description: "Units of each hidden Dense layer",
+    example: [256, 128],
+  }),
+  activation: z.enum(["relu", "elu", "selu", "tanh", "sigmoid", "linear"]).default("relu"),
+  outputActivation: z.enum(["softmax", "sigmoid", "linear"]).optional().openapi({
+    description: "Default: softmax for categorical losses, sigmoid for binaryCrossentropy, " +
+      "linear otherwise",
+  }),
+  seed: z.int().optional().openapi({ description: "Seed of the weight initialisers" }),
+}).openapi("MlpPreset", {
+  description: "A multilayer perceptron sized from the data: input width from x (or 784 for " +
+    "the datasets), output width from y (10 for the datasets)",
+});
+
+/** `model`: the CLI's small CNN for 28x28x1 images. */
+export const CnnPresetSchema = z.strictObject({
+  preset: z.literal("cnn"),
+  filters: z.array(z.int().min(1).max(1024)).length(2).default([32, 64]).openapi({
+    description: "Filters of the two conv layers",
+  }),
+  dense: z.int().min(1).max(65536).default(128),
+  seed: z.int().optional().openapi({ description: "Seed of the weight initialisers" }),
+}).openapi("CnnPreset", {
+  description: "Two 3x3 conv + max-pool blocks, a dense layer and a softmax output over the " +
+    "classes of y; input 28x28x1 (rows of 784 values)",
+});
+
+/** `model`: a tfjs layers topology, as `model.toJSON(null, false)` returns it. */
+export const ModelTopologySchema = z.looseObject({
+  class_name: z.string().min(1).openapi({ example: "Sequential" }),
+  config: z.looseObject({}),
+}).openapi("ModelTopology", {
+  description: "The JSON of model.toJSON(null, false) (tfjs layers format): one input, one output",
+});
+
+/** How to compile the model. */
+export const CompileSchema = z.strictObject({
+  optimizer: z.union([
+    z.enum(OPTIMIZERS),
+    z.strictObject({
+      name: z.enum(OPTIMIZERS),
+      learningRate: z.number().positive().max(10),
+    }),
+  ]).default("adam"),
+  loss: z.enum(LOSSES),
+  metrics: z.array(z.enum(METRICS)).max(8).default([]),
+}).openapi("Compile");
+
+/** `data`: samples sent inline. */
+export const InlineDataSchema = z.strictObject({
+  x: Rows.min(1).openapi({
+    description: "One row per sample: the sample's values flattened in row-major order " +
+      "(reshaped to the model's input shape)",
+    example: [[0, 1], [1, 0]],
+  }),
+  y: Rows.min(1).openapi({
+    description: "One row per sample: the target values flattened (e.g. one-hot)",
+    example: [[1], [1]],
+  }),
+}).openapi("InlineData");
+
+/** `data`: a dataset installed on the server. */
+export const DatasetDataSchema = z.strictObject({
+  dataset: z.enum(DATASETS),
+  limit: z.int().min(1).max(60000).optional().openapi({
+    description: "Train on the first `limit` examples (mnist: at most 10000)",
+  }),
+}).openapi("DatasetData", {
+  description: "28x28 images flattened to 784 values in [0, 1]; labels one-hot over 10 classes",
+});
+
+/** Options of `strategy.fit`. */
+export const FitSchema = z.strictObject({
+  epochs: z.int().min(1).max(10000).default(1),
+  batchSize: z.int().min(1).max(1 << 20).default(32).openapi({
+    description: "The global batch, split across replicas",
+  }),
+  validationSplit: z.number().min(0).lt(1).default(0),
+  shuffle: z.boolean().default(true),
+  seed: z.int().optional(),
+}).prefault({}).openapi("Fit");
+
+/** Which strategy trains the job. */
+export const StrategySchema = z.strictObject({
+  kind: z.literal("mirrored").default("mirrored"),
+  replicas: z.int().min(1).max(256).optional().openapi({
+    description: "Replica Workers (default: the server's defaultReplicas)",
+  }),
+  backend: z.enum(["auto", "cpu", "wasm", "webgpu"]).default("auto"),
+}).prefault({}).openapi("Strategy");
+
+/** `POST /v1/jobs` body. */
+export const JobRequestSchema = z.strictObject({
+  name: z.string().max(200).optional(),
+  model: z.union([
+    z.discriminatedUnion("preset", [MlpPresetSchema, CnnPresetSchema]),
+    ModelTopologySchema,
+  ]),
+  compile: CompileSchema,
+  data: z.union([InlineDataSchema, DatasetDataSchema]),
+  fit: FitSchema,
+  strategy: StrategySchema,
+}).openapi("JobRequest") satisfies z.ZodType<JobRequest>;
+
+/** Where a job is: epoch `epoch` of `epochs` (1-based), `step` of `steps` steps done in it. */
+export const ProgressSchema = z.object({
+  epoch: z.int(),
+  epochs: z.int(),
+  step: z.int(),
+  steps: z.int(),
+}).openapi("Progress");
+
+/** Per-epoch logs so far, shaped like tfjs' History. */
+export const HistorySchema = z.object({
+  epoch: z.array(z.int()),
+  history: z.record(z.string(), z.array(z.number())),
+}).openapi("History");
+
+/** A short description of what a job trains (the inline data is not kept). */
+export const JobSpecSchema = z.object({
+  model: z.string().openapi({ example: "mlp [256, 128]" }),
+  data: z.string().openapi({ example: "inline: 1000 samples" }),
+  compile: CompileSchema,
+  fit: FitSchema,
+  strategy: StrategySchema,
+}).openapi("JobSpec");
+
+/** A training job. */
+export const JobRecordSchema = z.object({
+  id: z.string(),
+  name: z.string().nullable(),
+  status: z.enum(JOB_STATUSES),
+  createdAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  progress: ProgressSchema,
+  history: HistorySchema.optional().openapi({
+    description: "Present in GET /v1/jobs/{id}, omitted from lists",
+  }),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  modelId: z.string().nullable(),
+  spec: JobSpecSchema,
+  backend: z.string().nullable().openapi({ description: "Backend the replicas ran" }),
+  owner: z.string().openapi({ description: "Server instance that runs the job" }),
+}).openapi("Job") satisfies z.ZodType<JobRecord>;
+
+/** `202` answer of `POST /v1/jobs`. */
+export const JobAcceptedSchema = z.object({
+  id: z.string(),
+  status: z.enum(JOB_STATUSES),
+}).openapi("JobAccepted");
+
+/** `GET /v1/jobs` answer. */
+export const JobListSchema = z.object({
+  jobs: z.array(JobRecordSchema),
+  cursor: z.string().nullable().openapi({ description: "Pass as ?cursor= for the next page" }),
+}).openapi("JobList");
+
+/** `GET /v1/jobs` query. */
+export const ListQuerySchema = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().optional(),
+  status: z.enum(JOB_STATUSES).optional(),
+});
+
+/** A trained model in the registry. */
+export const ModelRecordSchema = z.object({
+  id: z.string(),
+  jobId: z.string().nullable(),
+  createdAt: z.string(),
+  inputShape: z.array(z.int().nullable()).openapi({ example: [null, 784] }),
+  outputShape: z.array(z.int().nullable()).openapi({ example: [null, 10] }),
+  params: z.int(),
+  loss: z.string(),
+  metrics: z.record(z.string(), z.number()).openapi({
+    description: "Logs of the last epoch",
+    example: { loss: 0.31, acc: 0.91 },
+  }),
+  bytes: z.int().openapi({ description: "Size of the weight files" }),
+  modelUrl: z.string().openapi({ example: "/v1/models/mdl_.../model.json" }),
+}).openapi("Model") satisfies z.ZodType<ModelRecord>;
+
+/** `GET /v1/models` answer. */
+export const ModelListSchema = z.object({ models: z.array(ModelRecordSchema) }).openapi(
+  "ModelList",
+);
+
+/** `POST /v1/models/{id}/predict` body. */
+export const PredictRequestSchema = z.strictObject({
+  inputs: Rows.min(1).openapi({
+    description: "One row per sample, flattened like a job's data.x",
+    example: [[0, 1]],
+  }),
+}).openapi("PredictRequest");
+
+/** `POST /v1/models/{id}/predict` answer. */
+export const PredictResponseSchema = z.object({
+  outputs: Rows.openapi({ description: "One flattened output row per input row" }),
+}).openapi("PredictResponse");
+
+/** One backend in `GET /v1/backends`. */
+export const BackendInfoSchema = z.object({
+  name: z.enum(["webgpu", "wasm", "cpu"]),
+  available: z.boolean(),
+  reason: z.string(),
+  software: z.boolean().optional(),
+  simd: z.boolean().optional(),
+  maxThreads: z.int().optional(),
+  description: z.string().optional(),
+  auto: z.boolean().openapi({ description: 'Whether backend "auto" picks it on this server' }),
+}).openapi("Backend");
+
+/** `GET /v1/backends` answer. */
+export const BackendReportSchema = z.object({
+  backends: z.array(BackendInfoSchema),
+  auto: z.string().nullable(),
+  override: z.string().nullable().openapi({ description: "DTRAIN_BACKEND, when set" }),
+  predict: z.string().openapi({ description: "Backend that serves predict on this server" }),
+}).openapi("BackendReport");
+
+/** `GET /healthz` answer. */
+export const HealthSchema = z.object({ status: z.literal("ok") }).openapi("Health");

@@ -1,0 +1,245 @@
+/**
+ * The shapes the HTTP API exchanges, as plain TypeScript types. The zod
+ * schemas in `schemas.ts` validate requests against them and generate the
+ * OpenAPI document; the compiler checks that the two agree.
+ *
+ * @example
+ * ```ts
+ * import type { JobRequest } from "./types.ts";
+ * const job: JobRequest = {
+ *   model: { preset: "mlp", hidden: [8], activation: "relu" },
+ *   compile: { optimizer: "adam", loss: "meanSquaredError", metrics: [] },
+ *   data: { x: [[0, 1]], y: [[1]] },
+ *   fit: { epochs: 1, batchSize: 1, validationSplit: 0, shuffle: true },
+ *   strategy: { kind: "mirrored", backend: "cpu" },
+ * };
+ * console.assert(job.fit.epochs === 1);
+ * ```
+ * @module
+ */
+
+/** A job state. `interrupted`: the server stopped or died while the job was queued or running. */
+export type JobStatus =
+  | "queued"
+  | "running"
+  | "succeeded"
+  | "failed"
+  | "cancelled"
+  | "interrupted";
+
+/** Optimizer names accepted in `compile.optimizer`. */
+export type OptimizerName = "sgd" | "adam" | "adamax" | "adagrad" | "adadelta" | "rmsprop";
+
+/** Loss names accepted in `compile.loss` (tfjs-layers names). */
+export type LossName =
+  | "meanSquaredError"
+  | "meanAbsoluteError"
+  | "meanAbsolutePercentageError"
+  | "meanSquaredLogarithmicError"
+  | "squaredHinge"
+  | "hinge"
+  | "categoricalHinge"
+  | "logcosh"
+  | "categoricalCrossentropy"
+  | "sparseCategoricalCrossentropy"
+  | "binaryCrossentropy"
+  | "kullbackLeiblerDivergence"
+  | "poisson"
+  | "cosineProximity";
+
+/** Metric names accepted in `compile.metrics` (tfjs-layers names). */
+export type MetricName =
+  | "accuracy"
+  | "binaryAccuracy"
+  | "categoricalAccuracy"
+  | "sparseCategoricalAccuracy"
+  | "precision"
+  | "recall"
+  | "meanSquaredError"
+  | "meanAbsoluteError"
+  | "meanAbsolutePercentageError"
+  | "mse"
+  | "mae"
+  | "mape";
+
+/** `model`: a multilayer perceptron sized from the data. */
+export interface MlpPreset {
+  /** The preset's name. */
+  preset: "mlp";
+  /** Units of each hidden Dense layer. */
+  hidden: number[];
+  /** Activation of the hidden layers. */
+  activation: "relu" | "elu" | "selu" | "tanh" | "sigmoid" | "linear";
+  /** Output activation; by default from the loss. */
+  outputActivation?: "softmax" | "sigmoid" | "linear";
+  /** Seed of the weight initialisers. */
+  seed?: number;
+}
+
+/** `model`: a small CNN for 28x28x1 images (the CLI's `cnn` preset). */
+export interface CnnPreset {
+  /** The preset's name. */
+  preset: "cnn";
+  /** Filters of the two conv layers. */
+  filters: number[];
+  /** Units of the dense layer. */
+  dense: number;
+  /** Seed of the weight initialisers. */
+  seed?: number;
+}
+
+/** `model`: the JSON of `model.toJSON(null, false)`. */
+export interface ModelTopology {
+  /** Keras class name, e.g. `Sequential`. */
+  class_name: string;
+  /** The model's config. */
+  config: Record<string, unknown>;
+  /** Other fields of the topology. */
+  [key: string]: unknown;
+}
+
+/** How to compile the model. */
+export interface CompileRequest {
+  /** An optimizer name, or a name and learning rate. */
+  optimizer: OptimizerName | { name: OptimizerName; learningRate: number };
+  /** A tfjs loss name. */
+  loss: LossName;
+  /** tfjs metric names. */
+  metrics: MetricName[];
+}
+
+/** `data`: rows sent inline, one flattened sample each. */
+export interface InlineData {
+  /** Inputs, one row per sample. */
+  x: number[][];
+  /** Targets, one row per sample. */
+  y: number[][];
+}
+
+/** `data`: a dataset installed on the server. */
+export interface DatasetData {
+  /** Which dataset. */
+  dataset: "mnist" | "fashion-mnist";
+  /** Train on the first `limit` examples. */
+  limit?: number;
+}
+
+/** Options of `strategy.fit`. */
+export interface FitRequest {
+  /** Epochs to train. */
+  epochs: number;
+  /** Global batch size. */
+  batchSize: number;
+  /** Fraction held out for validation. */
+  validationSplit: number;
+  /** Reshuffle every epoch. */
+  shuffle: boolean;
+  /** Seed of the shuffling. */
+  seed?: number;
+}
+
+/** Which strategy trains the job. */
+export interface StrategyRequest {
+  /** Only `mirrored` for now. */
+  kind: "mirrored";
+  /** Replica Workers. */
+  replicas?: number;
+  /** Backend of the replicas. */
+  backend: "auto" | "cpu" | "wasm" | "webgpu";
+}
+
+/** A validated `POST /v1/jobs` body (defaults applied). */
+export interface JobRequest {
+  /** A label for the job. */
+  name?: string;
+  /** What to train. */
+  model: MlpPreset | CnnPreset | ModelTopology;
+  /** How to compile it. */
+  compile: CompileRequest;
+  /** What to train on. */
+  data: InlineData | DatasetData;
+  /** How long and in which batches. */
+  fit: FitRequest;
+  /** How to distribute it. */
+  strategy: StrategyRequest;
+}
+
+/** Where a job is: epoch `epoch` of `epochs` (1-based), `step` of `steps` steps done in it. */
+export interface JobProgress {
+  /** Current epoch, from 1; 0 before the first. */
+  epoch: number;
+  /** Epochs in total. */
+  epochs: number;
+  /** Steps done in the current epoch. */
+  step: number;
+  /** Steps per epoch. */
+  steps: number;
+}
+
+/** Per-epoch logs, shaped like tfjs' History. */
+export interface JobHistory {
+  /** Epoch indices (from 0). */
+  epoch: number[];
+  /** One array per log name (`loss`, `acc`, `val_loss`, ...). */
+  history: Record<string, number[]>;
+}
+
+/** A training job. */
+export interface JobRecord {
+  /** The job id. */
+  id: string;
+  /** The label it was submitted with. */
+  name: string | null;
+  /** Where it is. */
+  status: JobStatus;
+  /** ISO times. */
+  createdAt: string;
+  /** When it started running. */
+  startedAt: string | null;
+  /** When it ended. */
+  finishedAt: string | null;
+  /** Epoch and step. */
+  progress: JobProgress;
+  /** History so far (single-job reads only). */
+  history?: JobHistory;
+  /** Why it failed or was interrupted. */
+  error: { code: string; message: string } | null;
+  /** The trained model, once succeeded. */
+  modelId: string | null;
+  /** What it trains (inline data is not kept). */
+  spec: {
+    model: string;
+    data: string;
+    compile: CompileRequest;
+    fit: FitRequest;
+    strategy: StrategyRequest;
+  };
+  /** Backend the replicas ran. */
+  backend: string | null;
+  /** Server instance that runs it. */
+  owner: string;
+}
+
+/** A trained model in the registry. */
+export interface ModelRecord {
+  /** The model id. */
+  id: string;
+  /** The job that trained it. */
+  jobId: string | null;
+  /** ISO time it was saved. */
+  createdAt: string;
+  /** Input shape, batch dimension first (null). */
+  inputShape: (number | null)[];
+  /** Output shape, batch dimension first (null). */
+  outputShape: (number | null)[];
+  /** Number of weights. */
+  params: number;
+  /** The loss it was trained with. */
+  loss: string;
+  /** Logs of the last epoch. */
+  metrics: Record<string, number>;
+  /** Size of the weight files. */
+  bytes: number;
+  /** Where `tf.loadLayersModel` finds it. */
+  modelUrl: string;
+}

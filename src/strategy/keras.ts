@@ -1,0 +1,199 @@
+/**
+ * Keras-style entry points over the two strategies:
+ *
+ * - {@linkcode fit}: `fit(model, x, y, { epochs, batchSize, workers: 2 })`,
+ *   the shape of classic Keras' `model.fit(x, y, workers=2)`, trains with a
+ *   {@linkcode WorkerStrategy} (asynchronous parameter server) that it starts
+ *   and closes itself. `batchSize` keeps its Keras meaning: samples per
+ *   gradient update.
+ * - {@linkcode parallelModel}: `parallelModel(model, { replicas: 2 })`, in the
+ *   spirit of Keras' `multi_gpu_model(model, gpus=2)`, wraps a model so that
+ *   `compile`/`fit`/`evaluate`/`predict` on the wrapper train it with a
+ *   {@linkcode MirroredStrategy}. The wrapper and the model share weights.
+ *
+ * @module
+ */
+import * as tf from "../tf.ts";
+import type { History, Logs } from "../training/callbacks.ts";
+import {
+  type EvaluateOptions,
+  type FitOptions,
+  MirroredStrategy,
+  type MirroredStrategyOptions,
+} from "./mirrored.ts";
+import type { Samples } from "./_inputs.ts";
+import { type WorkerFitOptions, WorkerStrategy, type WorkerStrategyOptions } from "./worker.ts";
+
+/**
+ * Options of the top-level {@linkcode fit}: those of `WorkerStrategy.fit`
+ * plus the `WorkerStrategy` options (`workers`, `backend`, `staleness`, ...).
+ */
+export interface KerasFitOptions extends WorkerFitOptions, WorkerStrategyOptions {}
+
+const STRATEGY_KEYS = [
+  "workers",
+  "staleness",
+  "stalePolicy",
+  "backend",
+  "threadsPerWorker",
+  "maxRestarts",
+  "modelModule",
+  "workerTimeoutMs",
+] as const;
+
+function checkModel(model: unknown, what: string): asserts model is tf.LayersModel {
+  if (!(model instanceof tf.LayersModel)) {
+    throw new TypeError(
+      `${what} expects a tf.LayersModel built with dtrain's tf, received ` +
+        Object.prototype.toString.call(model),
+    );
+  }
+}
+
+/**
+ * Trains `model` on `x`/`y` with `workers` gradient Workers and an
+ * asynchronous parameter server on the main thread (a `WorkerStrategy` that
+ * lives for this call), like Keras' `model.fit(x, y, epochs, batch_size,
+ * workers=2)`. `batchSize` is the number of samples per gradient update, as in
+ * Keras; each worker computes whole updates. Resolves with the History; the
+ * model holds the trained weights.
+ *
+ * @example
+ * ```ts
+ * import { fit, tf } from "../../mod.ts";
+ * const model = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2] })] });
+ * model.compile({ optimizer: "sgd", loss: "meanSquaredError" });
+ * const history = await fit(model, [[0, 1], [1, 0], [1, 1], [0, 0]], [[1], [1], [2], [0]], {
+ *   epochs: 2,
+ *   batchSize: 2,
+ *   workers: 2,
+ *   backend: "cpu",
+ * });
+ * console.assert(history.epoch.length === 2);
+ * ```
+ */
+export async function fit(
+  model: tf.LayersModel,
+  x: Samples,
+  y: Samples,
+  options: KerasFitOptions = {},
+): Promise<History> {
+  checkModel(model, "fit()");
+  const strategyOptions: WorkerStrategyOptions = {};
+  const fitOptions: Record<string, unknown> = { ...options };
+  for (const key of STRATEGY_KEYS) {
+    if (key in options) (strategyOptions as Record<string, unknown>)[key] = options[key];
+    delete fitOptions[key];
+  }
+  await using strategy = new WorkerStrategy(strategyOptions);
+  return await strategy.fit(model, x, y, fitOptions as WorkerFitOptions);
+}
+
+/** Options for {@linkcode parallelModel}: those of `MirroredStrategy`. */
+export type ParallelModelOptions = MirroredStrategyOptions;
+
+/** Options for {@linkcode ParallelModel.predict}. */
+export interface PredictOptions {
+  /** Samples per batch. @default 32 */
+  batchSize?: number;
+}
+
+/**
+ * A model wrapped for data-parallel training: `fit` and `evaluate` run on a
+ * `MirroredStrategy`'s replicas (`batchSize` is the global batch, split
+ * between them), `predict` runs on the main thread. It shares its weights
+ * with the wrapped model. Create it with {@linkcode parallelModel}.
+ *
+ * @example
+ * ```ts
+ * import { parallelModel, tf } from "../../mod.ts";
+ * const model = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2] })] });
+ * await using parallel = parallelModel(model, { replicas: 2, backend: "cpu" });
+ * parallel.compile({ optimizer: "sgd", loss: "meanSquaredError" });
+ * await parallel.fit([[0, 1], [1, 0]], [[1], [1]], { epochs: 1, batchSize: 2 });
+ * const y = parallel.predict([[1, 1]]);
+ * console.assert(y.shape[0] === 1);
+ * y.dispose();
+ * ```
+ */
+export class ParallelModel {
+  /** The wrapped model: it holds the weights `fit` trains. */
+  readonly model: tf.LayersModel;
+  /** The strategy that trains it. */
+  readonly strategy: MirroredStrategy;
+
+  /** Wraps `model`; prefer {@linkcode parallelModel}. */
+  constructor(model: tf.LayersModel, options: ParallelModelOptions = {}) {
+    checkModel(model, "parallelModel()");
+    this.strategy = new MirroredStrategy(options);
+    this.model = model;
+  }
+
+  /** Compiles the wrapped model (Keras: `parallel_model.compile(...)`). */
+  compile(args: Parameters<tf.LayersModel["compile"]>[0]): void {
+    this.model.compile(args);
+  }
+
+  /** Trains on the replicas; `batchSize` is the global batch. */
+  fit(x: Samples, y: Samples, options: FitOptions = {}): Promise<History> {
+    return this.strategy.fit(this.model, x, y, options);
+  }
+
+  /** Evaluates on the replicas; resolves with `{ loss, <metric>... }`. */
+  evaluate(x: Samples, y: Samples, options: EvaluateOptions = {}): Promise<Logs> {
+    return this.strategy.evaluate(this.model, x, y, options);
+  }
+
+  /** Predicts on the main thread with the current weights; the caller disposes the result. */
+  predict(x: tf.Tensor | number[][] | Float32Array, options: PredictOptions = {}): tf.Tensor {
+    const batchSize = options.batchSize ?? 32;
+    if (!Number.isInteger(batchSize) || batchSize < 1) {
+      throw new RangeError(`batchSize must be an integer >= 1, received ${batchSize}`);
+    }
+    if (x instanceof tf.Tensor) {
+      return this.model.predict(x, { batchSize }) as tf.Tensor;
+    }
+    const shape = this.model.inputs[0]!.shape.slice(1) as number[];
+    const input = x instanceof Float32Array
+      ? tf.tensor(x, [x.length / shape.reduce((a, b) => a * b, 1), ...shape])
+      : tf.tensor(x);
+    try {
+      return this.model.predict(input, { batchSize }) as tf.Tensor;
+    } finally {
+      input.dispose();
+    }
+  }
+
+  /** Stops the replica Workers. Idempotent. */
+  close(): Promise<void> {
+    return this.strategy.close();
+  }
+
+  /** `await using parallel = parallelModel(model)` closes it on scope exit. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Wraps `model` for synchronous data-parallel training on `replicas`
+ * Workers, like Keras' `multi_gpu_model(model, gpus=replicas)`: compile, fit,
+ * evaluate and predict on the wrapper; the wrapped model shares its weights.
+ * Options are validated here, before any Worker starts.
+ *
+ * @example
+ * ```ts
+ * import { parallelModel, tf } from "../../mod.ts";
+ * const model = tf.sequential({ layers: [tf.layers.dense({ units: 2, inputShape: [3] })] });
+ * await using parallel = parallelModel(model, { replicas: 2, backend: "cpu" });
+ * parallel.compile({ optimizer: "adam", loss: "meanSquaredError" });
+ * const history = await parallel.fit([[1, 2, 3], [3, 2, 1]], [[1, 0], [0, 1]], { batchSize: 2 });
+ * console.assert(history.history.loss?.length === 1);
+ * ```
+ */
+export function parallelModel(
+  model: tf.LayersModel,
+  options: ParallelModelOptions = {},
+): ParallelModel {
+  return new ParallelModel(model, options);
+}

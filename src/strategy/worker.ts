@@ -1,0 +1,711 @@
+/**
+ * WorkerStrategy: asynchronous data-parallel training with a parameter server.
+ *
+ * Who owns what: the main thread is the parameter server. It owns the
+ * variables and the optimizer (they are the user's compiled model itself),
+ * publishes the weights into a versioned shared buffer, and applies each
+ * gradient a worker hands over, in arrival order, under the staleness rule
+ * (`_parameter_server.ts`); it also runs callbacks, History, progress and
+ * validation (`_ps_reporter.ts`), and decides when a failed worker is
+ * replaced. The elastic set of workers (`_worker_set.ts`) starts, watches,
+ * replaces, adds and removes them. Each worker (`replica/ps_worker.ts`) owns
+ * a copy of the model without optimizer state: it claims batches from a
+ * shared cursor, copies the latest published weights, computes loss and
+ * gradients on its batch, and writes them into its own shared gradient slot.
+ * No message crosses per step.
+ *
+ * Epochs: with N training samples and per-worker `batchSize` B, an epoch is
+ * S = ceil(N / B) applied gradients. Batches come from one stream shared by
+ * all workers: batch b is step `b % S` of the seeded permutation of pass
+ * `floor(b / S)`, so successive passes each cover the data once; a dropped
+ * gradient or a crashed worker's lost batch is not redrawn (the stream moves
+ * on), and an epoch still ends after S applied gradients.
+ *
+ * @module
+ */
+import * as tf from "../tf.ts";
+import { BACKEND_NAMES, type BackendName } from "../../backends/types.ts";
+import { NonFiniteLossError, ReplicaCrashedError } from "../errors.ts";
+import { VersionedBuffer } from "../collective/versioned_buffer.ts";
+import { fusedLayout } from "../replica/_layout.ts";
+import { sizeOf } from "../replica/_model.ts";
+import { PS_CONTROL_INTS, PS_DOORBELL } from "../replica/_ps_layout.ts";
+import type { CompileSpec, ModelSource } from "../replica/protocol.ts";
+import { callAll, History, type Logs } from "../training/callbacks.ts";
+import type { EvaluateOptions, FitOptions } from "./mirrored.ts";
+import { type Prepared, prepareSamples, type Samples, toShared } from "./_inputs.ts";
+import { ParameterServer, type StalePolicy } from "./_parameter_server.ts";
+import { AsyncFitReporter } from "./_ps_reporter.ts";
+import { shardRange } from "./_sharding.ts";
+import {
+  type Crash,
+  type Spawn,
+  type WorkerBackend,
+  WorkerSet,
+  type WorkerStats,
+} from "./_worker_set.ts";
+
+export type { StalePolicy, WorkerBackend, WorkerStats };
+
+/** The server yields to the event loop at least this often while applying. */
+const YIELD_MS = 20;
+
+/** Options for {@linkcode WorkerStrategy}. */
+export interface WorkerStrategyOptions {
+  /**
+   * Number of gradient workers (Workers) at the start.
+   * @default navigator.hardwareConcurrency
+   */
+  workers?: number;
+  /**
+   * Largest staleness applied as is: a gradient computed on weights more
+   * than `staleness` versions older than the server's is stale.
+   * @default 4
+   */
+  staleness?: number;
+  /**
+   * What happens to a stale gradient: `"drop"` discards it, `"scale"`
+   * applies it multiplied by `(staleness + 1) / (s + 1)` where `s` is its
+   * staleness.
+   * @default "drop"
+   */
+  stalePolicy?: StalePolicy;
+  /**
+   * Backend of every worker, or one per worker (an array of `workers`
+   * entries, e.g. `["webgpu", "wasm"]`). `DTRAIN_BACKEND` overrides `"auto"`.
+   * @default "auto"
+   */
+  backend?: WorkerBackend | WorkerBackend[];
+  /**
+   * WASM threads per worker.
+   * @default 1
+   */
+  threadsPerWorker?: number;
+  /**
+   * Workers that may be replaced in one `fit` after they throw or die. When
+   * a worker fails with no restart left, training goes on with the others;
+   * when none is left, `fit` rejects.
+   * @default 3
+   */
+  maxRestarts?: number;
+  /**
+   * A module every worker imports to build the model: it must export a
+   * function `exportName` returning a `tf.LayersModel` made with dtrain's
+   * `tf`. Needed for custom layers, losses or metrics.
+   * @default undefined (rebuild from `model.toJSON()`)
+   */
+  modelModule?: { url: string | URL; exportName?: string };
+  /**
+   * A worker whose heartbeat stops this long is declared dead and replaced.
+   * Must exceed the slowest step.
+   * @default 30000
+   */
+  workerTimeoutMs?: number;
+}
+
+/**
+ * Options for {@linkcode WorkerStrategy.fit}: those of `MirroredStrategy.fit`
+ * except `checkpoint`, with `batchSize` per worker.
+ */
+export interface WorkerFitOptions extends Omit<FitOptions, "batchSize" | "checkpoint"> {
+  /**
+   * Samples per gradient, **per worker** (each worker computes a gradient
+   * on `batchSize` samples; MirroredStrategy's `batchSize` is the global
+   * batch). An epoch is `ceil(samples / batchSize)` applied gradients.
+   * @default 32
+   */
+  batchSize?: number;
+}
+
+/** Options for {@linkcode WorkerStrategy.addWorker}. */
+export interface AddWorkerOptions {
+  /**
+   * Backend of the new worker.
+   * @default the strategy's backend (`"auto"` when it was given per worker)
+   */
+  backend?: WorkerBackend;
+}
+
+/** Measurements of the last run, for diagnostics and tests. */
+export interface WorkerStrategyStats {
+  /** Every worker that took part in the last run, crashed and removed ones included. */
+  workers: WorkerStats[];
+  /** The main thread's tfjs backend: where the optimizer runs. */
+  serverBackend: string;
+  /** Gradients received by the server. */
+  received: number;
+  /** Gradients applied (fresh and scaled). */
+  applied: number;
+  /** Applied gradients that were stale and down-weighted. */
+  scaled: number;
+  /** Stale gradients that were dropped. */
+  dropped: number;
+  /** Largest staleness seen. */
+  maxStaleness: number;
+  /** Mean staleness of the received gradients. */
+  meanStaleness: number;
+  /** Workers replaced after a crash. */
+  restarts: number;
+  /** The server's final weight version (applied gradients). */
+  version: number;
+}
+
+function positiveInt(value: unknown, name: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be an integer >= 1, received ${value}`);
+  }
+  return value;
+}
+
+function nonNegativeInt(value: unknown, name: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+    throw new RangeError(`${name} must be an integer >= 0, received ${value}`);
+  }
+  return value;
+}
+
+function checkBackend(value: unknown, what: string): WorkerBackend {
+  if (value === "auto" || BACKEND_NAMES.includes(value as BackendName)) {
+    return value as WorkerBackend;
+  }
+  throw new TypeError(
+    `${what} must be "auto" or one of ${BACKEND_NAMES.join(", ")}, received ${
+      JSON.stringify(value)
+    }`,
+  );
+}
+
+/** Loss and metrics for the workers; the optimizer never leaves the server. */
+function workerCompile(model: tf.LayersModel, hasModule: boolean): CompileSpec {
+  if (model.optimizer === undefined || model.optimizer === null) {
+    throw new TypeError(
+      "The model must be compiled before training: call model.compile({ optimizer, loss })",
+    );
+  }
+  const loss = model.loss;
+  const metrics = (model.metrics ?? []) as unknown;
+  const names = (Array.isArray(metrics) ? metrics : [metrics]) as unknown[];
+  const serializable = (typeof loss === "string" ||
+    (Array.isArray(loss) && loss.every((l) => typeof l === "string"))) &&
+    names.every((m) => typeof m === "string");
+  if (!serializable && !hasModule) {
+    throw new TypeError(
+      "The model's loss or metrics are functions, which cannot be sent to worker Workers: " +
+        "pass modelModule: { url, exportName } to build the compiled model in each worker",
+    );
+  }
+  return {
+    // Workers only compute gradients: a placeholder keeps model.compile happy.
+    optimizer: { className: "SGD", config: { learningRate: 0 } },
+    loss: serializable ? loss as string | string[] : "meanSquaredError",
+    metrics: serializable ? names as string[] : [],
+  };
+}
+
+function detailOf(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/^Replica -?\d+ crashed: /, "");
+}
+
+function tick(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+interface Run {
+  control: Int32Array;
+  ps: ParameterServer;
+  model: tf.LayersModel;
+  reporter: AsyncFitReporter;
+  epochs: number;
+  initialEpoch: number;
+  steps: number;
+  verbose: 0 | 1 | 2;
+  validation: [tf.Tensor, tf.Tensor] | undefined;
+  validationBatchSize: number;
+  restarts: number;
+  closeRequested: boolean;
+}
+
+/**
+ * Asynchronous data-parallel training: the main thread is a parameter server
+ * that owns the weights and the optimizer; N worker Workers compute
+ * gradients on their own batches of `batchSize` samples, each on the latest
+ * weights it could read, and the server applies every gradient as it
+ * arrives. A slow worker does not hold the others back, a failed worker is
+ * replaced without losing the server's state, and workers can be added or
+ * removed while training. Gradients computed on weights more than
+ * `staleness` versions old are dropped or down-weighted.
+ *
+ * `fit`, `evaluate`, callbacks and History are those of `MirroredStrategy`,
+ * except that `batchSize` is per worker. Epoch logs add `stale` (gradients
+ * beyond the bound), `dropped` (of them, discarded) and `restarts` (workers
+ * replaced). Validation runs on the server at each epoch end.
+ *
+ * @example
+ * ```ts
+ * import { tf, WorkerStrategy } from "../../mod.ts";
+ * const model = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2] })] });
+ * model.compile({ optimizer: "sgd", loss: "meanSquaredError" });
+ * await using strategy = new WorkerStrategy({ workers: 2, staleness: 4, backend: "cpu" });
+ * const history = await strategy.fit(model, [[0, 1], [1, 0], [1, 1], [0, 0]], [[1], [1], [2], [0]], {
+ *   epochs: 2,
+ *   batchSize: 2, // per worker: an epoch is ceil(4 / 2) = 2 applied gradients
+ * });
+ * console.assert(history.history.loss?.length === 2 && history.history.dropped !== undefined);
+ * ```
+ */
+export class WorkerStrategy {
+  /** Largest staleness applied as is. */
+  readonly staleness: number;
+  /** What happens to stale gradients. */
+  readonly stalePolicy: StalePolicy;
+  /** Restarts allowed per `fit`. */
+  readonly maxRestarts: number;
+  /** WASM threads per worker. */
+  readonly threadsPerWorker: number;
+  #defaultBackend: WorkerBackend;
+  #modelModule: { url: string; exportName: string } | undefined;
+  #set: WorkerSet;
+  #run: Run | undefined;
+  #runDone: Promise<void> | undefined;
+  #stats: Omit<WorkerStrategyStats, "workers"> | undefined;
+  #busy = false;
+
+  /** Validates the options; Workers start on the first `fit` or `evaluate`. */
+  constructor(options: WorkerStrategyOptions = {}) {
+    const workers = positiveInt(
+      options.workers ?? Math.max(1, navigator.hardwareConcurrency ?? 1),
+      "workers",
+    );
+    this.staleness = nonNegativeInt(options.staleness ?? 4, "staleness");
+    const policy = options.stalePolicy ?? "drop";
+    if (policy !== "drop" && policy !== "scale") {
+      throw new TypeError(
+        `stalePolicy must be "drop" or "scale", received ${JSON.stringify(policy)}`,
+      );
+    }
+    this.stalePolicy = policy;
+    this.maxRestarts = nonNegativeInt(options.maxRestarts ?? 3, "maxRestarts");
+    this.threadsPerWorker = positiveInt(options.threadsPerWorker ?? 1, "threadsPerWorker");
+    const timeoutMs = positiveInt(options.workerTimeoutMs ?? 30_000, "workerTimeoutMs");
+    const backend = options.backend ?? "auto";
+    let backends: WorkerBackend[];
+    if (Array.isArray(backend)) {
+      if (backend.length !== workers) {
+        throw new RangeError(
+          `backend has one entry per worker: expected ${workers} entries, received ${backend.length}`,
+        );
+      }
+      backends = backend.map((b, i) => checkBackend(b, `backend[${i}]`));
+      this.#defaultBackend = "auto";
+    } else {
+      this.#defaultBackend = checkBackend(backend, "backend");
+      backends = Array(workers).fill(this.#defaultBackend);
+    }
+    if (options.modelModule !== undefined) {
+      this.#modelModule = {
+        url: new URL(options.modelModule.url, import.meta.url).href,
+        exportName: options.modelModule.exportName ?? "default",
+      };
+    }
+    this.#set = new WorkerSet(backends, { timeoutMs });
+  }
+
+  /** Workers in service: running, idle, or waiting to start at the next run. */
+  get workers(): number {
+    return this.#set.serving;
+  }
+
+  /** Measurements of the last `fit`, once one has run. */
+  get stats(): WorkerStrategyStats | undefined {
+    if (this.#stats === undefined) return undefined;
+    return { ...this.#stats, workers: this.#set.stats };
+  }
+
+  #spawn(model: tf.LayersModel): Spawn {
+    const compile = workerCompile(model, this.#modelModule !== undefined);
+    const source: ModelSource = this.#modelModule !== undefined
+      ? { kind: "module", ...this.#modelModule }
+      : { kind: "json", topology: model.toJSON(null, false) };
+    const layout = fusedLayout(
+      model.trainableWeights.map(sizeOf),
+      model.nonTrainableWeights.map(sizeOf),
+      Math.max(0, model.metricsNames.length - 1),
+    );
+    return {
+      key: JSON.stringify([source, compile, this.threadsPerWorker]),
+      source,
+      compile,
+      threads: this.threadsPerWorker,
+      slotLength: layout.length,
+    };
+  }
+
+  /**
+   * Trains `model` asynchronously: the model itself is the parameter
+   * server's state (its variables and its optimizer), so it holds the latest
+   * weights at every moment, also when `fit` rejects. `batchSize` is per
+   * worker. Resolves with the History (logs add `stale`, `dropped`,
+   * `restarts`). Rejects with `ReplicaCrashedError` when every worker is gone
+   * for good, and `NonFiniteLossError` when a loss stops being finite.
+   */
+  async fit(
+    model: tf.LayersModel,
+    x: Samples,
+    y: Samples,
+    options: WorkerFitOptions = {},
+  ): Promise<History> {
+    const epochs = positiveInt(options.epochs ?? 1, "epochs");
+    const batchSize = options.batchSize ?? 32;
+    if (typeof batchSize !== "number" || !Number.isInteger(batchSize) || batchSize < 1) {
+      throw new RangeError(
+        `batchSize must be an integer >= 1 (samples per gradient, per worker), received ${batchSize}`,
+      );
+    }
+    const initialEpoch = nonNegativeInt(options.initialEpoch ?? 0, "initialEpoch");
+    if ((options as FitOptions).checkpoint !== undefined) {
+      throw new TypeError(
+        "WorkerStrategy does not write checkpoints: remove the checkpoint option " +
+          "(or save the model and its optimizer state from a callback)",
+      );
+    }
+    const split = options.validationSplit ?? 0;
+    if (!(split >= 0 && split < 1)) {
+      throw new RangeError(`validationSplit must be in [0, 1), received ${split}`);
+    }
+    const verbose = options.verbose ?? 0;
+    const callbacks = options.callbacks === undefined ? [] : [options.callbacks].flat();
+    const spawn = this.#spawn(model);
+    const samples = prepareSamples(model, x, y);
+    let trainCount = samples.count;
+    let validation: Prepared | undefined;
+    if (options.validationData !== undefined) {
+      const [vx, vy] = options.validationData;
+      validation = prepareSamples(model, vx, vy);
+    } else if (split > 0) {
+      trainCount = Math.floor(samples.count * (1 - split));
+      validation = slicePrepared(samples, trainCount, samples.count);
+    }
+    if (trainCount < 1) {
+      throw new RangeError(`No training samples left: received ${samples.count} samples`);
+    }
+    const data = toShared(samples, 0, trainCount);
+
+    if (this.#busy) throw new Error("This strategy is already running fit or evaluate");
+    this.#busy = true;
+    let ended: () => void = () => {};
+    this.#runDone = new Promise<void>((r) => (ended = r));
+    let run: Run | undefined;
+    try {
+      await this.#set.prepare(spawn);
+      const ps = new ParameterServer(model, {
+        staleness: this.staleness,
+        stalePolicy: this.stalePolicy,
+        terminateOnNaN: options.terminateOnNaN ?? true,
+      });
+      ps.publish();
+      const steps = Math.ceil(trainCount / batchSize);
+      const history = new History();
+      const controlBuffer = new SharedArrayBuffer(PS_CONTROL_INTS * 4);
+      run = {
+        control: new Int32Array(controlBuffer),
+        ps,
+        model,
+        reporter: new AsyncFitReporter({
+          names: model.metricsNames,
+          epochs,
+          steps,
+          callbacks,
+          verbose,
+          history,
+        }),
+        epochs,
+        initialEpoch,
+        steps,
+        verbose,
+        validation: validation === undefined ? undefined : [
+          tf.tensor(validation.x.data, validation.x.shape),
+          tf.tensor(validation.y.data, validation.y.shape),
+        ],
+        validationBatchSize: batchSize,
+        restarts: 0,
+        closeRequested: false,
+      };
+      this.#run = run;
+      const live = run;
+      let failure: unknown;
+      await this.#set.watching(async () => {
+        try {
+          model.stopTraining = false;
+          await callAll(callbacks, "onTrainBegin", {});
+          this.#set.startRun({
+            controlBuffer,
+            weightsBuffer: ps.weightsBuffer,
+            data,
+            trainCount,
+            batchSize,
+            shuffle: options.shuffle ?? true,
+            seed: options.seed ?? Math.floor(Math.random() * 2 ** 31),
+            initialEpoch,
+          });
+          failure = await this.#serve(live);
+        } catch (e) {
+          failure = e;
+        } finally {
+          await this.#set.endRun();
+          this.#run = undefined;
+          const c = ps.counts;
+          this.#stats = {
+            serverBackend: tf.getBackend(),
+            received: c.received,
+            applied: c.applied,
+            scaled: c.scaled,
+            dropped: c.dropped,
+            maxStaleness: c.maxStaleness,
+            meanStaleness: c.received > 0 ? c.stalenessSum / c.received : 0,
+            restarts: live.restarts,
+            version: ps.version,
+          };
+        }
+      });
+      if (failure !== undefined) throw failure;
+      await callAll(callbacks, "onTrainEnd", {});
+      return history;
+    } finally {
+      tf.dispose(run?.validation ?? []);
+      this.#busy = false;
+      ended();
+    }
+  }
+
+  /** The server loop: applies gradients until the run ends; resolves with its failure, if any. */
+  async #serve(run: Run): Promise<unknown> {
+    const { ps, control, reporter, model, steps } = run;
+    const total = (run.epochs - run.initialEpoch) * steps;
+    let epoch = run.initialEpoch, inEpoch = 0, applied = 0;
+    const endEpoch = async () => {
+      const val = run.validation === undefined
+        ? undefined
+        : evaluateOnServer(model, run.validation[0], run.validation[1], run.validationBatchSize);
+      await reporter.endEpoch(epoch, val);
+      epoch++;
+      inEpoch = 0;
+    };
+    if (total <= 0) return undefined;
+    await reporter.beginEpoch(epoch);
+    let lastYield = performance.now();
+    for (;;) {
+      if (run.closeRequested) {
+        return new Error("WorkerStrategy.close() was called while fit was running");
+      }
+      const lost = this.#replaceCrashed(run);
+      if (lost !== undefined) return lost;
+      const seen = Atomics.load(control, PS_DOORBELL);
+      const ready = this.#set.full();
+      if (ready.length === 0) {
+        await Atomics.waitAsync(control, PS_DOORBELL, seen, 100).value;
+        lastYield = performance.now();
+        continue;
+      }
+      for (const m of ready) {
+        if (run.closeRequested) break;
+        const out = ps.apply(m.slot!);
+        if (out.kind === "nonFinite") return new NonFiniteLossError(epoch, inEpoch, out.loss);
+        if (out.kind === "dropped") {
+          m.stats.dropped++;
+          reporter.stale(true);
+          continue;
+        }
+        m.stats.applied++;
+        if (out.kind === "scaled") {
+          m.stats.scaled++;
+          reporter.stale(false);
+        }
+        await reporter.step(inEpoch, {
+          values: [out.loss, ...out.metrics],
+          samples: out.samples,
+          worker: m.id,
+          staleness: out.staleness,
+        });
+        applied++;
+        inEpoch++;
+        if (inEpoch === steps) {
+          await endEpoch();
+          if (applied < total && !model.stopTraining) await reporter.beginEpoch(epoch);
+        }
+        if (applied >= total || model.stopTraining) break;
+      }
+      if (applied >= total) return undefined;
+      if (model.stopTraining) {
+        if (inEpoch > 0) await endEpoch();
+        return undefined;
+      }
+      if (performance.now() - lastYield > YIELD_MS) {
+        await tick();
+        lastYield = performance.now();
+      }
+    }
+  }
+
+  /**
+   * Replaces the workers that crashed since the last call while restarts are
+   * left. Returns the error that ends the run when no worker is left.
+   */
+  #replaceCrashed(run: Run): ReplicaCrashedError | undefined {
+    let last: Crash | undefined;
+    for (const crash of this.#set.takeCrashes()) {
+      last = crash;
+      const detail = detailOf(crash.error);
+      if (run.restarts < this.maxRestarts) {
+        run.restarts++;
+        run.reporter.restart();
+        const next = this.#set.replace(crash);
+        if (run.verbose > 0) {
+          console.error(
+            `\nworker ${crash.member.id} failed (${detail}): replaced by worker ${next.id} ` +
+              `(restart ${run.restarts} of ${this.maxRestarts})`,
+          );
+        }
+      } else {
+        this.#set.abandon(crash);
+        if (run.verbose > 0) {
+          console.error(
+            `\nworker ${crash.member.id} failed (${detail}): not replaced ` +
+              `(maxRestarts ${this.maxRestarts} used up)`,
+          );
+        }
+      }
+    }
+    if (this.#set.hasLive()) return undefined;
+    return new ReplicaCrashedError(
+      last?.member.id ?? -1,
+      `${last === undefined ? "no worker left" : detailOf(last.error)}; every worker ` +
+        `is gone (${run.restarts} of maxRestarts ${this.maxRestarts} restarts used): ` +
+        `training stopped after ${run.ps.counts.applied} applied gradients, and the model ` +
+        `holds the server's latest weights`,
+      { cause: last?.error },
+    );
+  }
+
+  /**
+   * Evaluates `model` on `x`/`y` with every worker taking a share of the
+   * samples; resolves with `{ loss, <metric>... }` averaged over all samples.
+   */
+  async evaluate(
+    model: tf.LayersModel,
+    x: Samples,
+    y: Samples,
+    options: EvaluateOptions = {},
+  ): Promise<Logs> {
+    const batchSize = positiveInt(options.batchSize ?? 32, "batchSize");
+    const spawn = this.#spawn(model);
+    const data = toShared(prepareSamples(model, x, y));
+    if (this.#busy) throw new Error("This strategy is already running fit or evaluate");
+    this.#busy = true;
+    try {
+      await this.#set.prepare(spawn);
+      const weights = publishWeights(model);
+      const members = this.#set.idle();
+      const replies = await this.#set.watching(() =>
+        Promise.all(members.map((m, i) => {
+          const [from, to] = shardRange(data.count, members.length, i);
+          return this.#set.request(m, { type: "psEvaluate", weights, data, from, to, batchSize });
+        }))
+      );
+      const sums = new Array<number>(model.metricsNames.length).fill(0);
+      for (const r of replies) {
+        if (r.type === "done") r.values.forEach((v, i) => (sums[i]! += v));
+      }
+      const logs: Logs = {};
+      model.metricsNames.forEach((name, i) => (logs[name] = sums[i]! / Math.max(1, data.count)));
+      return logs;
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /**
+   * Adds a worker. During `fit` it starts at once, joins the run and the
+   * promise resolves once it computes; otherwise it starts with the next run.
+   * Resolves with the new worker's id.
+   */
+  addWorker(options: AddWorkerOptions = {}): Promise<number> {
+    try {
+      return this.#set.add(checkBackend(options.backend ?? this.#defaultBackend, "backend"));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Removes worker `id` (by default the newest). During `fit` the worker
+   * finishes its current gradient (which the server still applies) and
+   * leaves; resolves once its Worker is closed. The last worker cannot be
+   * removed.
+   */
+  removeWorker(id?: number): Promise<void> {
+    return this.#set.remove(id);
+  }
+
+  /**
+   * Shuts every worker Worker down (a running `fit` stops and rejects).
+   * Idempotent; a later `fit` starts fresh Workers.
+   */
+  async close(): Promise<void> {
+    const run = this.#run;
+    if (run !== undefined) {
+      run.closeRequested = true;
+      this.#set.wake();
+      await this.#runDone;
+    }
+    await this.#set.close();
+  }
+
+  /** `await using strategy = new WorkerStrategy()` closes it on scope exit. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** The model's weights as version 0 of a new versioned buffer. */
+function publishWeights(model: tf.LayersModel): SharedArrayBuffer {
+  const weights = [...model.trainableWeights, ...model.nonTrainableWeights];
+  const count = weights.reduce((n, w) => n + sizeOf(w), 0);
+  const buffer = new SharedArrayBuffer(VersionedBuffer.bytes(count));
+  new VersionedBuffer(buffer, count).publish((into) => {
+    let offset = 0;
+    for (const w of weights) {
+      const d = w.read().dataSync() as Float32Array;
+      into.set(d, offset);
+      offset += d.length;
+    }
+  });
+  return buffer;
+}
+
+/** Samples `[from, to)` of prepared data. */
+function slicePrepared(p: Prepared, from: number, to: number): Prepared {
+  const part = (f: Prepared["x"]) => {
+    const width = f.shape.slice(1).reduce((a, b) => a * b, 1);
+    return {
+      data: f.data.slice(from * width, to * width),
+      shape: [to - from, ...f.shape.slice(1)],
+    };
+  };
+  return { x: part(p.x), y: part(p.y), count: to - from };
+}
+
+/** Loss and metrics of `model` on (x, y), on the main thread. */
+function evaluateOnServer(
+  model: tf.LayersModel,
+  x: tf.Tensor,
+  y: tf.Tensor,
+  batchSize: number,
+): Logs {
+  const result = model.evaluate(x, y, { batchSize, verbose: 0 });
+  const scalars = Array.isArray(result) ? result : [result];
+  const logs: Logs = {};
+  model.metricsNames.forEach((name, i) => (logs[name] = scalars[i]!.dataSync()[0]!));
+  tf.dispose(scalars);
+  return logs;
+}

@@ -1,0 +1,262 @@
+// End to end over a real loopback port: `serve.ts` runs in a subprocess.
+import assert from "node:assert/strict";
+import { tf } from "../../mod.ts";
+import { isLoopback, parseServeArgs } from "../../src/server/serve.ts";
+import { jobBody, regression, type Sse, TOKEN } from "./_helpers.ts";
+
+const SERVE = new URL("../../src/server/serve.ts", import.meta.url).pathname;
+const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
+const AUTH = { Authorization: `Bearer ${TOKEN}` };
+
+/** `deno task serve` in a subprocess on a free port. */
+class Server {
+  readonly url: string;
+  readonly #child: Deno.ChildProcess;
+  readonly #output: { text: string };
+
+  private constructor(url: string, child: Deno.ChildProcess, output: { text: string }) {
+    this.url = url;
+    this.#child = child;
+    this.#output = output;
+  }
+
+  static async start(dataDir: string): Promise<Server> {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--unstable-kv",
+        "--config",
+        CONFIG,
+        SERVE,
+        "--port",
+        "0",
+        "--data-dir",
+        dataDir,
+      ],
+      env: { DTRAIN_TOKEN: TOKEN, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = { text: "" };
+    let resolveUrl!: (url: string) => void;
+    const url = new Promise<string>((r) => (resolveUrl = r));
+    const drain = async (stream: ReadableStream<Uint8Array>) => {
+      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+        output.text += chunk;
+        const m = output.text.match(/listening on (http:\/\/\S+)/);
+        if (m) resolveUrl(m[1]!);
+      }
+    };
+    drain(child.stdout);
+    drain(child.stderr);
+    const timeout = new Promise<never>((_, reject) => {
+      const t = setTimeout(() => reject(new Error(`server did not start: ${output.text}`)), 60_000);
+      url.finally(() => clearTimeout(t));
+    });
+    return new Server(await Promise.race([url, timeout]), child, output);
+  }
+
+  fetch(path: string, init: RequestInit = {}, auth = true): Promise<Response> {
+    const headers: Record<string, string> = { ...(auth ? AUTH : {}) };
+    if (init.body !== undefined) headers["content-type"] = "application/json";
+    return fetch(`${this.url}${path}`, { ...init, headers });
+  }
+
+  async json(path: string, init: RequestInit = {}): Promise<Record<string, unknown>> {
+    const res = await this.fetch(path, init);
+    const body = await res.json();
+    assert.ok(res.ok, `${path}: ${res.status} ${JSON.stringify(body)}`);
+    return body;
+  }
+
+  /** Sends `signal` and resolves with the exit code (and what it printed). */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<{ code: number; output: string }> {
+    this.#child.kill(signal);
+    const status = await this.#child.status;
+    return { code: status.code, output: this.#output.text };
+  }
+}
+
+/** Reads an SSE response event by event. */
+async function* events(res: Response): AsyncGenerator<Sse> {
+  let buffer = "";
+  for await (const chunk of res.body!.pipeThrough(new TextDecoderStream())) {
+    buffer += chunk;
+    let end: number;
+    while ((end = buffer.indexOf("\n\n")) !== -1) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      if (!block.includes("data:")) continue;
+      const f: Record<string, string> = {};
+      for (const line of block.split("\n")) {
+        const i = line.indexOf(":");
+        f[line.slice(0, i)] = line.slice(i + 1).trimStart();
+      }
+      yield { id: Number(f.id), event: f.event!, data: JSON.parse(f.data!) };
+    }
+  }
+}
+
+Deno.test("serve.ts trains, streams, serves the model over HTTP and finds it again after a restart", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "dtrain-e2e-" });
+  let server = await Server.start(dataDir);
+  try {
+    assert.equal((await server.fetch("/healthz", {}, false)).status, 200);
+    const denied = await server.fetch("/v1/jobs", {}, false);
+    assert.equal(denied.status, 401);
+    assert.equal((await denied.json()).error.code, "unauthorized");
+
+    const { id } = await server.json("/v1/jobs", {
+      method: "POST",
+      body: JSON.stringify(
+        jobBody({ fit: { epochs: 3, batchSize: 16 }, strategy: { replicas: 2, backend: "cpu" } }),
+      ),
+    }) as { id: string };
+    const seen: Sse[] = [];
+    for await (const e of events(await server.fetch(`/v1/jobs/${id}/events`))) seen.push(e);
+    assert.equal(seen.filter((e) => e.event === "batch").length, 3 * 4);
+    assert.equal(seen.filter((e) => e.event === "epoch").length, 3);
+    const end = seen.at(-1)!;
+    assert.equal(end.event, "end");
+    assert.equal(end.data.status, "succeeded");
+    const modelId = end.data.modelId as string;
+
+    const inputs = regression(6).x;
+    const served = await server.json(`/v1/models/${modelId}/predict`, {
+      method: "POST",
+      body: JSON.stringify({ inputs }),
+    });
+    // tfjs' own HTTP loader, as a browser would use it.
+    const model = await tf.loadLayersModel(`${server.url}/v1/models/${modelId}/model.json`, {
+      requestInit: { headers: AUTH },
+    });
+    const local = tf.tidy(() => (model.predict(tf.tensor2d(inputs)) as tf.Tensor).arraySync());
+    model.dispose();
+    assert.deepEqual(served.outputs, local);
+    const job = await server.json(`/v1/jobs/${id}`);
+
+    const stopped = await server.stop("SIGTERM");
+    assert.equal(stopped.code, 0, stopped.output);
+
+    server = await Server.start(dataDir);
+    assert.deepEqual(await server.json(`/v1/jobs/${id}`), job);
+    assert.equal((await server.json(`/v1/models/${modelId}`)).jobId, id);
+    const again = await server.json(`/v1/models/${modelId}/predict`, {
+      method: "POST",
+      body: JSON.stringify({ inputs }),
+    });
+    assert.deepEqual(again, served);
+  } finally {
+    const { code, output } = await server.stop("SIGTERM");
+    await Deno.remove(dataDir, { recursive: true });
+    assert.equal(code, 0, output);
+  }
+});
+
+Deno.test("serve.ts exits 0 on SIGTERM mid-job, stays responsive while training, and marks the job interrupted", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "dtrain-e2e-" });
+  let server = await Server.start(dataDir);
+  try {
+    const { id } = await server.json("/v1/jobs", {
+      method: "POST",
+      body: JSON.stringify(
+        jobBody({
+          fit: { epochs: 10000, batchSize: 16 },
+          strategy: { replicas: 2, backend: "cpu" },
+        }),
+      ),
+    }) as { id: string };
+    const stream = events(await server.fetch(`/v1/jobs/${id}/events`));
+    for (;;) {
+      const e = (await stream.next()).value as Sse;
+      if (e.event === "batch") break;
+    }
+    // The replicas train in Workers: the event loop answers meanwhile.
+    const t0 = performance.now();
+    assert.equal((await server.fetch("/healthz", {}, false)).status, 200);
+    const health = performance.now() - t0;
+    assert.ok(health < 1000, `/healthz took ${health} ms during training`);
+
+    const t1 = performance.now();
+    const stopped = await server.stop("SIGTERM");
+    const shutdown = performance.now() - t1;
+    assert.equal(stopped.code, 0, stopped.output);
+    assert.ok(shutdown < 15_000, `shutdown took ${shutdown} ms`);
+    assert.match(stopped.output, /SIGTERM: shutting down/);
+    // The open stream got the final event before the server went away.
+    let last: Sse | undefined;
+    for await (const e of stream) last = e;
+    assert.equal(last?.event, "end");
+    assert.equal(last?.data.status, "interrupted");
+
+    server = await Server.start(dataDir);
+    const job = await server.json(`/v1/jobs/${id}`);
+    assert.equal(job.status, "interrupted");
+    assert.equal((job.error as { code: string }).code, "server_shutdown");
+    assert.equal(job.modelId, null);
+  } finally {
+    await server.stop("SIGINT");
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("serve.ts refuses to bind a non-loopback host without a token", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-kv",
+      "--config",
+      CONFIG,
+      SERVE,
+      "--host",
+      "0.0.0.0",
+      "--port",
+      "0",
+    ],
+    env: { DTRAIN_TOKEN: "", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 2);
+  assert.match(
+    new TextDecoder().decode(out.stderr),
+    /Refusing to listen on 0\.0\.0\.0 without a token: expected DTRAIN_TOKEN to be set/,
+  );
+});
+
+Deno.test("parseServeArgs() applies defaults and rejects bad flags naming them", () => {
+  assert.deepEqual(parseServeArgs([], {}), {
+    host: "127.0.0.1",
+    port: 8787,
+    dataDir: "./.dtrain",
+    maxBodyBytes: undefined,
+    maxConcurrentJobs: undefined,
+    maxQueuedJobs: undefined,
+    defaultReplicas: undefined,
+    corsOrigins: [],
+    token: undefined,
+    kv: undefined,
+  });
+  const o = parseServeArgs(["--max-jobs", "2", "--cors-origin", "a", "--cors-origin", "b"], {
+    DTRAIN_KV: "https://kv.example/db",
+  });
+  assert.equal(o.maxConcurrentJobs, 2);
+  assert.deepEqual(o.corsOrigins, ["a", "b"]);
+  assert.equal(o.kv, "https://kv.example/db");
+  assert.throws(() => parseServeArgs(["--port", "http"]), {
+    name: "RangeError",
+    message: '--port must be an integer >= 0, received "http"',
+  });
+  assert.throws(() => parseServeArgs(["--port", "70000"]), {
+    name: "RangeError",
+    message: "--port must be <= 65535, received 70000",
+  });
+  assert.throws(() => parseServeArgs(["--prot", "1"]), {
+    name: "TypeError",
+    message: /Unknown option '--prot'/,
+  });
+  assert.ok(isLoopback("localhost") && isLoopback("127.1.2.3") && isLoopback("[::1]"));
+  assert.ok(!isLoopback("0.0.0.0") && !isLoopback("192.168.1.2") && !isLoopback("::"));
+});

@@ -1,0 +1,282 @@
+import assert from "node:assert/strict";
+import { tf } from "../../mod.ts";
+import {
+  assertError,
+  call,
+  jobBody,
+  parseSse,
+  regression,
+  submit,
+  tempApp,
+  waitForJob,
+} from "./_helpers.ts";
+
+Deno.test("POST /v1/jobs trains through MirroredStrategy and GET /v1/jobs/:id reports the History and modelId", async () => {
+  const app = await tempApp();
+  try {
+    const res = await call(
+      app,
+      "POST",
+      "/v1/jobs",
+      jobBody({ name: "regression", strategy: { replicas: 2, backend: "cpu" } }),
+    );
+    assert.equal(res.status, 202);
+    const accepted = await res.json();
+    assert.match(accepted.id, /^job_[0-9a-z]{17}$/);
+    assert.equal(accepted.status, "queued");
+    assert.equal(res.headers.get("location"), `/v1/jobs/${accepted.id}`);
+
+    // The stream replays what happened before it was opened, then ends with `end`.
+    const events = parseSse(
+      await (await call(app, "GET", `/v1/jobs/${accepted.id}/events`)).text(),
+    );
+    assert.deepEqual(events.map((e) => e.id), events.map((_, i) => i + 1));
+    const kinds = events.map((e) => e.event);
+    assert.deepEqual(kinds.slice(0, 2), ["status", "status"]);
+    assert.deepEqual(events.slice(0, 2).map((e) => e.data.status), ["queued", "running"]);
+    assert.equal(kinds.filter((k) => k === "batch").length, 2 * 4, "2 epochs of 4 steps");
+    assert.equal(kinds.filter((k) => k === "epoch").length, 2);
+    assert.equal(kinds.at(-1), "end");
+    const batch = events.find((e) => e.event === "batch")!.data;
+    assert.deepEqual(Object.keys(batch), ["epoch", "step", "steps", "logs"]);
+    assert.deepEqual(Object.keys(batch.logs as object).sort(), ["loss", "mae"]);
+    const end = events.at(-1)!.data;
+    assert.equal(end.status, "succeeded");
+
+    const job = await (await call(app, "GET", `/v1/jobs/${accepted.id}`)).json();
+    assert.equal(job.status, "succeeded");
+    assert.equal(job.name, "regression");
+    assert.equal(job.backend, "cpu");
+    assert.equal(job.error, null);
+    assert.deepEqual(job.progress, { epoch: 2, epochs: 2, step: 4, steps: 4 });
+    assert.deepEqual(job.history.epoch, [0, 1]);
+    assert.equal(job.history.history.loss.length, 2);
+    assert.ok(job.history.history.loss[1] < job.history.history.loss[0], "the loss went down");
+    assert.equal(job.spec.model, "mlp [8]");
+    assert.equal(job.spec.data, "inline: 64 samples");
+    assert.equal(job.spec.strategy.replicas, 2);
+    assert.ok(job.startedAt <= job.finishedAt);
+    assert.deepEqual(end, job, "the end event carries the final record");
+
+    const model = await (await call(app, "GET", `/v1/models/${job.modelId}`)).json();
+    assert.equal(model.jobId, job.id);
+    assert.deepEqual(model.inputShape, [null, 4]);
+    assert.deepEqual(model.outputShape, [null, 1]);
+    assert.equal(model.metrics.loss, job.history.history.loss[1]);
+  } finally {
+    await app.dispose();
+  }
+});
+
+Deno.test("POST /v1/jobs trains a model sent as model.toJSON(null, false)", async () => {
+  const app = await tempApp();
+  const local = tf.sequential({
+    layers: [
+      tf.layers.flatten({ inputShape: [2, 2] }),
+      tf.layers.dense({ units: 3, activation: "softmax" }),
+    ],
+  });
+  const topology = local.toJSON(null, false);
+  local.dispose();
+  try {
+    const { x } = regression(32);
+    const y = x.map((r) => [0, 1, 2].map((c) => (Math.round(r[2]! * 2) === c ? 1 : 0)));
+    const id = await submit(app, {
+      model: topology,
+      compile: {
+        optimizer: { name: "sgd", learningRate: 0.1 },
+        loss: "categoricalCrossentropy",
+        metrics: ["accuracy"],
+      },
+      data: { x, y },
+      fit: { epochs: 1, batchSize: 8, validationSplit: 0.25 },
+      strategy: { replicas: 2, backend: "cpu" },
+    });
+    await app.jobs.wait(id);
+    const job = await (await call(app, "GET", `/v1/jobs/${id}`)).json();
+    assert.equal(job.status, "succeeded", JSON.stringify(job.error));
+    assert.equal(job.spec.model, "Sequential (2 layers)");
+    assert.deepEqual(Object.keys(job.history.history).sort(), [
+      "acc",
+      "loss",
+      "val_acc",
+      "val_loss",
+    ]);
+    assert.deepEqual(job.progress, { epoch: 1, epochs: 1, step: 3, steps: 3 });
+    const model = await (await call(app, "GET", `/v1/models/${job.modelId}`)).json();
+    assert.deepEqual(model.inputShape, [null, 2, 2]);
+  } finally {
+    await app.dispose();
+  }
+});
+
+Deno.test("POST /v1/jobs trains on a named dataset (mnist)", async () => {
+  const app = await tempApp();
+  try {
+    const id = await submit(app, {
+      model: { preset: "mlp", hidden: [16] },
+      compile: { loss: "categoricalCrossentropy", metrics: ["accuracy"] },
+      data: { dataset: "mnist", limit: 64 },
+      fit: { epochs: 1, batchSize: 32 },
+      strategy: { replicas: 1, backend: "cpu" },
+    });
+    await app.jobs.wait(id);
+    const job = await (await call(app, "GET", `/v1/jobs/${id}`)).json();
+    assert.equal(job.status, "succeeded", JSON.stringify(job.error));
+    assert.equal(job.spec.data, "mnist: 64 samples");
+    const model = await (await call(app, "GET", `/v1/models/${job.modelId}`)).json();
+    assert.deepEqual([model.inputShape, model.outputShape], [[null, 784], [null, 10]]);
+  } finally {
+    await app.dispose();
+  }
+});
+
+Deno.test("POST /v1/jobs trains the cnn preset on images sent as rows of 784 values", async () => {
+  const app = await tempApp();
+  try {
+    const x = Array.from(
+      { length: 8 },
+      (_, i) => Array.from({ length: 784 }, (_, p) => ((p + i) % 7) / 7),
+    );
+    const y = x.map((_, i) => [i % 2, 1 - (i % 2)]);
+    const id = await submit(app, {
+      model: { preset: "cnn", filters: [2, 4], dense: 8, seed: 5 },
+      compile: { loss: "categoricalCrossentropy", metrics: ["accuracy"] },
+      data: { x, y },
+      fit: { epochs: 1, batchSize: 8 },
+      strategy: { replicas: 2, backend: "cpu" },
+    });
+    await app.jobs.wait(id);
+    const job = await (await call(app, "GET", `/v1/jobs/${id}`)).json();
+    assert.equal(job.status, "succeeded", JSON.stringify(job.error));
+    assert.equal(job.spec.model, "cnn [2, 4] dense 8");
+    const model = await (await call(app, "GET", `/v1/models/${job.modelId}`)).json();
+    assert.deepEqual([model.inputShape, model.outputShape], [[null, 28, 28, 1], [null, 2]]);
+    const out = await (await call(app, "POST", `/v1/models/${job.modelId}/predict`, {
+      inputs: [x[0]],
+    })).json();
+    assert.equal(out.outputs[0].length, 2);
+  } finally {
+    await app.dispose();
+  }
+});
+
+Deno.test("a job ends failed with the domain error's code when training breaks", async () => {
+  const app = await tempApp();
+  try {
+    // float32 overflow: the first loss is infinite, NonFiniteLossError stops training.
+    const x = Array.from({ length: 8 }, () => [1e30, 1e30, 1e30, 1e30]);
+    const id = await submit(
+      app,
+      jobBody({ data: { x, y: x.map(() => [1e30]) }, fit: { batchSize: 8 } }),
+    );
+    const events = parseSse(await (await call(app, "GET", `/v1/jobs/${id}/events`)).text());
+    const end = events.at(-1)!;
+    assert.equal(end.event, "end");
+    assert.equal(end.data.status, "failed");
+    assert.equal(end.data.modelId, null);
+    const error = end.data.error as { code: string; message: string };
+    assert.equal(error.code, "non_finite_loss");
+    assert.match(
+      error.message,
+      /^Loss became (Infinity|NaN) at epoch 1, step 1: expected a finite loss/,
+    );
+    assert.deepEqual((await (await call(app, "GET", "/v1/models")).json()).models, []);
+  } finally {
+    await app.dispose();
+  }
+});
+
+Deno.test("DELETE /v1/jobs/:id stops a running job within a couple of steps", async () => {
+  const app = await tempApp();
+  try {
+    const id = await submit(app, jobBody({ fit: { epochs: 10000, batchSize: 16 } }));
+    await waitForJob(app, id, (j) => (j.progress as { step: number }).step > 0);
+    const started = performance.now();
+    const res = await call(app, "DELETE", `/v1/jobs/${id}`);
+    const elapsed = performance.now() - started;
+    assert.equal(res.status, 200);
+    const job = await res.json();
+    assert.equal(job.status, "cancelled");
+    assert.equal(job.modelId, null);
+    assert.equal(job.error, null);
+    assert.ok(job.progress.epoch < 10000);
+    assert.ok(elapsed < 5000, `cancel took ${elapsed} ms`);
+    // The stream of a cancelled job ends with it.
+    const events = parseSse(await (await call(app, "GET", `/v1/jobs/${id}/events`)).text());
+    assert.equal(events.at(-1)!.data.status, "cancelled");
+    // A job that ended cannot be cancelled again.
+    await assertError(
+      await call(app, "DELETE", `/v1/jobs/${id}`),
+      409,
+      "job_not_cancellable",
+      `Cannot cancel job ${id}: it already ended (cancelled)`,
+    );
+  } finally {
+    await app.dispose();
+  }
+});
+
+Deno.test("POST /v1/jobs answers 429 when the queue is full, and a queued job cancels at once", async () => {
+  const app = await tempApp({ maxConcurrentJobs: 1, maxQueuedJobs: 1 });
+  try {
+    const long = jobBody({ fit: { epochs: 10000, batchSize: 16 } });
+    const running = await submit(app, long);
+    await waitForJob(app, running, (j) => j.status === "running");
+    const queued = await submit(app, long);
+    const full = await call(app, "POST", "/v1/jobs", long);
+    assert.equal(full.headers.get("retry-after"), "10");
+    const body = await assertError(full, 429, "queue_full", "1 jobs waiting, at most 1");
+    assert.deepEqual(body.error.details, { queued: 1, maxQueuedJobs: 1 });
+
+    const list = await (await call(app, "GET", "/v1/jobs")).json();
+    assert.deepEqual(list.jobs.map((j: { id: string }) => j.id), [queued, running], "newest first");
+    assert.equal(list.jobs[0].history, undefined, "lists leave the history out");
+    const onlyQueued = await (await call(app, "GET", "/v1/jobs?status=queued")).json();
+    assert.deepEqual(onlyQueued.jobs.map((j: { id: string }) => j.id), [queued]);
+
+    const cancelled = await call(app, "DELETE", `/v1/jobs/${queued}`);
+    assert.equal(cancelled.status, 200);
+    assert.equal((await cancelled.json()).status, "cancelled");
+    assert.equal((await call(app, "DELETE", `/v1/jobs/${running}`)).status, 200);
+    assert.equal(app.jobs.counts.queued + app.jobs.counts.running, 0);
+  } finally {
+    await app.dispose();
+  }
+});
+
+Deno.test("GET /v1/jobs pages with limit and cursor, newest first", async () => {
+  const app = await tempApp({ maxQueuedJobs: 8 });
+  try {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.push(await submit(app, jobBody({ fit: { epochs: 1, batchSize: 64 } })));
+    }
+    for (const id of ids) await app.jobs.wait(id);
+    const first = await (await call(app, "GET", "/v1/jobs?limit=2")).json();
+    assert.deepEqual(first.jobs.map((j: { id: string }) => j.id), [ids[2], ids[1]]);
+    assert.equal(typeof first.cursor, "string");
+    const second = await (await call(app, "GET", `/v1/jobs?limit=2&cursor=${first.cursor}`)).json();
+    assert.deepEqual(second.jobs.map((j: { id: string }) => j.id), [ids[0]]);
+    assert.equal(second.cursor, null);
+  } finally {
+    await app.dispose();
+  }
+});
+
+Deno.test("GET /v1/jobs/:id/events resumes after Last-Event-ID", async () => {
+  const app = await tempApp();
+  try {
+    const id = await submit(app, jobBody({ fit: { epochs: 1, batchSize: 32 } }));
+    await app.jobs.wait(id);
+    const all = parseSse(await (await call(app, "GET", `/v1/jobs/${id}/events`)).text());
+    const res = await call(app, "GET", `/v1/jobs/${id}/events`, undefined, {
+      "Last-Event-ID": "3",
+    });
+    assert.match(res.headers.get("content-type")!, /^text\/event-stream/);
+    const rest = parseSse(await res.text());
+    assert.deepEqual(rest, all.slice(3));
+  } finally {
+    await app.dispose();
+  }
+});
