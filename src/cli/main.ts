@@ -22,6 +22,7 @@ import { toTensors } from "../data/to_tensors.ts";
 import { fileHandler, registerFileIO } from "../io/file_handler.ts";
 import { buildPreset } from "../models/presets.ts";
 import { MirroredStrategy } from "../strategy/mirrored.ts";
+import { WorkerStrategy } from "../strategy/worker.ts";
 import { loadCliDataset } from "./_dataset.ts";
 import { UsageError } from "./_usage_error.ts";
 
@@ -48,8 +49,9 @@ Run "dtrain <command> --help" for its flags.`,
   --model NAME|URL      mlp (default), cnn, or a module URL exporting a builder
   --export NAME         the builder's export name in a model module (default: default)
   --hidden 256,128      MLP hidden layer sizes
-  --strategy mirrored   mirrored (synchronous replicas; default)
-  --replicas N          replicas (default: all cores)
+  --strategy NAME       mirrored (synchronous replicas, global batch; default) or
+                        worker (asynchronous parameter server, batch per worker)
+  --replicas N          replicas or workers (default: all cores)
   --threads N           WASM threads per replica (default 1)
   --backend NAME        auto (default), wasm, webgpu or cpu
   --epochs N            default 5
@@ -140,8 +142,6 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
     json: b,
   });
   const json = f.json === true;
-  // The main thread only prepares data; the replicas pick their own backend.
-  await selectBackend({ require: "cpu", override: "" });
   const epochs = intFlag(f.epochs as string, "epochs", 5);
   const batchSize = intFlag(f["batch-size"] as string, "batch-size", 128);
   const seed = intFlag(f.seed as string, "seed", 42, 0);
@@ -153,9 +153,19 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
   const threads = intFlag(f.threads as string, "threads", 1);
   const backend = backendFlag(f.backend as string);
   const strategyName = (f.strategy as string) ?? "mirrored";
-  if (strategyName !== "mirrored") {
-    throw new UsageError(`--strategy must be mirrored, received "${strategyName}"`);
+  if (strategyName !== "mirrored" && strategyName !== "worker") {
+    throw new UsageError(`--strategy must be mirrored or worker, received "${strategyName}"`);
   }
+  if (strategyName === "worker" && f.checkpoint !== undefined) {
+    throw new UsageError("--checkpoint works with --strategy mirrored only");
+  }
+  // With MirroredStrategy the main thread only prepares data (CPU is enough);
+  // with WorkerStrategy it is the parameter server and applies every update.
+  await selectBackend(
+    strategyName === "worker"
+      ? { prefer: "wasm", threads: 1, override: "" }
+      : { require: "cpu", override: "" },
+  );
   const modelName = (f.model as string) ?? "mlp";
   const hidden = f.hidden === undefined
     ? undefined
@@ -200,29 +210,42 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
   const layout = image ? "image" : "flat";
   const trainSet = toTensors(ds.data.train, { layout, numClasses: ds.classes });
   const testSet = toTensors(ds.data.test, { layout, numClasses: ds.classes });
-  await using strategy = new MirroredStrategy({
-    replicas,
-    backend,
-    threadsPerReplica: threads,
-    modelModule,
-  });
+  await using strategy = strategyName === "worker"
+    ? new WorkerStrategy({ workers: replicas, backend, threadsPerWorker: threads, modelModule })
+    : new MirroredStrategy({ replicas, backend, threadsPerReplica: threads, modelModule });
+  const parallel = strategy instanceof WorkerStrategy ? strategy.workers : strategy.replicas;
   if (!json) {
     out(
       `Training ${modelName} on ${ds.name} (${ds.data.train.count} samples, ${ds.classes} classes) ` +
-        `with ${strategy.replicas} replicas, global batch ${batchSize}`,
+        (strategy instanceof WorkerStrategy
+          ? `with ${parallel} asynchronous workers, batch ${batchSize} per worker`
+          : `with ${parallel} replicas, global batch ${batchSize}`),
     );
   }
   const started = performance.now();
-  const history = await strategy.fit(model, trainSet.xs, trainSet.ys, {
+  const fitOptions = {
     epochs,
     batchSize,
     seed,
     validationSplit: split > 0 ? split : undefined,
-    verbose: json ? 0 : 1,
-    checkpoint: f.checkpoint === undefined ? undefined : { dir: f.checkpoint as string },
-  });
+    verbose: (json ? 0 : 1) as 0 | 1,
+  };
+  const history = strategy instanceof WorkerStrategy
+    ? await strategy.fit(model, trainSet.xs, trainSet.ys, fitOptions)
+    : await strategy.fit(model, trainSet.xs, trainSet.ys, {
+      ...fitOptions,
+      checkpoint: f.checkpoint === undefined ? undefined : { dir: f.checkpoint as string },
+    });
   const seconds = (performance.now() - started) / 1000;
-  const stats = strategy.stats!;
+  const report = strategy instanceof WorkerStrategy
+    ? (() => {
+      const w = strategy.stats!.workers[0]!;
+      return { backend: w.backend, reason: w.backendReason, threads: w.threads };
+    })()
+    : (() => {
+      const st = strategy.stats!;
+      return { backend: st.backends[0], reason: st.backendReason, threads: st.threads[0] };
+    })();
   const scores = await strategy.evaluate(model, testSet.xs, testSet.ys, { batchSize: 512 });
   const trained = Math.floor(ds.data.train.count * (1 - (split > 0 ? split : 0)));
   const samplesPerSec = (history.epoch.length * trained) / seconds;
@@ -234,10 +257,11 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
   const result = {
     dataset: ds.name,
     model: modelName,
-    replicas: strategy.replicas,
-    backend: stats.backends[0],
-    backendReason: stats.backendReason,
-    threads: stats.threads[0],
+    strategy: strategyName,
+    replicas: parallel,
+    backend: report.backend,
+    backendReason: report.reason,
+    threads: report.threads,
     epochs: history.epoch.length,
     history: history.history,
     testLoss: scores.loss,
@@ -387,16 +411,13 @@ async function bench(args: string[], out: (line: string) => void): Promise<void>
 }
 
 async function serve(args: string[]): Promise<void> {
-  let mod: { main?: (args: string[]) => Promise<void> };
+  const server = await import("../server/serve.ts");
   try {
-    mod = await import("../server/serve.ts");
+    server.parseServeArgs(args, Deno.env.toObject());
   } catch (e) {
-    throw new UsageError(
-      `The HTTP service is not available: ${e instanceof Error ? e.message : e}`,
-    );
+    throw new UsageError(e instanceof Error ? e.message : String(e));
   }
-  if (typeof mod.main !== "function") throw new UsageError("The HTTP service has no main()");
-  await mod.main(args);
+  await server.main(args);
 }
 
 /**

@@ -31,7 +31,12 @@ for (
     [["train", "--epochs", "0"], '--epochs must be an integer >= 1, received "0"'],
     [["train", "--bogus"], "Unknown option '--bogus'"],
     [["train", "--backend", "tpu"], '--backend must be auto, webgpu, wasm, cpu, received "tpu"'],
-    [["train", "--strategy", "ring"], '--strategy must be mirrored, received "ring"'],
+    [["train", "--strategy", "ring"], '--strategy must be mirrored or worker, received "ring"'],
+    [
+      ["train", "--strategy", "worker", "--checkpoint", "x"],
+      "--checkpoint works with --strategy mirrored only",
+    ],
+    [["serve", "--port", "abc"], '--port must be an integer >= 0, received "abc"'],
     [["train", "--dataset", "imagenet"], "--dataset must be mnist, fashion-mnist"],
     [["predict", "--model", "x"], "predict needs --model DIR and --input FILE"],
     [["bench", "--model", "resnet"], '--model must be mlp or cnn, received "resnet"'],
@@ -117,5 +122,34 @@ Deno.test(
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
+  },
+);
+
+Deno.test(
+  "dtrain train --strategy worker trains asynchronously and reports its workers",
+  opts,
+  async () => {
+    const trained = await cli([
+      "train",
+      "--strategy",
+      "worker",
+      "--limit",
+      "1500",
+      "--epochs",
+      "2",
+      "--hidden",
+      "64",
+      "--replicas",
+      "2",
+      "--backend",
+      "cpu",
+      "--json",
+    ]);
+    assert.equal(trained.code, 0, trained.stderr);
+    const result = JSON.parse(trained.stdout.trim().split("\n").pop()!);
+    assert.equal(result.strategy, "worker");
+    assert.equal(result.replicas, 2);
+    assert.equal(result.backend, "cpu");
+    assert.ok(result.testAccuracy > 0.6, `test accuracy ${result.testAccuracy}`);
   },
 );
