@@ -13,5 +13,9 @@
  * @module
  */
 import "../backends/cpu.ts";
+// Chained tensor methods (`x.slice()`, `x.cast()`, ...): the Node build of
+// tfjs-core has neither their code nor their type declarations; add both.
+import "./_chained_ops.ts";
+import type {} from "@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops";
 export * from "@tensorflow/tfjs-core";
 export * from "@tensorflow/tfjs-layers";

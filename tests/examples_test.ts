@@ -58,6 +58,13 @@ for (const model of ["mlp", "cnn"]) {
   });
 }
 
+Deno.test("examples/keras_tutorial.ts runs fit(workers=2) and multi_gpu_model(gpus=2)", async () => {
+  const out = await example("keras_tutorial.ts", ["--epochs", "1", "--limit", "2000"]);
+  assert.ok(accuracy(out, "keras_tutorial fit\\(workers=2\\)") > 0.6, out);
+  assert.ok(accuracy(out, "keras_tutorial multi_gpu_model\\(gpus=2\\)") > 0.5, out);
+  assert.match(out, /predicted classes of 5 test digits: \d,\d,\d,\d,\d/);
+});
+
 Deno.test("examples/demo.ts (deno task demo) trains, evaluates and saves", async () => {
   const out = await example("demo.ts", ["--epochs", "1"]);
   assert.match(out, /test accuracy [\d.]+% \(loss [\d.]+\), \d+ samples\/s/);
