@@ -26,6 +26,8 @@
 export * as tf from "./src/tf.ts";
 export {
   type CheckpointOptions,
+  type DatasetLike,
+  type EpochSource,
   type EvaluateOptions,
   type FitOptions,
   MirroredStrategy,
@@ -56,6 +58,7 @@ export {
   BackendUnavailableError,
   DataFormatError,
   NonFiniteLossError,
+  PipelineError,
   ReplicaCrashedError,
 } from "./src/errors.ts";
 export type { BackendName } from "./backends/types.ts";
@@ -63,6 +66,8 @@ export {
   loadFashionMnist,
   loadMnist,
   oneHot,
+  ParallelMap,
+  type ParallelMapOptions,
   readCsv,
   readIdx,
   scale01,

@@ -22,6 +22,7 @@ import {
   type ModelSource,
   RECORD_HEADER,
   type Reply,
+  type Request,
   type SharedData,
 } from "../replica/protocol.ts";
 import { callAll, History, type Logs, type TrainingCallbacks } from "../training/callbacks.ts";
@@ -37,6 +38,33 @@ import { type DatasetLike, materializeDataset } from "./_dataset.ts";
 import { prepareSamples, type Samples, toShared } from "./_inputs.ts";
 
 export type { CheckpointOptions, DatasetLike, Samples };
+
+/**
+ * What {@linkcode MirroredStrategy.fitPipeline} needs from an input pipeline
+ * (a `ParallelMap` from `@dtrain/dtrain/data`): shapes, and mapped epochs in
+ * shared memory.
+ */
+export interface EpochSource {
+  /** Samples per epoch. */
+  readonly count: number;
+  /** Starts the pipeline; resolves with the shapes of its mapped samples. */
+  start(): Promise<{
+    featureShape: readonly number[];
+    labelShape: readonly number[];
+    labelDtype: string;
+  }>;
+  /** Mapped epochs `initialEpoch .. initialEpoch + count - 1`, in order. */
+  epochs(count: number, options?: { initialEpoch?: number }): AsyncIterable<{
+    epoch: number;
+    shared: {
+      x: SharedArrayBuffer;
+      y: SharedArrayBuffer;
+      xShape: number[];
+      yShape: number[];
+      count: number;
+    };
+  }>;
+}
 
 const RING_RECORDS = 1024;
 
@@ -127,6 +155,16 @@ export interface StrategyStats {
   computeMs: number;
   /** Mean gradient exchange time per step (replica 0), ms. */
   exchangeMs: number;
+}
+
+/** Fit options every fit variant shares, validated, with defaults applied. */
+interface CheckedFit {
+  epochs: number;
+  batchSize: number;
+  initialEpoch: number;
+  split: number;
+  verbose: 0 | 1 | 2;
+  callbacks: TrainingCallbacks[];
 }
 
 interface Group {
@@ -350,44 +388,19 @@ export class MirroredStrategy {
     y: Samples,
     options: FitOptions = {},
   ): Promise<History> {
-    const epochs = positiveInt(options.epochs ?? 1, "epochs");
-    const batchSize = positiveInt(options.batchSize ?? 32, "batchSize");
-    const initialEpoch = options.initialEpoch ?? 0;
-    if (!Number.isInteger(initialEpoch) || initialEpoch < 0) {
-      throw new RangeError(
-        `initialEpoch must be an integer >= 0, received ${initialEpoch}`,
-      );
-    }
-    if (batchSize < this.replicas) {
-      throw new RangeError(
-        `Cannot shard a batch of ${batchSize} across ${this.replicas} replicas: ` +
-          "batchSize must be >= replicas",
-      );
-    }
-    const split = options.validationSplit ?? 0;
-    if (!(split >= 0 && split < 1)) {
-      throw new RangeError(
-        `validationSplit must be in [0, 1), received ${split}`,
-      );
-    }
-    const verbose = options.verbose ?? 0;
-    const callbacks = options.callbacks === undefined ? [] : [options.callbacks].flat();
-    compileSpec(model, this.#modelModule !== undefined);
+    const o = this.#checkFit(model, options);
     const samples = prepareSamples(model, x, y);
     let trainCount = samples.count;
     let validation: SharedData | null = null;
     if (options.validationData !== undefined) {
       const [vx, vy] = options.validationData;
-      const v = prepareSamples(model, vx, vy);
-      validation = toShared(v);
-    } else if (split > 0) {
-      trainCount = Math.floor(samples.count * (1 - split));
+      validation = toShared(prepareSamples(model, vx, vy));
+    } else if (o.split > 0) {
+      trainCount = Math.floor(samples.count * (1 - o.split));
       validation = toShared(samples, trainCount, samples.count);
     }
     if (trainCount < 1) {
-      throw new RangeError(
-        `No training samples left: received ${samples.count} samples`,
-      );
+      throw new RangeError(`No training samples left: received ${samples.count} samples`);
     }
     const data = toShared(samples, 0, trainCount);
     const shuffle = options.shuffle ?? true;
@@ -396,13 +409,9 @@ export class MirroredStrategy {
       ? undefined
       : checkCheckpointOptions(options.checkpoint);
 
-    if (this.#busy) {
-      throw new Error("This strategy is already running fit or evaluate");
-    }
-    this.#busy = true;
-    try {
+    return await this.#exclusive(async () => {
       // Resume from the newest complete checkpoint, if any.
-      let startEpoch = initialEpoch, startStep = 0;
+      let startEpoch = o.initialEpoch, startStep = 0;
       let resumed: FitReporterOptions["resumed"];
       let resumeFrom: string | null = null;
       const history = new History();
@@ -413,7 +422,7 @@ export class MirroredStrategy {
         if (found !== undefined) {
           const st = found.state;
           for (
-            const [key, want] of [["batchSize", batchSize], ["trainCount", trainCount]] as const
+            const [key, want] of [["batchSize", o.batchSize], ["trainCount", trainCount]] as const
           ) {
             if (st[key] !== want) {
               throw new RangeError(
@@ -435,43 +444,29 @@ export class MirroredStrategy {
           if (st.step > 0) resumed = { epoch: st.epoch, ...st.partial };
         }
       }
-      const group = await this.#ensureGroup(model);
-      group.ring.reset();
-      Atomics.store(group.control, CONTROL_STOP, 0);
-      model.stopTraining = false;
       const runId = crypto.randomUUID().slice(0, 8);
-      const reporter = new FitReporter({
-        names: group.metricsNames,
-        epochs,
-        steps: Math.ceil(trainCount / batchSize),
-        callbacks,
-        verbose,
-        history,
+      const { group, reporter } = await this.#begin(model, o, history, trainCount, {
         resumed,
         checkpoint: ckpt === undefined ? undefined : {
           dir: ckpt.dir,
           keep: ckpt.keep,
           runId,
-          run: { seed, batchSize, shuffle, trainCount },
+          run: { seed, batchSize: o.batchSize, shuffle, trainCount },
         },
-        onEpochSynced: () => this.#readWeights(model, group.weights),
-        stopRequested: () => model.stopTraining,
-        requestStop: () => Atomics.store(group.control, CONTROL_STOP, 1),
       });
-      await callAll(callbacks, "onTrainBegin", {});
-      const run = group.pool.all(() => ({
+      const replies = await this.#run(group, reporter, {
         type: "fit",
         data,
         trainCount,
         validation,
-        epochs,
+        epochs: o.epochs,
         initialEpoch: startEpoch,
         startStep,
-        batchSize,
+        batchSize: o.batchSize,
         shuffle,
         seed,
         terminateOnNaN: options.terminateOnNaN ?? true,
-        validationBatchSize: Math.max(1, Math.ceil(batchSize / this.replicas)),
+        validationBatchSize: Math.max(1, Math.ceil(o.batchSize / this.replicas)),
         checkpoint: ckpt === undefined ? null : {
           dir: ckpt.dir,
           everySteps: ckpt.everySteps,
@@ -479,37 +474,201 @@ export class MirroredStrategy {
           runId,
         },
         resumeFrom,
-      }));
-      let finished = false;
-      const watched = group.pool.watch(run, this.#timeoutMs).finally(() => (finished = true));
-      watched.catch(() => {});
-      for (;;) {
-        const wasFinished = finished;
-        let rec: Float64Array | undefined;
-        while ((rec = group.ring.read()) !== undefined) {
-          await reporter.handle(rec);
-          group.ring.ack();
-        }
-        if (wasFinished) break;
-        await Promise.race([group.ring.waitForRecord(200), watched.then(() => {}, () => {})]);
+      });
+      return await this.#finish(model, group, reporter, replies, o.callbacks);
+    });
+  }
+
+  /**
+   * Trains on the epochs a {@linkcode ParallelMap} input pipeline produces:
+   * while the replicas train on epoch `e`, the pipeline's Workers map epoch
+   * `e + 1` (decode, augment, normalise). Each mapped epoch is handed to the
+   * replicas in shared memory, without a copy, in the pipeline's seeded order.
+   * The map must return float32 labels in the model's output shape (for
+   * example one-hot). Options are those of {@linkcode MirroredStrategy.fit},
+   * except `validationSplit`, `shuffle` and `seed` (the pipeline's own) and
+   * `checkpoint` (not supported with a pipeline yet); pass `validationData`
+   * for validation.
+   */
+  async fitPipeline(
+    model: tf.LayersModel,
+    pipeline: EpochSource,
+    options: Omit<FitOptions, "validationSplit" | "shuffle" | "seed" | "checkpoint"> = {},
+  ): Promise<History> {
+    for (const key of ["validationSplit", "shuffle", "seed", "checkpoint"]) {
+      if (key in options) {
+        throw new TypeError(
+          `fitPipeline() does not take ${key}: the pipeline shuffles and seeds its epochs` +
+            (key === "validationSplit" ? "; pass validationData instead" : ""),
+        );
       }
-      const replies = await watched;
-      if (reporter.failure !== undefined) throw reporter.failure;
-      const t = reporter.timing;
-      this.#stats = {
-        ...this.#stats!,
-        replicaTensors: replies.map((r) => (r.type === "done" ? r.tensors : -1)),
-        weightsDigests: replies.map((r) => (r.type === "done" ? r.weightsDigest : -1)),
-        steps: t.steps,
-        computeMs: t.steps > 0 ? t.computeMs / t.steps : 0,
-        exchangeMs: t.steps > 0 ? t.exchangeMs / t.steps : 0,
+    }
+    const o = this.#checkFit(model, options);
+    const shapes = await pipeline.start();
+    const inShape = model.inputs[0]!.shape.slice(1), outShape = model.outputs[0]!.shape.slice(1);
+    const fits = (got: readonly number[], want: (number | null)[]) =>
+      got.length === want.length && want.every((d, i) => d === null || d === got[i]);
+    if (!fits(shapes.featureShape, inShape) || !fits(shapes.labelShape, outShape)) {
+      throw new RangeError(
+        `The pipeline produces samples [${shapes.featureShape}] with labels [${shapes.labelShape}], ` +
+          `the model expects [${inShape.map((d) => d ?? "any")}] and ` +
+          `[${outShape.map((d) => d ?? "any")}]`,
+      );
+    }
+    if (shapes.labelDtype !== "float32") {
+      throw new TypeError(
+        `The pipeline's labels are ${shapes.labelDtype}, expected float32 in the model's ` +
+          "output shape: return them one-hot (or as floats) from the map function",
+      );
+    }
+    const validation = options.validationData === undefined
+      ? null
+      : toShared(prepareSamples(model, options.validationData[0], options.validationData[1]));
+    return await this.#exclusive(async () => {
+      const { group, reporter } = await this.#begin(model, o, new History(), pipeline.count, {});
+      const base = {
+        type: "fit" as const,
+        validation,
+        startStep: 0,
+        batchSize: o.batchSize,
+        shuffle: false, // each epoch arrives in the pipeline's shuffled order
+        seed: 0,
+        terminateOnNaN: options.terminateOnNaN ?? true,
+        validationBatchSize: Math.max(1, Math.ceil(o.batchSize / this.replicas)),
+        checkpoint: null,
+        resumeFrom: null,
       };
-      this.#readWeights(model, group.weights);
-      await callAll(callbacks, "onTrainEnd", {});
-      return history;
+      let replies: Reply[] = [];
+      for await (
+        const epoch of pipeline.epochs(o.epochs - o.initialEpoch, { initialEpoch: o.initialEpoch })
+      ) {
+        const { x, y, xShape, yShape, count } = epoch.shared;
+        replies = await this.#run(group, reporter, {
+          ...base,
+          data: { x, y, xShape, yShape, count },
+          trainCount: count,
+          epochs: epoch.epoch + 1,
+          initialEpoch: epoch.epoch,
+        });
+        if (replies.some((r) => r.type === "done" && r.stopped)) break;
+      }
+      return await this.#finish(model, group, reporter, replies, o.callbacks);
+    });
+  }
+
+  /** Validates the options every fit variant shares. */
+  #checkFit(model: tf.LayersModel, options: FitOptions): CheckedFit {
+    const epochs = positiveInt(options.epochs ?? 1, "epochs");
+    const batchSize = positiveInt(options.batchSize ?? 32, "batchSize");
+    const initialEpoch = options.initialEpoch ?? 0;
+    if (!Number.isInteger(initialEpoch) || initialEpoch < 0) {
+      throw new RangeError(`initialEpoch must be an integer >= 0, received ${initialEpoch}`);
+    }
+    if (batchSize < this.replicas) {
+      throw new RangeError(
+        `Cannot shard a batch of ${batchSize} across ${this.replicas} replicas: ` +
+          "batchSize must be >= replicas",
+      );
+    }
+    const split = options.validationSplit ?? 0;
+    if (!(split >= 0 && split < 1)) {
+      throw new RangeError(`validationSplit must be in [0, 1), received ${split}`);
+    }
+    compileSpec(model, this.#modelModule !== undefined);
+    return {
+      epochs,
+      batchSize,
+      initialEpoch,
+      split,
+      verbose: options.verbose ?? 0,
+      callbacks: options.callbacks === undefined ? [] : [options.callbacks].flat(),
+    };
+  }
+
+  /** Runs `work` unless another fit or evaluate is running. */
+  async #exclusive<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#busy) throw new Error("This strategy is already running fit or evaluate");
+    this.#busy = true;
+    try {
+      return await work();
     } finally {
       this.#busy = false;
     }
+  }
+
+  /** Starts (or reuses) the replicas and the reporter, and calls onTrainBegin. */
+  async #begin(
+    model: tf.LayersModel,
+    o: CheckedFit,
+    history: History,
+    trainCount: number,
+    extra: Pick<FitReporterOptions, "resumed" | "checkpoint">,
+  ): Promise<{ group: Group; reporter: FitReporter }> {
+    const group = await this.#ensureGroup(model);
+    group.ring.reset();
+    Atomics.store(group.control, CONTROL_STOP, 0);
+    model.stopTraining = false;
+    const reporter = new FitReporter({
+      names: group.metricsNames,
+      epochs: o.epochs,
+      steps: Math.ceil(trainCount / o.batchSize),
+      callbacks: o.callbacks,
+      verbose: o.verbose,
+      history,
+      ...extra,
+      onEpochSynced: () => this.#readWeights(model, group.weights),
+      stopRequested: () => model.stopTraining,
+      requestStop: () => Atomics.store(group.control, CONTROL_STOP, 1),
+    });
+    await callAll(o.callbacks, "onTrainBegin", {});
+    return { group, reporter };
+  }
+
+  /** Sends one fit request to every replica and turns its records into callbacks. */
+  async #run(
+    group: Group,
+    reporter: FitReporter,
+    request: Extract<Request, { type: "fit" }> extends infer R ? Omit<R, "id"> : never,
+  ): Promise<Reply[]> {
+    let finished = false;
+    const watched = group.pool.watch(group.pool.all(() => request), this.#timeoutMs)
+      .finally(() => (finished = true));
+    watched.catch(() => {});
+    for (;;) {
+      const wasFinished = finished;
+      let rec: Float64Array | undefined;
+      while ((rec = group.ring.read()) !== undefined) {
+        await reporter.handle(rec);
+        group.ring.ack();
+      }
+      if (wasFinished) break;
+      await Promise.race([group.ring.waitForRecord(200), watched.then(() => {}, () => {})]);
+    }
+    const replies = await watched;
+    if (reporter.failure !== undefined) throw reporter.failure;
+    return replies;
+  }
+
+  /** Records the run's stats, copies the weights into `model`, calls onTrainEnd. */
+  async #finish(
+    model: tf.LayersModel,
+    group: Group,
+    reporter: FitReporter,
+    replies: Reply[],
+    callbacks: TrainingCallbacks[],
+  ): Promise<History> {
+    const t = reporter.timing;
+    this.#stats = {
+      ...this.#stats!,
+      replicaTensors: replies.map((r) => (r.type === "done" ? r.tensors : -1)),
+      weightsDigests: replies.map((r) => (r.type === "done" ? r.weightsDigest : -1)),
+      steps: t.steps,
+      computeMs: t.steps > 0 ? t.computeMs / t.steps : 0,
+      exchangeMs: t.steps > 0 ? t.exchangeMs / t.steps : 0,
+    };
+    this.#readWeights(model, group.weights);
+    await callAll(callbacks, "onTrainEnd", {});
+    return reporter.history;
   }
 
   /**
