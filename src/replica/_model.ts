@@ -72,3 +72,35 @@ export function lossOf(
 export function sizeOf(w: tf.LayerVariable): number {
   return (w.shape as number[]).reduce((a, b) => a * b, 1);
 }
+
+/**
+ * One training step's loss and gradients, computed as tfjs' own `fit` does:
+ * the mean loss over the batch plus regularisation penalties, with the
+ * compiled metrics evaluated in the same forward pass. Takes ownership of
+ * `x` and `y` (disposed); the caller disposes the returned tensors.
+ */
+export function lossAndGradients(
+  model: tf.LayersModel,
+  trainVars: tf.Variable[],
+  x: tf.Tensor,
+  y: tf.Tensor,
+): { value: tf.Scalar; grads: tf.NamedTensorMap; metricValues: tf.Scalar[] } {
+  const metricValues: tf.Scalar[] = [];
+  const loss = lossOf(model);
+  try {
+    const { value, grads } = tf.tidy(() =>
+      tf.variableGrads(() => {
+        const out = model.apply(x, { training: true }) as tf.Tensor;
+        let total = tf.mean(loss(y, out)) as tf.Scalar;
+        for (const [metric] of model.metricsTensors) {
+          metricValues.push(tf.keep(tf.mean(metric(y, out)) as tf.Scalar));
+        }
+        for (const reg of model.calculateLosses()) total = tf.add(total, reg);
+        return total;
+      }, trainVars)
+    );
+    return { value, grads, metricValues };
+  } finally {
+    tf.dispose([x, y]);
+  }
+}

@@ -17,7 +17,7 @@ import { GradientSlot } from "../collective/gradient_slot.ts";
 import { VersionedBuffer } from "../collective/versioned_buffer.ts";
 import { epochOrder, gatherRows } from "../strategy/_sharding.ts";
 import { type FusedLayout, fusedLayout } from "./_layout.ts";
-import { buildModel, lossOf, sizeOf } from "./_model.ts";
+import { buildModel, lossAndGradients, lossOf, sizeOf } from "./_model.ts";
 import { PS_CURSOR, PS_DOORBELL, PS_STOP, PS_TICKET } from "./_ps_layout.ts";
 import { parsePsRequest, type PsRequest, type Reply, type SharedData } from "./protocol.ts";
 
@@ -110,20 +110,12 @@ async function computeInto(
   payload: Float32Array,
 ): Promise<void> {
   const { model, layout } = s;
-  const metricValues: tf.Scalar[] = [];
-  const { value, grads } = tf.tidy(() => {
-    const x = tf.tensor(xb, [count, ...data.xShape]);
-    const y = tf.tensor(yb, [count, ...data.yShape]);
-    return tf.variableGrads(() => {
-      const out = model.apply(x, { training: true }) as tf.Tensor;
-      let total = tf.mean(lossOf(model)(y, out)) as tf.Scalar;
-      for (const [metric] of model.metricsTensors) {
-        metricValues.push(tf.keep(tf.mean(metric(y, out)) as tf.Scalar));
-      }
-      for (const reg of model.calculateLosses()) total = tf.add(total, reg);
-      return total;
-    }, s.trainVars);
-  });
+  const { value, grads, metricValues } = lossAndGradients(
+    model,
+    s.trainVars,
+    tf.tensor(xb, [count, ...data.xShape]),
+    tf.tensor(yb, [count, ...data.yShape]),
+  );
   try {
     let offset = 0;
     for (const v of s.trainVars) {

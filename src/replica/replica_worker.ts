@@ -17,7 +17,7 @@ import { shutdownWasmThreads } from "../../backends/wasm/_threads.ts";
 import { RecordRing } from "../collective/ring.ts";
 import { epochOrder, gatherRows, shardRange } from "../strategy/_sharding.ts";
 import { CONTROL_STOP, type FusedLayout, fusedLayout, heartbeatIndex } from "./_layout.ts";
-import { buildModel, lossOf, sizeOf } from "./_model.ts";
+import { buildModel, lossAndGradients, lossOf, sizeOf } from "./_model.ts";
 import { parseRequest, RecordKind, type Reply, type Request, type SharedData } from "./protocol.ts";
 
 interface State {
@@ -137,20 +137,12 @@ async function computeShard(
     slot.fill(0, 0, layout.stop);
     return;
   }
-  const metricValues: tf.Scalar[] = [];
-  const { value, grads } = tf.tidy(() => {
-    const x = tf.tensor(xb, [count, ...data.xShape]);
-    const y = tf.tensor(yb, [count, ...data.yShape]);
-    return tf.variableGrads(() => {
-      const out = model.apply(x, { training: true }) as tf.Tensor;
-      let total = tf.mean(lossOf(model)(y, out)) as tf.Scalar;
-      for (const [metric] of model.metricsTensors) {
-        metricValues.push(tf.keep(tf.mean(metric(y, out)) as tf.Scalar));
-      }
-      for (const reg of model.calculateLosses()) total = tf.add(total, reg);
-      return total;
-    }, s.trainVars);
-  });
+  const { value, grads, metricValues } = lossAndGradients(
+    model,
+    s.trainVars,
+    tf.tensor(xb, [count, ...data.xShape]),
+    tf.tensor(yb, [count, ...data.yShape]),
+  );
   try {
     let offset = 0;
     for (const v of s.trainVars) {

@@ -18,7 +18,6 @@ import { RecordRing, RING_CONTROL_SLOTS } from "../collective/ring.ts";
 import { CONTROL_STOP, controlBytes, fusedLayout } from "../replica/_layout.ts";
 import { ReplicaPool } from "../replica/pool.ts";
 import {
-  type CompileSpec,
   type ModelSource,
   RECORD_HEADER,
   type Reply,
@@ -35,6 +34,7 @@ import {
   removeStaleTemp,
 } from "../io/checkpoint.ts";
 import { type DatasetLike, materializeDataset } from "./_dataset.ts";
+import { compileSpec } from "./_compile.ts";
 import { prepareSamples, type Samples, toShared } from "./_inputs.ts";
 
 export type { CheckpointOptions, DatasetLike, Samples };
@@ -183,34 +183,6 @@ function positiveInt(value: unknown, name: string): number {
   return value;
 }
 
-function compileSpec(model: tf.LayersModel, hasModule: boolean): CompileSpec {
-  if (model.optimizer === undefined || model.optimizer === null) {
-    throw new TypeError(
-      "The model must be compiled before training: call model.compile({ optimizer, loss })",
-    );
-  }
-  const loss = model.loss;
-  const metrics = (model.metrics ?? []) as unknown;
-  const names = (Array.isArray(metrics) ? metrics : [metrics]) as unknown[];
-  const serializable = (typeof loss === "string" ||
-    (Array.isArray(loss) && loss.every((l) => typeof l === "string"))) &&
-    names.every((m) => typeof m === "string");
-  if (!serializable && !hasModule) {
-    throw new TypeError(
-      "The model's loss or metrics are functions, which cannot be sent to replica Workers: " +
-        "pass modelModule: { url, exportName } to build the compiled model in each replica",
-    );
-  }
-  return {
-    optimizer: {
-      className: model.optimizer.getClassName(),
-      config: model.optimizer.getConfig() as Record<string, unknown>,
-    },
-    loss: serializable ? loss as string | string[] : "meanSquaredError",
-    metrics: serializable ? names as string[] : [],
-  };
-}
-
 function sizeOf(w: tf.LayerVariable): number {
   return (w.shape as number[]).reduce((a, b) => a * b, 1);
 }
@@ -282,7 +254,11 @@ export class MirroredStrategy {
   }
 
   async #ensureGroup(model: tf.LayersModel): Promise<Group> {
-    const compile = compileSpec(model, this.#modelModule !== undefined);
+    const compile = compileSpec(model, {
+      hasModule: this.#modelModule !== undefined,
+      who: "replica",
+      optimizer: "model",
+    });
     const source: ModelSource = this.#modelModule !== undefined
       ? { kind: "module", ...this.#modelModule }
       : { kind: "json", topology: model.toJSON(null, false) };
@@ -574,7 +550,11 @@ export class MirroredStrategy {
     if (!(split >= 0 && split < 1)) {
       throw new RangeError(`validationSplit must be in [0, 1), received ${split}`);
     }
-    compileSpec(model, this.#modelModule !== undefined);
+    compileSpec(model, {
+      hasModule: this.#modelModule !== undefined,
+      who: "replica",
+      optimizer: "model",
+    });
     return {
       epochs,
       batchSize,
@@ -704,7 +684,11 @@ export class MirroredStrategy {
     options: EvaluateOptions = {},
   ): Promise<Logs> {
     const batchSize = positiveInt(options.batchSize ?? 32, "batchSize");
-    compileSpec(model, this.#modelModule !== undefined);
+    compileSpec(model, {
+      hasModule: this.#modelModule !== undefined,
+      who: "replica",
+      optimizer: "model",
+    });
     const data = toShared(prepareSamples(model, x, y));
     if (this.#busy) {
       throw new Error("This strategy is already running fit or evaluate");

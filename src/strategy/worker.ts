@@ -30,9 +30,10 @@ import { VersionedBuffer } from "../collective/versioned_buffer.ts";
 import { fusedLayout } from "../replica/_layout.ts";
 import { sizeOf } from "../replica/_model.ts";
 import { PS_CONTROL_INTS, PS_DOORBELL } from "../replica/_ps_layout.ts";
-import type { CompileSpec, ModelSource } from "../replica/protocol.ts";
+import type { ModelSource } from "../replica/protocol.ts";
 import { callAll, History, type Logs } from "../training/callbacks.ts";
 import type { EvaluateOptions, FitOptions } from "./mirrored.ts";
+import { compileSpec } from "./_compile.ts";
 import { type Prepared, prepareSamples, type Samples, toShared } from "./_inputs.ts";
 import { ParameterServer, type StalePolicy } from "./_parameter_server.ts";
 import { AsyncFitReporter } from "./_ps_reporter.ts";
@@ -175,33 +176,6 @@ function checkBackend(value: unknown, what: string): WorkerBackend {
   );
 }
 
-/** Loss and metrics for the workers; the optimizer never leaves the server. */
-function workerCompile(model: tf.LayersModel, hasModule: boolean): CompileSpec {
-  if (model.optimizer === undefined || model.optimizer === null) {
-    throw new TypeError(
-      "The model must be compiled before training: call model.compile({ optimizer, loss })",
-    );
-  }
-  const loss = model.loss;
-  const metrics = (model.metrics ?? []) as unknown;
-  const names = (Array.isArray(metrics) ? metrics : [metrics]) as unknown[];
-  const serializable = (typeof loss === "string" ||
-    (Array.isArray(loss) && loss.every((l) => typeof l === "string"))) &&
-    names.every((m) => typeof m === "string");
-  if (!serializable && !hasModule) {
-    throw new TypeError(
-      "The model's loss or metrics are functions, which cannot be sent to worker Workers: " +
-        "pass modelModule: { url, exportName } to build the compiled model in each worker",
-    );
-  }
-  return {
-    // Workers only compute gradients: a placeholder keeps model.compile happy.
-    optimizer: { className: "SGD", config: { learningRate: 0 } },
-    loss: serializable ? loss as string | string[] : "meanSquaredError",
-    metrics: serializable ? names as string[] : [],
-  };
-}
-
 function detailOf(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return message.replace(/^Replica -?\d+ crashed: /, "");
@@ -323,7 +297,11 @@ export class WorkerStrategy {
   }
 
   #spawn(model: tf.LayersModel): Spawn {
-    const compile = workerCompile(model, this.#modelModule !== undefined);
+    const compile = compileSpec(model, {
+      hasModule: this.#modelModule !== undefined,
+      who: "worker",
+      optimizer: "placeholder",
+    });
     const source: ModelSource = this.#modelModule !== undefined
       ? { kind: "module", ...this.#modelModule }
       : { kind: "json", topology: model.toJSON(null, false) };
