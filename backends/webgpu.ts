@@ -48,7 +48,8 @@ export const webgpuBackend: Backend = {
       info.architecture,
       info.description,
     ]
-      .filter((s) => s !== undefined && s !== "" && s !== "0").join(" ");
+      // Software adapters report numeric vendor ids (llvmpipe: 65541): leave those out.
+      .filter((s) => s !== undefined && s !== "" && !/^\d+$/.test(s)).join(" ");
     const software = Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter) ||
       SOFTWARE.test(description);
     return {

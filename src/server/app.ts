@@ -6,7 +6,6 @@
  *
  * @module
  */
-/// <reference lib="deno.unstable" />
 import { join } from "node:path";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
@@ -18,6 +17,7 @@ import { type BackendReport, probeBackends } from "./_backends.ts";
 import { renderDocs } from "./_docs.ts";
 import { HttpError, toHttpError } from "./_errors.ts";
 import { validationError } from "./_validation.ts";
+import { DASHBOARD_PATHS, dashboardResponse } from "./dashboard/_assets.ts";
 import { JobManager, type SequencedEvent } from "./jobs.ts";
 import { ModelRegistry } from "./registry.ts";
 import {
@@ -54,8 +54,9 @@ export interface AppOptions {
    */
   kv?: string | Deno.Kv;
   /**
-   * Bearer token required on every route but `/healthz`. Empty or undefined:
-   * no authentication.
+   * Bearer token required on every route but `/healthz` and the dashboard's
+   * page and assets (`/`, `/assets/*`: the page asks for the token and sends
+   * it on its API calls). Empty or undefined: no authentication.
    * @default undefined
    */
   token?: string;
@@ -139,7 +140,8 @@ export type DtrainApp = OpenAPIHono & {
   [Symbol.asyncDispose](): Promise<void>;
 };
 
-const OPEN_PATHS = ["/healthz"];
+// The dashboard's page and assets load without a token: the page asks for it.
+const OPEN_PATHS = ["/healthz", ...DASHBOARD_PATHS];
 
 function errors(...statuses: number[]) {
   const text: Record<number, string> = {
@@ -322,7 +324,8 @@ function sse(e: SequencedEvent): string {
 /**
  * Creates the dtrain HTTP service: opens (or creates) the KV store and the
  * data folder, marks jobs of dead servers `interrupted`, and returns the Hono
- * app. Serve it with `Deno.serve(app.fetch)` (see `serve.ts`), test it with
+ * app, with the dashboard (a web page to start, watch and try jobs) at `/`.
+ * Serve it with `Deno.serve(app.fetch)` (see `serve.ts`), test it with
  * `app.request()`, and `close()` it on shutdown. Needs `--unstable-kv`.
  *
  * Throws `RangeError`/`TypeError` for bad options.
@@ -443,6 +446,11 @@ export async function createApp(options: AppOptions = {}): Promise<DtrainApp> {
   );
 
   app.openapi(routes.health, (c) => c.json({ status: "ok" as const }, 200));
+
+  // The dashboard (GET / and /assets/*): static files, outside the OpenAPI document.
+  for (const path of DASHBOARD_PATHS) {
+    app.get(path, (c) => dashboardResponse(path, c.req.header("if-none-match")));
+  }
 
   app.openapi(routes.backends, async (c) => {
     backendReport ??= probeBackends();

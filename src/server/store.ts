@@ -22,7 +22,6 @@
  * ```
  * @module
  */
-/// <reference lib="deno.unstable" />
 import { TERMINAL_STATUSES } from "./schemas.ts";
 import type { JobRecord, JobStatus, ModelRecord } from "./types.ts";
 
