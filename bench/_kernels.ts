@@ -2,7 +2,7 @@
  * Kernel micro-benchmarks for the WASM fixes, in one process per variant
  * (the matMul patch is process-wide). Prints one JSON row as its last line.
  *
- * Usage: deno run -A bench/_kernels.ts stock|dtrain [threads]
+ * Usage: deno run -A bench/_kernels.ts stock|dtrain [threads] [quick]
  *
  * @module
  */
@@ -29,6 +29,8 @@ async function time(fn: () => Promise<void>, reps: number): Promise<number> {
 if (import.meta.main) {
   const variant = Deno.args[0] === "stock" ? "stock" : "dtrain";
   const threads = Number(Deno.args[1] ?? 1);
+  const quick = Deno.args[2] === "quick";
+  const reps = (n: number) => quick ? Math.max(3, Math.round(n / 4)) : n;
   let running = 1;
   if (variant === "stock") {
     await import("@tensorflow/tfjs-backend-wasm");
@@ -46,9 +48,9 @@ if (import.meta.main) {
     c.dispose();
   };
   const matmulMs = {
-    plain: await time(mm(false, false), 20),
-    transposeA: await time(mm(true, false), 20),
-    transposeB: await time(mm(false, true), 20),
+    plain: await time(mm(false, false), reps(20)),
+    transposeA: await time(mm(true, false), reps(20)),
+    transposeB: await time(mm(false, true), reps(20)),
   };
   const model = tf.sequential({
     layers: [
@@ -62,7 +64,7 @@ if (import.meta.main) {
   const y = tf.oneHot(tf.randomUniform([128], 0, 10, "int32"), 10);
   const denseStepMs = await time(async () => {
     await model.trainOnBatch(x, y);
-  }, 10);
+  }, reps(10));
   const row: KernelRow = { variant, threads: running, matmulMs, denseStepMs };
   console.log(JSON.stringify(row));
   Deno.exit(0);

@@ -7,19 +7,38 @@
  * @module
  */
 import * as tf from "../src/tf.ts";
-import { MirroredStrategy } from "../mod.ts";
+import { MirroredStrategy, WorkerStrategy } from "../mod.ts";
+
+/** The straggler suite's model module: the bench MLP behind a pass-through layer. */
+const SLOW_MODEL = new URL("./_slow_model.ts", import.meta.url).href;
 
 /** A benchmark configuration. */
 export interface RunConfig {
   suite: string;
   model: "mlp" | "cnn";
-  /** `stock`: tfjs model.fit on unpatched wasm; `fit`: model.fit on dtrain's wasm; `mirrored`. */
-  strategy: "stock" | "fit" | "mirrored";
+  /**
+   * `stock`: tfjs model.fit on unpatched wasm; `fit`: model.fit on dtrain's
+   * wasm; `mirrored`: MirroredStrategy; `worker`: WorkerStrategy (parameter
+   * server on the main thread's wasm, 1 thread).
+   */
+  strategy: "stock" | "fit" | "mirrored" | "worker";
   backend: "wasm" | "cpu" | "webgpu";
+  /** Replicas (`mirrored`) or workers (`worker`). */
   replicas: number;
   threads: number;
+  /**
+   * Samples per step: `mirrored` splits it across replicas; `worker` gives
+   * each worker `globalBatch / replicas` samples per gradient.
+   */
   globalBatch: number;
+  /** Steps of `globalBatch` samples in the timed epoch (`worker`: `replicas` gradients each). */
   steps: number;
+  /**
+   * Straggler suite (MLP only, `mirrored` or `worker`): the model comes from
+   * `bench/_slow_model.ts`; `true` makes replica/worker 1 about 3x slower
+   * per step, `false` builds the same model without the wait.
+   */
+  straggler?: boolean;
 }
 
 /** One result row. */
@@ -27,6 +46,20 @@ export interface Row extends RunConfig {
   samplesPerSec: number;
   stepMs: number;
   exchangeMs: number | null;
+  /** `mirrored`: mean compute time per step of replica 0, ms. */
+  computeMs?: number;
+  /** Straggler runs: the wait per training step of the slow replica/worker, ms. */
+  slowMs?: number;
+  /** `worker`: gradients applied in the timed epoch. */
+  applied?: number;
+  /** `worker`: mean staleness of the received gradients. */
+  meanStaleness?: number;
+  /** `worker`: largest staleness seen. */
+  maxStaleness?: number;
+  /** `worker`: stale gradients dropped. */
+  dropped?: number;
+  /** `worker`: mean ms per pushed gradient of each worker (worker 0 first). */
+  workerStepMs?: number[];
   /** Set when the configuration cannot run (the run's error message). */
   error?: string;
 }
@@ -133,13 +166,15 @@ async function run(c: RunConfig): Promise<Row> {
       exchangeMs: null,
     };
   }
+  if (c.strategy === "worker") return await runWorker(c);
   await tf.setBackend("cpu");
-  const model = buildModel(c.model);
+  const model = await modelFor(c);
   const { x, y } = data(c.model, n);
   await using strategy = new MirroredStrategy({
     replicas: c.replicas,
     backend: c.backend,
     threadsPerReplica: c.threads,
+    modelModule: moduleFor(c),
   });
   await strategy.fit(model, x, y, {
     epochs: 1,
@@ -158,6 +193,61 @@ async function run(c: RunConfig): Promise<Row> {
     samplesPerSec: n / (ms / 1000),
     stepMs: ms / c.steps,
     exchangeMs: strategy.stats!.exchangeMs,
+    computeMs: strategy.stats!.computeMs,
+  };
+}
+
+/** Where replicas/workers build the model: the straggler module, or the model's JSON. */
+function moduleFor(c: RunConfig): { url: string; exportName: string } | undefined {
+  if (c.straggler === undefined) return undefined;
+  return { url: SLOW_MODEL, exportName: c.straggler ? "build" : "buildSteady" };
+}
+
+/** The main thread's model (the straggler module's never waits on the main thread). */
+async function modelFor(c: RunConfig): Promise<tf.LayersModel> {
+  if (c.straggler === undefined) return buildModel(c.model);
+  const slow = await import("./_slow_model.ts");
+  return c.straggler ? slow.build() : slow.buildSteady();
+}
+
+/**
+ * WorkerStrategy: `replicas` workers, `globalBatch / replicas` samples per
+ * gradient, on as many samples as the mirrored rows (`globalBatch * steps`).
+ * Throughput counts applied gradients only (dropped ones are wasted work).
+ */
+async function runWorker(c: RunConfig): Promise<Row> {
+  // The parameter server applies gradients with the main thread's backend.
+  const { selectBackend } = await import("../backends/mod.ts");
+  await selectBackend({ prefer: "wasm", threads: 1, override: "" });
+  const perWorker = c.globalBatch / c.replicas;
+  if (!Number.isInteger(perWorker)) {
+    throw new RangeError(`globalBatch ${c.globalBatch} is not a multiple of ${c.replicas} workers`);
+  }
+  const model = await modelFor(c);
+  const { x, y } = data(c.model, c.globalBatch * c.steps);
+  await using strategy = new WorkerStrategy({
+    workers: c.replicas,
+    backend: c.backend,
+    threadsPerWorker: c.threads,
+    modelModule: moduleFor(c),
+  });
+  const fit = { epochs: 1, batchSize: perWorker, shuffle: false, seed: 1 };
+  await strategy.fit(model, x, y, fit); // warm-up
+  const start = performance.now();
+  await strategy.fit(model, x, y, fit);
+  const ms = performance.now() - start;
+  const s = strategy.stats!;
+  return {
+    ...c,
+    samplesPerSec: s.applied * perWorker / (ms / 1000),
+    // Time per globalBatch samples applied, comparable with a mirrored step.
+    stepMs: ms * c.replicas / Math.max(1, s.applied),
+    exchangeMs: null,
+    applied: s.applied,
+    meanStaleness: s.meanStaleness,
+    maxStaleness: s.maxStaleness,
+    dropped: s.dropped,
+    workerStepMs: s.workers.filter((w) => w.status !== "removed").map((w) => w.stepMs),
   };
 }
 

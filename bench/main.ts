@@ -1,15 +1,33 @@
 /**
- * `deno task bench [--suite mlp|cnn|kernels|all] [--json FILE] [--quick]`:
- * runs every benchmark configuration in its own process, one at a time,
- * prints Markdown tables and writes the rows as JSON. Benchmarks are not
- * tests: nothing here asserts.
+ * `deno task bench [--suite SUITE] [--json FILE] [--quick]`: runs every
+ * benchmark configuration in its own process, one at a time, prints Markdown
+ * tables and writes the rows as JSON. Benchmarks are not tests: nothing here
+ * asserts.
+ *
+ * Suites:
+ * - `mlp`, `cnn`: tfjs model.fit (stock and dtrain wasm), MirroredStrategy
+ *   and WorkerStrategy on the 784-512-512-10 MLP or the small CNN;
+ * - `worker`: only the WorkerStrategy rows of both models;
+ * - `straggler`: MirroredStrategy vs WorkerStrategy on the MLP, with and
+ *   without one replica/worker about 3x slower (`bench/_slow_model.ts`);
+ * - `kernels`: wasm kernel micro-benchmarks;
+ * - `all` (default): kernels, mlp, cnn and straggler;
+ * - `http`: predict latency and requests/s of the HTTP service on loopback
+ *   (autocannon), idle and while a job trains. Not part of `all`: it runs a
+ *   server and needs `--unstable-kv` (given to its child process).
+ *
+ * `--quick` shrinks every suite (fewer steps, shorter measurements).
+ * `DTRAIN_BENCH_SLOW_MS=N` sets the straggler's wait per step (default:
+ * twice a replica's compute per step, measured in the steady Mirrored run).
  *
  * @module
  */
+import type { HttpRow } from "./_http.ts";
 import type { KernelRow } from "./_kernels.ts";
 import type { Row, RunConfig } from "./_run.ts";
 
-const USAGE = "Usage: deno task bench [--suite mlp|cnn|kernels|all] [--json FILE] [--quick]";
+const SUITES = ["mlp", "cnn", "worker", "straggler", "kernels", "http", "all"];
+const USAGE = `Usage: deno task bench [--suite ${SUITES.join("|")}] [--json FILE] [--quick]`;
 const args = [...Deno.args];
 function flag(name: string): string | undefined {
   const i = args.indexOf(name);
@@ -21,13 +39,13 @@ function flag(name: string): string | undefined {
 const suite = flag("--suite") ?? "all";
 const jsonPath = flag("--json") ?? "bench/results/latest.json";
 const quick = args.includes("--quick");
-if (
-  args.some((a) => a !== "--quick") || !["mlp", "cnn", "kernels", "all"].includes(suite)
-) {
+if (args.some((a) => a !== "--quick") || !SUITES.includes(suite)) {
   console.error(USAGE);
   Deno.exit(2);
 }
 const cores = navigator.hardwareConcurrency ?? 1;
+/** Samples per gradient of each WorkerStrategy worker. */
+const PER_WORKER = 128;
 
 function configs(model: "mlp" | "cnn"): RunConfig[] {
   const steps = quick ? 8 : model === "mlp" ? 40 : 16;
@@ -53,6 +71,8 @@ function configs(model: "mlp" | "cnn"): RunConfig[] {
     run("mirrored", cores, 1, 256),
     run("mirrored", cores, 1, 128 * cores),
     run("mirrored", cores, 1, 256 * cores),
+    // WorkerStrategy: `cores` workers of PER_WORKER samples per gradient.
+    run("worker", cores, 1, PER_WORKER * cores),
   ];
   const seen = new Set<string>();
   return all.filter((c) => {
@@ -63,14 +83,44 @@ function configs(model: "mlp" | "cnn"): RunConfig[] {
   });
 }
 
+/**
+ * MirroredStrategy and WorkerStrategy on the MLP, each without and with a
+ * straggler: at least 2 replicas/workers (replica/worker 1 is the slow one),
+ * PER_WORKER samples per replica/worker and step.
+ */
+function stragglerConfigs(): RunConfig[] {
+  const n = Math.max(2, cores);
+  const out: RunConfig[] = [];
+  // Steady runs first: the straggler's wait comes from the steady Mirrored run.
+  for (const straggler of [false, true]) {
+    for (const strategy of ["mirrored", "worker"] as const) {
+      out.push({
+        suite: "straggler",
+        model: "mlp",
+        strategy,
+        backend: "wasm",
+        replicas: n,
+        threads: 1,
+        globalBatch: PER_WORKER * n,
+        steps: quick ? 8 : 30,
+        straggler,
+      });
+    }
+  }
+  return out;
+}
+
 /** Runs one script in its own process; parses its last stdout line as JSON. */
 async function runChild<T>(
   script: string,
   childArgs: string[],
   what: string,
+  denoFlags: string[] = [],
+  env: Record<string, string> = {},
 ): Promise<T | { error: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(script, import.meta.url).pathname, ...childArgs],
+    args: ["run", "-A", ...denoFlags, new URL(script, import.meta.url).pathname, ...childArgs],
+    env,
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -83,31 +133,73 @@ async function runChild<T>(
   return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "") as T;
 }
 
+/** `DTRAIN_BENCH_SLOW_MS` set by the user: the straggler's wait, in ms. */
+const SLOW_MS_OVERRIDE = Number(Deno.env.get("DTRAIN_BENCH_SLOW_MS")) > 0
+  ? Number(Deno.env.get("DTRAIN_BENCH_SLOW_MS"))
+  : undefined;
+
+/**
+ * The straggler's wait per training step: twice a replica's compute time per
+ * step in the steady Mirrored run, so that its step takes about 3x as long;
+ * the same wait for both strategies. Undefined when that run failed: the
+ * slow Worker then measures its own normal step (`bench/_slow_model.ts`).
+ */
+function stragglerWaitMs(done: Row[]): number | undefined {
+  const steady = done.find((r) =>
+    r.suite === "straggler" && r.strategy === "mirrored" && r.straggler === false &&
+    r.error === undefined && r.computeMs !== undefined && r.computeMs > 0
+  );
+  return steady === undefined ? undefined : Math.round(2 * steady.computeMs! * 10) / 10;
+}
+
 const kernels: KernelRow[] = [];
 if (suite === "kernels" || suite === "all") {
   for (const [variant, threads] of [["stock", 1], ["dtrain", 1], ["dtrain", cores]] as const) {
     const row = await runChild<KernelRow>(
       "./_kernels.ts",
-      [variant, String(threads)],
+      [variant, String(threads), ...(quick ? ["quick"] : [])],
       `kernels ${variant} x${threads}`,
     );
     if (!("error" in row)) kernels.push(row);
   }
 }
-const models = suite === "all"
-  ? ["mlp", "cnn"] as const
-  : suite === "kernels"
-  ? []
-  : [suite as "mlp" | "cnn"];
+const plan: RunConfig[] = suite === "all"
+  ? [...configs("mlp"), ...configs("cnn"), ...stragglerConfigs()]
+  : suite === "mlp" || suite === "cnn"
+  ? configs(suite)
+  : suite === "worker"
+  ? [...configs("mlp"), ...configs("cnn")].filter((c) => c.strategy === "worker")
+  : suite === "straggler"
+  ? stragglerConfigs()
+  : [];
 const rows: Row[] = [];
-for (const c of models.flatMap(configs)) {
-  const what = `${c.model} ${c.strategy} ${c.replicas}x${c.threads} batch ${c.globalBatch}`;
-  const row = await runChild<Row>("./_run.ts", [JSON.stringify(c)], what);
+for (const c of plan) {
+  const what = `${c.suite}: ${c.model} ${c.strategy} ${c.replicas}x${c.threads} batch ` +
+    `${c.globalBatch}${c.straggler === undefined ? "" : c.straggler ? ", straggler" : ", steady"}`;
+  const slowMs = c.straggler ? SLOW_MS_OVERRIDE ?? stragglerWaitMs(rows) : undefined;
+  const row = await runChild<Row>(
+    "./_run.ts",
+    [JSON.stringify(c)],
+    what,
+    [],
+    slowMs === undefined ? {} : { DTRAIN_BENCH_SLOW_MS: String(slowMs) },
+  );
   rows.push(
     "error" in row
-      ? { ...c, samplesPerSec: 0, stepMs: 0, exchangeMs: null, error: row.error }
-      : row,
+      ? { ...c, samplesPerSec: 0, stepMs: 0, exchangeMs: null, slowMs, error: row.error }
+      : { ...row, slowMs },
   );
+}
+let http: HttpRow[] = [];
+if (suite === "http") {
+  const out = await runChild<HttpRow[]>(
+    "./_http.ts",
+    [JSON.stringify({ quick })],
+    "http: predict latency, idle and while training",
+    ["--unstable-kv"],
+  );
+  if ("error" in out) console.error(`http suite failed: ${out.error}`);
+  else http = out;
 }
 
 if (kernels.length > 0) {
@@ -132,13 +224,17 @@ const label = (r: Row) =>
     ? "tfjs model.fit, stock wasm"
     : r.strategy === "fit"
     ? `tfjs model.fit, dtrain wasm ${r.threads} thr`
+    : r.strategy === "worker"
+    ? `dtrain Worker ${r.replicas} workers${r.threads > 1 ? ` x ${r.threads} thr` : ""}`
     : `dtrain Mirrored ${r.replicas} repl x ${r.threads} thr`;
-if (rows.length > 0) {
+const fixed = (v: number | undefined, digits: number) => v === undefined ? "-" : v.toFixed(digits);
+const mainRows = rows.filter((r) => r.suite !== "straggler");
+if (mainRows.length > 0) {
   console.log(
     "| suite | configuration | global batch | samples/s | step ms | exchange ms | vs stock |",
   );
   console.log("|---|---|---:|---:|---:|---:|---:|");
-  for (const r of rows) {
+  for (const r of mainRows) {
     if (r.error !== undefined) {
       console.log(
         `| ${r.suite} | ${label(r)} | ${r.globalBatch} | fails: ${r.error} | - | - | - |`,
@@ -153,6 +249,94 @@ if (rows.length > 0) {
         `${r.stepMs.toFixed(1)} | ${exchange} | ${ratio} |`,
     );
   }
+  if (mainRows.some((r) => r.strategy === "worker")) {
+    console.log(
+      `\nWorker rows: ${PER_WORKER} samples per gradient and worker; global batch = workers x ` +
+        `${PER_WORKER}; samples/s counts applied gradients; step ms = time per global batch.`,
+    );
+  }
+}
+const workerRows = rows.filter((r) => r.strategy === "worker" && r.error === undefined);
+if (workerRows.length > 0) {
+  console.log("");
+  console.log(
+    "| suite | WorkerStrategy | applied | mean staleness | max staleness | dropped | " +
+      "ms per gradient, each worker |",
+  );
+  console.log("|---|---|---:|---:|---:|---:|---|");
+  for (const r of workerRows) {
+    const name = r.straggler === undefined
+      ? label(r)
+      : `${label(r)}, ${r.straggler ? "straggler" : "no straggler"}`;
+    console.log(
+      `| ${r.suite} | ${name} | ${r.applied ?? "-"} | ${fixed(r.meanStaleness, 2)} | ` +
+        `${r.maxStaleness ?? "-"} | ${r.dropped ?? "-"} | ` +
+        `${(r.workerStepMs ?? []).map((ms) => ms.toFixed(1)).join(" / ")} |`,
+    );
+  }
+}
+const stragglerRows = rows.filter((r) => r.suite === "straggler").sort((a, b) =>
+  a.strategy.localeCompare(b.strategy) || Number(a.straggler) - Number(b.straggler)
+);
+if (stragglerRows.length > 0) {
+  console.log("");
+  console.log(
+    "| straggler (MLP) | replica/worker 1 | per-replica batch | samples/s | step ms | " +
+      "vs no straggler | worker 1 / worker 0 ms per gradient |",
+  );
+  console.log("|---|---|---:|---:|---:|---:|---:|");
+  for (const r of stragglerRows) {
+    const slow = r.straggler ? "~3x slower" : "normal";
+    const perReplica = r.globalBatch / r.replicas;
+    if (r.error !== undefined) {
+      console.log(`| ${label(r)} | ${slow} | ${perReplica} | fails: ${r.error} | - | - | - |`);
+      continue;
+    }
+    const steady = stragglerRows.find((s) =>
+      s.strategy === r.strategy && s.straggler === false && s.error === undefined
+    );
+    const ratio = steady ? `${(r.samplesPerSec / steady.samplesPerSec).toFixed(2)}x` : "-";
+    const [w0, w1] = r.workerStepMs ?? [];
+    const measured = w0 !== undefined && w1 !== undefined ? `${(w1 / w0).toFixed(2)}x` : "-";
+    console.log(
+      `| ${label(r)} | ${slow} | ${perReplica} | ${Math.round(r.samplesPerSec)} | ` +
+        `${r.stepMs.toFixed(1)} | ${ratio} | ${measured} |`,
+    );
+  }
+  const wait = stragglerRows.find((r) => r.slowMs !== undefined)?.slowMs;
+  const how = wait === undefined
+    ? "2x its own normal step, measured in its first training steps"
+    : `${wait} ms (${
+      SLOW_MS_OVERRIDE !== undefined
+        ? "DTRAIN_BENCH_SLOW_MS"
+        : "2x a replica's compute per step in the steady Mirrored run"
+    })`;
+  console.log(`\nThe slow replica/worker (id 1) busy-waits ${how} per training step.`);
+  console.log(
+    "Ideal, compute-bound: Mirrored keeps 1/3 of its throughput (every " +
+      "step waits for the slow replica); Worker keeps (N - 1 + 1/3) / N, minus dropped gradients.",
+  );
+}
+if (http.length > 0) {
+  console.log("");
+  console.log(
+    "| http predict (MLP, 1 row) | concurrency | requests/s | p50 ms | p99 ms | mean ms | " +
+      "failed |",
+  );
+  console.log("|---|---:|---:|---:|---:|---:|---:|");
+  for (const h of http) {
+    const load = h.load === "idle"
+      ? "idle"
+      : `while training${h.trainingRunning === false ? " (job ended early)" : ""}`;
+    console.log(
+      `| ${load} | ${h.concurrency} | ${Math.round(h.requestsPerSec)} | ${h.p50Ms} | ` +
+        `${h.p99Ms} | ${h.meanMs.toFixed(1)} | ${h.failed} |`,
+    );
+  }
+  console.log(
+    `\nLoad generator: ${http[0]!.tool}, ${http[0]!.durationS} s per measurement, ` +
+      "server on 127.0.0.1 in its own process.",
+  );
 }
 for (const suiteName of new Set(rows.map((r) => r.suite))) {
   const one = (batch: number) =>
@@ -180,5 +364,10 @@ for (const suiteName of new Set(rows.map((r) => r.suite))) {
 }
 const dir = jsonPath.includes("/") ? jsonPath.slice(0, jsonPath.lastIndexOf("/")) : ".";
 await Deno.mkdir(dir, { recursive: true });
-await Deno.writeTextFile(jsonPath, JSON.stringify({ cores, kernels, rows }, null, 2) + "\n");
-console.log(`\n${kernels.length + rows.length} rows written to ${jsonPath} (${cores} cores)`);
+await Deno.writeTextFile(
+  jsonPath,
+  JSON.stringify({ cores, kernels, rows, http }, null, 2) + "\n",
+);
+console.log(
+  `\n${kernels.length + rows.length + http.length} rows written to ${jsonPath} (${cores} cores)`,
+);
