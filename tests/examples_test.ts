@@ -4,9 +4,14 @@ import assert from "node:assert/strict";
 const FASHION = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
 const hasFashion = await Deno.stat(FASHION).then(() => true, () => false);
 
-async function example(path: string, args: string[] = []): Promise<string> {
+async function example(
+  path: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<string> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL(`../examples/${path}`, import.meta.url).pathname, ...args],
+    env,
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -69,4 +74,55 @@ Deno.test("examples/demo.ts (deno task demo) trains, evaluates and saves", async
   const out = await example("demo.ts", ["--epochs", "1"]);
   assert.match(out, /test accuracy [\d.]+% \(loss [\d.]+\), \d+ samples\/s/);
   assert.match(out, /saved to \.\/out\/demo/);
+});
+
+Deno.test("examples/http_client.ts trains, follows, predicts and downloads over HTTP", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const server = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--unstable-kv",
+      new URL("../src/server/serve.ts", import.meta.url).pathname,
+      "--port",
+      "0",
+      "--data-dir",
+      dataDir,
+    ],
+    env: { DTRAIN_TOKEN: "example-token", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  try {
+    let text = "";
+    let url: string | undefined;
+    const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const deadline = Date.now() + 60_000;
+    while (url === undefined && Date.now() < deadline) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+      url = text.match(/listening on (http:\/\/\S+)/)?.[1];
+    }
+    assert.ok(url, `server did not start: ${text}`);
+    reader.releaseLock();
+    server.stdout.cancel().catch(() => {});
+    const out = await example(
+      "http_client.ts",
+      ["--url", url, "--epochs", "2", "--limit", "2000"],
+      {
+        DTRAIN_TOKEN: "example-token",
+      },
+    );
+    assert.match(out, /submitted job \S+/);
+    assert.match(out, /epoch 2\/2: loss [\d.]+/);
+    assert.match(out, /job succeeded, model \S+/);
+    const correct = Number(out.match(/http predict: (\d+)\/20/)?.[1]);
+    assert.ok(correct >= 12, out);
+    assert.match(out, /tf\.loadLayersModel over HTTP: same predictions/);
+  } finally {
+    server.kill("SIGTERM");
+    await server.status;
+    await Deno.remove(dataDir, { recursive: true });
+  }
 });
