@@ -141,7 +141,13 @@ for (
       assert.match(crashed.error!, detail);
       const replacement = stats.workers.find((w) => w.replaces === 1)!;
       assert.equal(replacement.status, "idle");
-      assert.ok(replacement.applied > 0, "the replacement computed gradients");
+      assert.equal(replacement.backend, BACKEND, "the replacement started");
+      if (how === "throws") {
+        // A thrown error is reported at once, so the replacement joins early enough to
+        // contribute. A silent death is only noticed after workerTimeoutMs, by which time
+        // the other worker may have finished the run on a fast machine.
+        assert.ok(replacement.applied > 0, "the replacement computed gradients");
+      }
       assert.equal(strategy.workers, 2);
       const got = await testAccuracy(strategy, model);
       assert.ok(got >= want - ACCURACY_BOUND, `accuracy ${got} vs MirroredStrategy ${want}`);
