@@ -106,3 +106,25 @@ Deno.test(
     model.dispose();
   },
 );
+
+Deno.test(
+  "MirroredStrategy.fitPipeline() leaks no tensors in the main thread or the replicas",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    const model = build();
+    await using pipeline = new ParallelMap(source, {
+      map: { url: MAPS, exportName: "oneHot4" },
+      workers: 1,
+      seed: 3,
+    });
+    await using s = new MirroredStrategy({ replicas: 2, backend: "cpu" });
+    await s.fitPipeline(model, pipeline, { epochs: 1, batchSize: 30 });
+    const main = tf.memory().numTensors;
+    const replicas = s.stats!.replicaTensors;
+    await s.fitPipeline(model, pipeline, { epochs: 3, batchSize: 30 });
+    assert.equal(tf.memory().numTensors, main, "main-thread tensors leaked");
+    assert.deepEqual(s.stats!.replicaTensors, replicas, "replica tensors leaked");
+    model.dispose();
+  },
+);
