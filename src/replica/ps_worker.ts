@@ -12,12 +12,12 @@
 /// <reference lib="deno.worker" />
 import * as tf from "../tf.ts";
 import { selectBackend } from "../../backends/select.ts";
-import { shutdownWasmThreads } from "../../backends/wasm/_threads.ts";
 import { GradientSlot } from "../collective/gradient_slot.ts";
 import { VersionedBuffer } from "../collective/versioned_buffer.ts";
 import { epochOrder, gatherRows } from "../strategy/_sharding.ts";
 import { type FusedLayout, fusedLayout } from "./_layout.ts";
 import { buildModel, lossAndGradients, lossOf, sizeOf } from "./_model.ts";
+import { closeWorker, serveRequests } from "./_worker_loop.ts";
 import { PS_CURSOR, PS_DOORBELL, PS_STOP, PS_TICKET } from "./_ps_layout.ts";
 import { parsePsRequest, type PsRequest, type Reply, type SharedData } from "./protocol.ts";
 
@@ -218,12 +218,9 @@ async function evaluate(
 async function handle(req: PsRequest): Promise<Reply> {
   if (req.type === "psInit") return await init(req);
   if (req.type === "close") {
-    state?.model.dispose();
+    const model = state?.model;
     state = undefined;
-    shutdownWasmThreads();
-    // Close once the reply is on its way: the main thread waits for it.
-    setTimeout(() => self.close(), 0);
-    return { type: "closed", id: req.id };
+    return closeWorker(req.id, model);
   }
   if (state === undefined) {
     throw new Error(`Worker received "${req.type}" before "psInit"`);
@@ -236,14 +233,4 @@ async function handle(req: PsRequest): Promise<Reply> {
   }
 }
 
-self.onmessage = async (event: MessageEvent<unknown>) => {
-  let id = -1;
-  try {
-    const req = parsePsRequest(event.data);
-    id = req.id;
-    self.postMessage(await handle(req));
-  } catch (err) {
-    const e = err instanceof Error ? err : new Error(String(err));
-    self.postMessage({ type: "error", id, name: e.name, message: e.message, stack: e.stack });
-  }
-};
+serveRequests(parsePsRequest, handle);

@@ -13,11 +13,11 @@ import { selectBackend } from "../../backends/select.ts";
 import { AllReduce } from "../collective/all_reduce.ts";
 import { checkpointTempPath, loadCheckpointFiles, writeCheckpointFiles } from "../io/checkpoint.ts";
 import { registerFileIO } from "../io/file_handler.ts";
-import { shutdownWasmThreads } from "../../backends/wasm/_threads.ts";
 import { RecordRing } from "../collective/ring.ts";
 import { epochOrder, gatherRows, shardRange } from "../strategy/_sharding.ts";
 import { CONTROL_STOP, type FusedLayout, fusedLayout, heartbeatIndex } from "./_layout.ts";
 import { buildModel, lossAndGradients, lossOf, sizeOf } from "./_model.ts";
+import { closeWorker, serveRequests } from "./_worker_loop.ts";
 import { parseRequest, RecordKind, type Reply, type Request, type SharedData } from "./protocol.ts";
 
 interface State {
@@ -371,12 +371,9 @@ async function done(
 async function handle(req: Request): Promise<Reply> {
   if (req.type === "init") return await init(req);
   if (req.type === "close") {
-    state?.model.dispose();
+    const model = state?.model;
     state = undefined;
-    shutdownWasmThreads();
-    // Close once the reply is on its way: the main thread waits for it.
-    setTimeout(() => self.close(), 0);
-    return { type: "closed", id: req.id };
+    return closeWorker(req.id, model);
   }
   if (state === undefined) {
     throw new Error(`Replica received "${req.type}" before "init"`);
@@ -396,20 +393,4 @@ async function handle(req: Request): Promise<Reply> {
   }
 }
 
-self.onmessage = async (event: MessageEvent<unknown>) => {
-  let id = -1;
-  try {
-    const req = parseRequest(event.data);
-    id = req.id;
-    self.postMessage(await handle(req));
-  } catch (err) {
-    const e = err instanceof Error ? err : new Error(String(err));
-    self.postMessage({
-      type: "error",
-      id,
-      name: e.name,
-      message: e.message,
-      stack: e.stack,
-    });
-  }
-};
+serveRequests(parseRequest, handle);
