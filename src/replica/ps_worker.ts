@@ -11,12 +11,11 @@
  */
 /// <reference lib="deno.worker" />
 import * as tf from "../tf.ts";
-import { selectBackend } from "../../backends/select.ts";
 import { GradientSlot } from "../collective/gradient_slot.ts";
 import { VersionedBuffer } from "../collective/versioned_buffer.ts";
 import { epochOrder, gatherRows } from "../strategy/_sharding.ts";
-import { type FusedLayout, fusedLayout } from "./_layout.ts";
-import { buildModel, lossAndGradients, lossOf, sizeOf } from "./_model.ts";
+import type { FusedLayout } from "./_layout.ts";
+import { lossAndGradients, lossOf, prepareWorkerModel, sizeOf } from "./_model.ts";
 import { closeWorker, serveRequests } from "./_worker_loop.ts";
 import { PS_CURSOR, PS_DOORBELL, PS_STOP, PS_TICKET } from "./_ps_layout.ts";
 import { parsePsRequest, type PsRequest, type Reply, type SharedData } from "./protocol.ts";
@@ -39,22 +38,14 @@ function beat(s: State): void {
 }
 
 async function init(req: Extract<PsRequest, { type: "psInit" }>): Promise<Reply> {
-  const report = await selectBackend({
-    require: req.backend === "auto" ? undefined : req.backend,
+  const { model, layout, report } = await prepareWorkerModel({
+    backend: req.backend,
     threads: req.threads,
+    model: req.model,
+    compile: req.compile,
+    expectedLength: req.slotLength,
+    who: `Worker ${req.worker}`,
   });
-  const model = await buildModel(req.model, req.compile);
-  const layout = fusedLayout(
-    model.trainableWeights.map(sizeOf),
-    model.nonTrainableWeights.map(sizeOf),
-    model.metricsNames.length - 1,
-  );
-  if (layout.length !== req.slotLength) {
-    throw new RangeError(
-      `Worker ${req.worker} rebuilt a model whose gradient slot has ${layout.length} floats, ` +
-        `expected ${req.slotLength}: the worker's model differs from the server's model`,
-    );
-  }
   state = {
     model,
     layout,

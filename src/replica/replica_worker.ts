@@ -9,14 +9,13 @@
  */
 /// <reference lib="deno.worker" />
 import * as tf from "../tf.ts";
-import { selectBackend } from "../../backends/select.ts";
 import { AllReduce } from "../collective/all_reduce.ts";
 import { checkpointTempPath, loadCheckpointFiles, writeCheckpointFiles } from "../io/checkpoint.ts";
 import { registerFileIO } from "../io/file_handler.ts";
 import { RecordRing } from "../collective/ring.ts";
 import { epochOrder, gatherRows, shardRange } from "../strategy/_sharding.ts";
-import { CONTROL_STOP, type FusedLayout, fusedLayout, heartbeatIndex } from "./_layout.ts";
-import { buildModel, lossAndGradients, lossOf, sizeOf } from "./_model.ts";
+import { CONTROL_STOP, type FusedLayout, heartbeatIndex } from "./_layout.ts";
+import { lossAndGradients, lossOf, prepareWorkerModel, sizeOf } from "./_model.ts";
 import { closeWorker, serveRequests } from "./_worker_loop.ts";
 import { parseRequest, RecordKind, type Reply, type Request, type SharedData } from "./protocol.ts";
 
@@ -59,22 +58,14 @@ async function storeWeights(s: State): Promise<void> {
 }
 
 async function init(req: Extract<Request, { type: "init" }>): Promise<Reply> {
-  const report = await selectBackend({
-    require: req.backend === "auto" ? undefined : req.backend,
+  const { model, layout, report } = await prepareWorkerModel({
+    backend: req.backend,
     threads: req.threads,
+    model: req.model,
+    compile: req.compile,
+    expectedLength: req.reduceLength,
+    who: `Replica ${req.replica}`,
   });
-  const model = await buildModel(req.model, req.compile);
-  const layout = fusedLayout(
-    model.trainableWeights.map(sizeOf),
-    model.nonTrainableWeights.map(sizeOf),
-    model.metricsNames.length - 1,
-  );
-  if (layout.length !== req.reduceLength) {
-    throw new RangeError(
-      `Replica ${req.replica} rebuilt a model whose gradient layout has ${layout.length} ` +
-        `floats, expected ${req.reduceLength}: the replica's model differs from the main model`,
-    );
-  }
   const control = new Int32Array(req.buffers.control);
   state = {
     replica: req.replica,
