@@ -30,3 +30,19 @@ Deno.test("tf tensors have the chained methods of the tfjs API", () => {
   }
   tf.dispose([x, ...cases.flatMap(([, a, b]) => [a, b])]);
 });
+
+Deno.test("importing the library leaves tfjs usable at once (no backend to await)", async () => {
+  // Importing the WASM backend would make it tfjs' default and every tensor
+  // created before `await tf.ready()` would throw; the library must not.
+  const code = `import { tf } from "${new URL("../mod.ts", import.meta.url).href}";
+    const t = tf.tensor([1, 2, 3]);
+    console.log(tf.getBackend(), t.sum().dataSync()[0]);`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", code],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  assert.equal(out.code, 0, dec.decode(out.stderr));
+  assert.equal(dec.decode(out.stdout).trim(), "cpu 6");
+});

@@ -6,9 +6,6 @@
  */
 import * as tf from "../tf.ts";
 import type { CompileSpec, ModelSource } from "./protocol.ts";
-import { type BackendReport, selectBackend } from "../../backends/select.ts";
-import type { BackendName } from "../../backends/types.ts";
-import { type FusedLayout, fusedLayout } from "./_layout.ts";
 
 /** Rebuilds the model from JSON or a model module, compiled as `compile` says. */
 export async function buildModel(
@@ -106,37 +103,4 @@ export function lossAndGradients(
   } finally {
     tf.dispose([x, y]);
   }
-}
-
-/**
- * Selects the backend and rebuilds the compiled model in a Worker, checking
- * that its fused gradient layout has the length the main thread computed
- * (a mismatch means the Worker built a different model).
- */
-export async function prepareWorkerModel(options: {
-  backend: BackendName | "auto";
-  threads: number;
-  model: ModelSource;
-  compile: CompileSpec;
-  expectedLength: number;
-  /** Who is speaking in the error message, e.g. "Replica 1". */
-  who: string;
-}): Promise<{ model: tf.LayersModel; layout: FusedLayout; report: BackendReport }> {
-  const report = await selectBackend({
-    require: options.backend === "auto" ? undefined : options.backend,
-    threads: options.threads,
-  });
-  const model = await buildModel(options.model, options.compile);
-  const layout = fusedLayout(
-    model.trainableWeights.map(sizeOf),
-    model.nonTrainableWeights.map(sizeOf),
-    model.metricsNames.length - 1,
-  );
-  if (layout.length !== options.expectedLength) {
-    throw new RangeError(
-      `${options.who} rebuilt a model whose gradient layout has ${layout.length} floats, ` +
-        `expected ${options.expectedLength}: its model differs from the main thread's model`,
-    );
-  }
-  return { model, layout, report };
 }

@@ -15,7 +15,8 @@ import { registerFileIO } from "../io/file_handler.ts";
 import { RecordRing } from "../collective/ring.ts";
 import { epochOrder, gatherRows, shardRange } from "../strategy/_sharding.ts";
 import { CONTROL_STOP, type FusedLayout, heartbeatIndex } from "./_layout.ts";
-import { lossAndGradients, lossOf, prepareWorkerModel, sizeOf } from "./_model.ts";
+import { lossAndGradients, lossOf, sizeOf } from "./_model.ts";
+import { prepareWorkerModel } from "./_worker_model.ts";
 import { closeWorker, serveRequests } from "./_worker_loop.ts";
 import { parseRequest, RecordKind, type Reply, type Request, type SharedData } from "./protocol.ts";
 

@@ -1,0 +1,46 @@
+/**
+ * Backend selection and model rebuild at the start of a Worker entry point.
+ * Kept apart from `_model.ts` because it loads the backends (registering
+ * WASM), which the main thread's library graph must not do on import.
+ *
+ * @module
+ */
+import type * as tf from "../tf.ts";
+import { type BackendReport, selectBackend } from "../../backends/select.ts";
+import type { BackendName } from "../../backends/types.ts";
+import { type FusedLayout, fusedLayout } from "./_layout.ts";
+import { buildModel, sizeOf } from "./_model.ts";
+import type { CompileSpec, ModelSource } from "./protocol.ts";
+
+/**
+ * Selects the backend and rebuilds the compiled model in a Worker, checking
+ * that its fused gradient layout has the length the main thread computed
+ * (a mismatch means the Worker built a different model).
+ */
+export async function prepareWorkerModel(options: {
+  backend: BackendName | "auto";
+  threads: number;
+  model: ModelSource;
+  compile: CompileSpec;
+  expectedLength: number;
+  /** Who is speaking in the error message, e.g. "Replica 1". */
+  who: string;
+}): Promise<{ model: tf.LayersModel; layout: FusedLayout; report: BackendReport }> {
+  const report = await selectBackend({
+    require: options.backend === "auto" ? undefined : options.backend,
+    threads: options.threads,
+  });
+  const model = await buildModel(options.model, options.compile);
+  const layout = fusedLayout(
+    model.trainableWeights.map(sizeOf),
+    model.nonTrainableWeights.map(sizeOf),
+    model.metricsNames.length - 1,
+  );
+  if (layout.length !== options.expectedLength) {
+    throw new RangeError(
+      `${options.who} rebuilt a model whose gradient layout has ${layout.length} floats, ` +
+        `expected ${options.expectedLength}: its model differs from the main thread's model`,
+    );
+  }
+  return { model, layout, report };
+}
