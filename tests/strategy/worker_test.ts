@@ -125,7 +125,10 @@ for (
         workers: 2,
         backend: BACKEND,
         modelModule: { url: FIXTURE, exportName },
-        workerTimeoutMs: 1500,
+        // A silent death is noticed only after this long without a heartbeat; it must be
+        // short next to the run (~190 gradients) or the surviving worker may finish first.
+        // Workers beat on every step and while they wait, so 600 ms never misfires here.
+        workerTimeoutMs: how === "throws" ? 1500 : 600,
       });
       const history = await strategy.fit(model, d.xs, d.ys, {
         epochs: EPOCHS,
