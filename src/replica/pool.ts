@@ -138,7 +138,8 @@ export class ReplicaPool {
       const now = performance.now();
       for (let r = 0; r < this.size; r++) {
         const beat = Atomics.load(this.#control, heartbeatIndex(r));
-        if (beat !== last[r]!.beat) last[r] = { beat, at: now };
+        // A replica that already answered is idle, not dead.
+        if (beat !== last[r]!.beat || !this.#busy(r)) last[r] = { beat, at: now };
         else if (now - last[r]!.at > timeoutMs) {
           this.fail(
             new ReplicaCrashedError(
@@ -178,6 +179,11 @@ export class ReplicaPool {
     // A Worker's thread is still winding down right after it replied or was
     // terminated; give it a moment before the caller may exit the process.
     await new Promise((r) => setTimeout(r, 100));
+  }
+
+  #busy(r: number): boolean {
+    for (const p of this.#pending.values()) if (p.replica === r) return true;
+    return false;
   }
 
   /** Terminates every Worker at once. Idempotent. */

@@ -99,6 +99,12 @@ export interface MirroredStrategyOptions {
    * @default 30000
    */
   replicaTimeoutMs?: number;
+  /**
+   * How long a replica may take to start (import its code, select its
+   * backend, build the model) before it is declared dead.
+   * @default 60000
+   */
+  startTimeoutMs?: number;
 }
 
 /** Options for {@linkcode MirroredStrategy.fit}. */
@@ -215,6 +221,7 @@ export class MirroredStrategy {
   readonly threadsPerReplica: number;
   #modelModule: { url: string; exportName: string } | undefined;
   #timeoutMs: number;
+  #startTimeoutMs: number;
   #group: Group | undefined;
   #stats: StrategyStats | undefined;
   #busy = false;
@@ -240,6 +247,7 @@ export class MirroredStrategy {
       options.replicaTimeoutMs ?? 30_000,
       "replicaTimeoutMs",
     );
+    this.#startTimeoutMs = positiveInt(options.startTimeoutMs ?? 60_000, "startTimeoutMs");
     if (options.modelModule !== undefined) {
       this.#modelModule = {
         url: new URL(options.modelModule.url, import.meta.url).href,
@@ -299,7 +307,9 @@ export class MirroredStrategy {
     const control = new Int32Array(buffers.control);
     const pool = new ReplicaPool(this.replicas, control);
     try {
-      const replies = await pool.all((r) => ({
+      // Replicas do not beat while they initialise; a silently dead one is
+      // declared dead after a generous start-up allowance instead of hanging.
+      const init = pool.all((r) => ({
         type: "init",
         replica: r,
         replicas: this.replicas,
@@ -312,6 +322,7 @@ export class MirroredStrategy {
         ringRecords: RING_RECORDS,
         ringWidth,
       }));
+      const replies = await pool.watch(init, this.#startTimeoutMs);
       const ready = replies.filter((
         r,
       ): r is Extract<Reply, { type: "ready" }> => r.type === "ready");

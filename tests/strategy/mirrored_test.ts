@@ -385,6 +385,36 @@ for (
 }
 
 Deno.test(
+  "MirroredStrategy.fit() rejects with ReplicaCrashedError when a replica vanishes while starting",
+  opts,
+  async () => {
+    const x = tf.randomUniform([64, 6], -1, 1, "float32", 5);
+    const y = tf.oneHot(tf.tensor1d(Array.from({ length: 64 }, (_, i) => i % 3), "int32"), 3);
+    const { build: buildCustom } = await import("../fixtures/custom_model.ts");
+    const model = buildCustom();
+    const strategy = new MirroredStrategy({
+      replicas: 2,
+      backend: BACKEND,
+      modelModule: {
+        url: new URL("../fixtures/custom_model.ts", import.meta.url),
+        exportName: "buildVanishing",
+      },
+      startTimeoutMs: 10_000,
+    });
+    const err = await strategy.fit(model, x, y, { epochs: 1, batchSize: 32 }).then(
+      () => assert.fail("expected fit to reject"),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof ReplicaCrashedError, `got ${err}`);
+    assert.equal(err.replica, 1);
+    assert.match(err.message, /^Replica 1 crashed: no heartbeat for \d+ ms/);
+    await strategy.close();
+    tf.dispose([x, y]);
+    model.dispose();
+  },
+);
+
+Deno.test(
   "MirroredStrategy.fit() rejects bad input before starting Workers",
   opts,
   async () => {
