@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { checkEnvelope } from "../replica/protocol.ts";
 
 /** Element type of a label array. */
 export type LabelDtype = "float32" | "uint8";
@@ -103,26 +104,6 @@ export type MapReply =
 const REQUEST_TYPES = new Set(["init", "map", "close"]);
 const REPLY_TYPES = new Set(["ready", "mapped", "closed", "error"]);
 
-function check(
-  data: unknown,
-  types: Set<string>,
-  side: string,
-): { type: string; id: number } {
-  if (
-    typeof data !== "object" || data === null ||
-    typeof (data as { type?: unknown }).type !== "string" ||
-    !types.has((data as { type: string }).type) ||
-    typeof (data as { id?: unknown }).id !== "number"
-  ) {
-    throw new TypeError(
-      `Malformed pipeline ${side} message: expected { type: ${
-        [...types].join("|")
-      }, id: number }, received ${JSON.stringify(data)?.slice(0, 200)}`,
-    );
-  }
-  return data as { type: string; id: number };
-}
-
 /**
  * Validates a message received by a map Worker.
  *
@@ -133,7 +114,7 @@ function check(
  * ```
  */
 export function parseMapRequest(data: unknown): MapRequest {
-  const msg = check(data, REQUEST_TYPES, "request") as MapRequest;
+  const msg = checkEnvelope(data, REQUEST_TYPES, "pipeline request") as MapRequest;
   if (
     msg.type === "map" &&
     (!Number.isInteger(msg.slot) || !Number.isInteger(msg.epoch))
@@ -157,7 +138,7 @@ export function parseMapRequest(data: unknown): MapRequest {
  * ```
  */
 export function parseMapReply(data: unknown): MapReply {
-  const msg = check(data, REPLY_TYPES, "reply") as MapReply;
+  const msg = checkEnvelope(data, REPLY_TYPES, "pipeline reply") as MapReply;
   if (
     msg.type === "error" &&
     (typeof msg.name !== "string" || typeof msg.message !== "string")

@@ -6,6 +6,7 @@
  */
 import * as tf from "../tf.ts";
 import type { CompileSpec, ModelSource } from "./protocol.ts";
+import type { FusedLayout } from "./_layout.ts";
 
 /** Rebuilds the model from JSON or a model module, compiled as `compile` says. */
 export async function buildModel(
@@ -102,5 +103,39 @@ export function lossAndGradients(
     return { value, grads, metricValues };
   } finally {
     tf.dispose([x, y]);
+  }
+}
+
+/**
+ * Copies one step's results into a fused vector (gradients in trainable
+ * order, non-trainable weights, loss, metrics; see `fusedLayout`) and
+ * disposes the step's tensors. A variable without a gradient gets zeros.
+ */
+export async function writeStep(
+  target: Float32Array,
+  layout: FusedLayout,
+  model: tf.LayersModel,
+  trainVars: tf.Variable[],
+  step: { value: tf.Scalar; grads: tf.NamedTensorMap; metricValues: tf.Scalar[] },
+): Promise<void> {
+  try {
+    let offset = 0;
+    for (const v of trainVars) {
+      const g = step.grads[v.name];
+      if (g === undefined) target.fill(0, offset, offset + v.size);
+      else target.set(await g.data() as Float32Array, offset);
+      offset += v.size;
+    }
+    for (const w of model.nonTrainableWeights) {
+      const d = await w.read().data() as Float32Array;
+      target.set(d, offset);
+      offset += d.length;
+    }
+    target[layout.loss] = (await step.value.data())[0]!;
+    for (let m = 0; m < step.metricValues.length; m++) {
+      target[layout.metrics + m] = (await step.metricValues[m]!.data())[0]!;
+    }
+  } finally {
+    tf.dispose([step.value, ...Object.values(step.grads), ...step.metricValues]);
   }
 }

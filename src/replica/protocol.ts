@@ -205,12 +205,15 @@ const REQUEST_TYPES = new Set([
   "evaluate",
   "loadWeights",
   "close",
-  "crash",
 ]);
 const PS_REQUEST_TYPES = new Set(["psInit", "psTrain", "psEvaluate", "close"]);
 const REPLY_TYPES = new Set(["ready", "done", "closed", "error", "psDone"]);
 
-function check(
+/**
+ * Checks the envelope every Worker message shares: a known string `type` and
+ * a numeric `id`. `side` names the message kind in the error.
+ */
+export function checkEnvelope(
   data: unknown,
   types: Set<string>,
   side: string,
@@ -239,7 +242,7 @@ function check(
  * ```
  */
 export function parseRequest(data: unknown): Request {
-  return check(data, REQUEST_TYPES, "request") as Request;
+  return checkEnvelope(data, REQUEST_TYPES, "request") as Request;
 }
 
 /**
@@ -252,7 +255,7 @@ export function parseRequest(data: unknown): Request {
  * ```
  */
 export function parsePsRequest(data: unknown): PsRequest {
-  return check(data, PS_REQUEST_TYPES, "request") as PsRequest;
+  return checkEnvelope(data, PS_REQUEST_TYPES, "request") as PsRequest;
 }
 
 /**
@@ -268,7 +271,7 @@ export function parsePsRequest(data: unknown): PsRequest {
  * ```
  */
 export function parseReply(data: unknown): Reply {
-  return check(data, REPLY_TYPES, "reply") as Reply;
+  return checkEnvelope(data, REPLY_TYPES, "reply") as Reply;
 }
 
 /** Record kinds in the step ring. */

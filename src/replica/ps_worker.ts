@@ -15,7 +15,7 @@ import { GradientSlot } from "../collective/gradient_slot.ts";
 import { VersionedBuffer } from "../collective/versioned_buffer.ts";
 import { epochOrder, gatherRows } from "../strategy/_sharding.ts";
 import type { FusedLayout } from "./_layout.ts";
-import { lossAndGradients, lossOf, sizeOf } from "./_model.ts";
+import { lossAndGradients, lossOf, sizeOf, writeStep } from "./_model.ts";
 import { prepareWorkerModel } from "./_worker_model.ts";
 import { closeWorker, serveRequests } from "./_worker_loop.ts";
 import { PS_CURSOR, PS_DOORBELL, PS_STOP, PS_TICKET } from "./_ps_layout.ts";
@@ -102,32 +102,13 @@ async function computeInto(
   payload: Float32Array,
 ): Promise<void> {
   const { model, layout } = s;
-  const { value, grads, metricValues } = lossAndGradients(
+  const step = lossAndGradients(
     model,
     s.trainVars,
     tf.tensor(xb, [count, ...data.xShape]),
     tf.tensor(yb, [count, ...data.yShape]),
   );
-  try {
-    let offset = 0;
-    for (const v of s.trainVars) {
-      const g = grads[v.name];
-      if (g === undefined) payload.fill(0, offset, offset + v.size);
-      else payload.set(await g.data() as Float32Array, offset);
-      offset += v.size;
-    }
-    for (const w of model.nonTrainableWeights) {
-      const d = await w.read().data() as Float32Array;
-      payload.set(d, offset);
-      offset += d.length;
-    }
-    payload[layout.loss] = (await value.data())[0]!;
-    for (let m = 0; m < metricValues.length; m++) {
-      payload[layout.metrics + m] = (await metricValues[m]!.data())[0]!;
-    }
-  } finally {
-    tf.dispose([value, ...Object.values(grads), ...metricValues]);
-  }
+  await writeStep(payload, layout, model, s.trainVars, step);
 }
 
 async function train(

@@ -15,7 +15,7 @@ import { registerFileIO } from "../io/file_handler.ts";
 import { RecordRing } from "../collective/ring.ts";
 import { epochOrder, gatherRows, shardRange } from "../strategy/_sharding.ts";
 import { CONTROL_STOP, type FusedLayout, heartbeatIndex } from "./_layout.ts";
-import { lossAndGradients, lossOf, sizeOf } from "./_model.ts";
+import { lossAndGradients, lossOf, sizeOf, writeStep } from "./_model.ts";
 import { prepareWorkerModel } from "./_worker_model.ts";
 import { closeWorker, serveRequests } from "./_worker_loop.ts";
 import { parseRequest, RecordKind, type Reply, type Request, type SharedData } from "./protocol.ts";
@@ -129,31 +129,13 @@ async function computeShard(
     slot.fill(0, 0, layout.stop);
     return;
   }
-  const { value, grads, metricValues } = lossAndGradients(
+  const step = lossAndGradients(
     model,
     s.trainVars,
     tf.tensor(xb, [count, ...data.xShape]),
     tf.tensor(yb, [count, ...data.yShape]),
   );
-  try {
-    let offset = 0;
-    for (const v of s.trainVars) {
-      const g = await grads[v.name]!.data() as Float32Array;
-      slot.set(g, offset);
-      offset += g.length;
-    }
-    for (const w of model.nonTrainableWeights) {
-      const d = await w.read().data() as Float32Array;
-      slot.set(d, offset);
-      offset += d.length;
-    }
-    slot[layout.loss] = (await value.data())[0]!;
-    for (let m = 0; m < metricValues.length; m++) {
-      slot[layout.metrics + m] = (await metricValues[m]!.data())[0]!;
-    }
-  } finally {
-    tf.dispose([value, ...Object.values(grads), ...metricValues]);
-  }
+  await writeStep(slot, layout, model, s.trainVars, step);
 }
 
 /**
