@@ -79,10 +79,20 @@ export class AllReduce {
    * the result, where `weight` is this replica's weight. Blocks until every
    * replica has called it; throws `CollectiveAbortedError` when the group is
    * aborted.
+   *
+   * `onChunk(begin, end)` runs once this replica has summed its chunk
+   * `[begin, end)` of the result and before the closing barrier: the place
+   * for work on the chunk that every replica must see done when `reduce`
+   * returns (a sharded optimizer step). Inside it, {@linkcode AllReduce.peek}
+   * reads any reduced value early.
    */
-  reduce(offset = 0, length = this.result.length - offset, weight = 1): void {
+  reduce(
+    offset = 0,
+    length: number = this.result.length - offset,
+    options: { weight?: number; onChunk?: (begin: number, end: number) => void } = {},
+  ): void {
     const n = this.#replicas;
-    this.#weights[this.#replica] = weight;
+    this.#weights[this.#replica] = options.weight ?? 1;
     this.#barrier.arrive(); // every slot and weight is written
     const begin = offset + Math.floor((this.#replica * length) / n);
     const end = offset + Math.floor(((this.#replica + 1) * length) / n);
@@ -102,7 +112,26 @@ export class AllReduce {
         for (let i = begin; i < end; i++) out[i] = out[i]! + w * s[i]!;
       }
     }
+    options.onChunk?.(begin, end);
     this.#barrier.arrive(); // every chunk is summed
+  }
+
+  /**
+   * The reduced value at `index`, computed from the slots with the same
+   * arithmetic as {@linkcode AllReduce.reduce} (so bit-identical to what the
+   * result will hold). Only valid inside `reduce`'s `onChunk`, when every
+   * slot is written.
+   */
+  peek(index: number): number {
+    const n = this.#replicas;
+    const w0 = this.#weights[0]!;
+    const s0 = this.#slots[0]![index]!;
+    if (n === 1) return w0 === 1 ? s0 : Math.fround(w0 * s0);
+    let acc = Math.fround(w0 * s0 + this.#weights[1]! * this.#slots[1]![index]!);
+    for (let r = 2; r < n; r++) {
+      acc = Math.fround(acc + this.#weights[r]! * this.#slots[r]![index]!);
+    }
+    return acc;
   }
 
   /** Waits for every replica without reducing. */

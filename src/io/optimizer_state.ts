@@ -235,6 +235,33 @@ export async function loadOptimizerState(
     name: spec.name,
     tensor: decoded[spec.name]!,
   }));
+  try {
+    await replaceOptimizerWeights(optimizer, named);
+  } finally {
+    tf.dispose(Object.values(decoded));
+  }
+}
+
+/**
+ * `optimizer.setWeights(named)` without leaking: tfjs' `setWeights` makes new
+ * slot variables (from `named`, which the caller still owns and may dispose)
+ * and drops the old ones, which this frees.
+ *
+ * @example
+ * ```ts
+ * import * as tf from "../tf.ts";
+ * import { replaceOptimizerWeights } from "./optimizer_state.ts";
+ * const sgd = tf.train.sgd(0.1);
+ * const iter = tf.scalar(7, "int32");
+ * await replaceOptimizerWeights(sgd, [{ name: "iter", tensor: iter }]);
+ * iter.dispose();
+ * console.assert(sgd.iterations === 7);
+ * ```
+ */
+export async function replaceOptimizerWeights(
+  optimizer: tf.Optimizer,
+  named: { name: string; tensor: tf.Tensor }[],
+): Promise<void> {
   const previous = await optimizer.getWeights();
   try {
     await optimizer.setWeights(named);
@@ -243,8 +270,6 @@ export async function loadOptimizerState(
       if (!(tensor instanceof tf.Variable)) tensor.dispose();
     }
     throw err;
-  } finally {
-    tf.dispose(Object.values(decoded));
   }
   // setWeights() made new slot variables; the old ones are now unreachable.
   tf.dispose(previous.map(({ tensor }) => tensor));

@@ -34,6 +34,11 @@ export interface GroupBuffers {
   reduce: SharedArrayBuffer;
   /** Flat model weights, written by the main thread and replica 0 (Float32). */
   weights: SharedArrayBuffer;
+  /**
+   * Trainable parameters and optimizer slots of the sharded optimizer step
+   * (see `_flat_optimizer.ts`); empty when the optimizer runs its own step.
+   */
+  optimizer: SharedArrayBuffer;
   /** Step/epoch record ring (Float64) and its counters (Int32). */
   ring: SharedArrayBuffer;
   ringControl: SharedArrayBuffer;

@@ -15,6 +15,7 @@ import { registerFileIO } from "../io/file_handler.ts";
 import { RecordRing } from "../collective/ring.ts";
 import { epochOrder, gatherRows, shardRange } from "../strategy/_sharding.ts";
 import { CONTROL_STOP, type FusedLayout, heartbeatIndex } from "./_layout.ts";
+import { FlatOptimizer } from "./_flat_optimizer.ts";
 import { lossAndGradients, lossOf, sizeOf, writeStep } from "./_model.ts";
 import { prepareWorkerModel } from "./_worker_model.ts";
 import { closeWorker, serveRequests } from "./_worker_loop.ts";
@@ -30,6 +31,8 @@ interface State {
   control: Int32Array;
   weights: Float32Array;
   trainVars: tf.Variable[];
+  /** The group's sharded optimizer step, or null to run the tfjs optimizer's own. */
+  flat: FlatOptimizer | null;
 }
 
 let state: State | undefined;
@@ -68,6 +71,7 @@ async function init(req: Extract<Request, { type: "init" }>): Promise<Reply> {
     who: `Replica ${req.replica}`,
   });
   const control = new Int32Array(req.buffers.control);
+  const trainVars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   state = {
     replica: req.replica,
     replicas: req.replicas,
@@ -85,7 +89,8 @@ async function init(req: Extract<Request, { type: "init" }>): Promise<Reply> {
       width: req.ringWidth,
     }),
     weights: new Float32Array(req.buffers.weights),
-    trainVars: model.trainableWeights.map((w) => w.read() as tf.Variable),
+    trainVars,
+    flat: FlatOptimizer.create(model.optimizer, req.buffers.optimizer, trainVars),
   };
   loadWeights(state);
   return {
@@ -150,6 +155,20 @@ function fromShared(view: Float32Array, shape: number[]): tf.Tensor {
 function applyReduced(s: State): void {
   const { model, reducer } = s;
   const sum = reducer.result;
+  if (s.flat !== null) {
+    // The update itself ran inside the all-reduce, chunk by chunk.
+    s.flat.advance();
+    s.flat.assignTo(s.trainVars);
+    let offset = s.flat.params.length;
+    tf.tidy(() => {
+      for (const w of model.nonTrainableWeights) {
+        const size = sizeOf(w);
+        w.write(fromShared(sum.subarray(offset, offset + size), w.shape as number[]));
+        offset += size;
+      }
+    });
+    return;
+  }
   tf.tidy(() => {
     let offset = 0;
     const named: Record<string, tf.Tensor> = {};
@@ -222,9 +241,19 @@ async function fit(
   const v = views(req.data);
   let stopped = false;
   if (req.resumeFrom !== null) await loadCheckpointFiles(s.model, req.resumeFrom);
+  const flat = s.flat;
+  if (flat !== null) {
+    // Replica 0 publishes the weights and optimizer state; every replica
+    // reads the hyperparameters from its own (identical) optimizer.
+    if (replica === 0) await flat.load(s.trainVars);
+    else flat.readConfig();
+    reducer.barrier();
+  }
+  const trainLength = flat?.params.length ?? 0;
   const ckpt = req.checkpoint;
   const checkpoint = async (epoch: number, step: number) => {
     if (ckpt === null || replica !== 0) return;
+    await flat?.store(s.trainVars);
     registerFileIO();
     await writeCheckpointFiles(s.model, checkpointTempPath(ckpt.dir, epoch, step, ckpt.runId));
     ring.write([RecordKind.Checkpoint, epoch, step], aborted);
@@ -249,7 +278,21 @@ async function fit(
       // Weighted by the share below, so a stop vote counts from any replica with samples.
       reducer.slot[layout.stop] = Atomics.load(control, CONTROL_STOP) !== 0 ? 1 : 0;
       const t1 = performance.now();
-      reducer.reduce(0, layout.length, count / n);
+      let updateMs = 0;
+      reducer.reduce(0, layout.length, {
+        weight: count / n,
+        onChunk: (begin, end) => {
+          // Every replica sees the same reduced loss here, so all skip together.
+          if (
+            flat === null || (req.terminateOnNaN && !Number.isFinite(reducer.peek(layout.loss)))
+          ) {
+            return;
+          }
+          const u = performance.now();
+          flat.update(reducer.result, begin, Math.min(end, trainLength));
+          updateMs = performance.now() - u;
+        },
+      });
       const t2 = performance.now();
       const sum = reducer.result;
       const loss = sum[layout.loss]!;
@@ -260,17 +303,21 @@ async function fit(
             aborted,
           );
         }
+        await flat?.store(s.trainVars);
         return await done(s, req.id, [], true);
       }
+      const t3 = performance.now();
       applyReduced(s);
+      // Compute: gradients plus the optimizer step; exchange: summing and waiting.
+      const computeMs = t1 - t0 + updateMs + performance.now() - t3;
       if (replica === 0) {
         const record = [
           RecordKind.Batch,
           epoch,
           step,
           n,
-          t1 - t0,
-          t2 - t1,
+          computeMs,
+          t2 - t1 - updateMs,
           loss,
         ];
         for (let m = 0; m < layout.metricCount; m++) {
@@ -314,6 +361,7 @@ async function fit(
     reducer.barrier();
     if (Atomics.load(control, CONTROL_STOP) !== 0) stopped = true;
   }
+  await flat?.store(s.trainVars);
   return await done(s, req.id, [], stopped);
 }
 

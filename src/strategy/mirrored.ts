@@ -14,6 +14,7 @@ import * as tf from "../tf.ts";
 import type { BackendName } from "../../backends/types.ts";
 import { BACKEND_NAMES } from "../../backends/types.ts";
 import { allReduceBytes } from "../collective/all_reduce.ts";
+import { flatStateBytes } from "../replica/_flat_optimizer.ts";
 import { RecordRing, RING_CONTROL_SLOTS } from "../collective/ring.ts";
 import { CONTROL_STOP, controlBytes, fusedLayout } from "../replica/_layout.ts";
 import { ReplicaPool } from "../replica/pool.ts";
@@ -298,6 +299,9 @@ export class MirroredStrategy {
       ),
       weights: new SharedArrayBuffer(
         Math.max(4, model.weights.reduce((s, w) => s + sizeOf(w), 0) * 4),
+      ),
+      optimizer: new SharedArrayBuffer(
+        flatStateBytes(model.optimizer, layout.trainable.reduce((a, b) => a + b, 0)),
       ),
       ring: new SharedArrayBuffer(RecordRing.bytes(RING_RECORDS, ringWidth)),
       ringControl: new SharedArrayBuffer(4 * RING_CONTROL_SLOTS),

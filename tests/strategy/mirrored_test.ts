@@ -73,65 +73,68 @@ async function oracle(
   return { model, history };
 }
 
-for (const replicas of [2, 4]) {
-  for (
-    const [name, optimizer] of [["SGD", () => tf.train.sgd(0.3)], [
-      "Adam",
-      () => tf.train.adam(0.01),
-    ]] as const
-  ) {
-    Deno.test(
-      `MirroredStrategy.fit() with ${replicas} replicas and ${name} matches one-replica model.fit`,
-      opts,
-      async () => {
-        const { model: expected, history: expectedHistory } = await oracle(
-          optimizer,
-          240,
-          {
-            epochs: 2,
-            batchSize: 48,
-          },
-        );
-        const { x, y } = dataset(240);
-        const model = build(optimizer);
-        await using strategy = new MirroredStrategy({
-          replicas,
-          backend: BACKEND,
-        });
-        const history = await strategy.fit(model, x, y, {
+const ORACLE_CASES: [number, string, () => tf.Optimizer][] = [
+  [2, "SGD", () => tf.train.sgd(0.3)],
+  [2, "Adam", () => tf.train.adam(0.01)],
+  [4, "SGD", () => tf.train.sgd(0.3)],
+  [4, "Adam", () => tf.train.adam(0.01)],
+  [2, "Nesterov momentum", () => tf.train.momentum(0.1, 0.9, true)],
+  // Not applied flat: each replica runs the optimizer's own applyGradients.
+  [2, "RMSProp", () => tf.train.rmsprop(0.01)],
+];
+
+for (const [replicas, name, optimizer] of ORACLE_CASES) {
+  Deno.test(
+    `MirroredStrategy.fit() with ${replicas} replicas and ${name} matches one-replica model.fit`,
+    opts,
+    async () => {
+      const { model: expected, history: expectedHistory } = await oracle(
+        optimizer,
+        240,
+        {
           epochs: 2,
           batchSize: 48,
-          shuffle: false,
-        });
-        const diff = maxWeightDiff(model, expected);
-        assert.ok(diff <= TOL, `max |weight difference| ${diff} > ${TOL}`);
-        const digests = strategy.stats!.weightsDigests;
-        assert.equal(digests.length, replicas);
-        assert.equal(
-          new Set(digests).size,
-          1,
-          `replica weights differ: ${digests}`,
+        },
+      );
+      const { x, y } = dataset(240);
+      const model = build(optimizer);
+      await using strategy = new MirroredStrategy({
+        replicas,
+        backend: BACKEND,
+      });
+      const history = await strategy.fit(model, x, y, {
+        epochs: 2,
+        batchSize: 48,
+        shuffle: false,
+      });
+      const diff = maxWeightDiff(model, expected);
+      assert.ok(diff <= TOL, `max |weight difference| ${diff} > ${TOL}`);
+      const digests = strategy.stats!.weightsDigests;
+      assert.equal(digests.length, replicas);
+      assert.equal(
+        new Set(digests).size,
+        1,
+        `replica weights differ: ${digests}`,
+      );
+      for (const key of ["loss", "acc"]) {
+        const got = history.history[key]!,
+          want = expectedHistory.history[key] as number[];
+        got.forEach((v, i) =>
+          assert.ok(
+            Math.abs(v - want[i]!) <= TOL,
+            `${key}[${i}] ${v} vs ${want[i]}`,
+          )
         );
-        for (const key of ["loss", "acc"]) {
-          const got = history.history[key]!,
-            want = expectedHistory.history[key] as number[];
-          got.forEach((v, i) =>
-            assert.ok(
-              Math.abs(v - want[i]!) <= TOL,
-              `${key}[${i}] ${v} vs ${want[i]}`,
-            )
-          );
-        }
-        assert.deepEqual(
-          strategy.stats!.backends,
-          Array(replicas).fill(BACKEND),
-        );
-        tf.dispose([x, y]);
-        expected.dispose();
-        model.dispose();
-      },
-    );
-  }
+      }
+      assert.deepEqual(
+        strategy.stats!.backends,
+        Array(replicas).fill(BACKEND),
+      );
+      tf.dispose([x, y]);
+      expected.dispose();
+      model.dispose();
+    },
+  );
 }
 
 Deno.test("MirroredStrategy.fit() on wasm matches model.fit on wasm", opts, async () => {
@@ -534,6 +537,28 @@ Deno.test(
       "replica tensors leaked",
     );
     tf.dispose([x, y]);
+    model.dispose();
+  },
+);
+
+Deno.test(
+  "MirroredStrategy.fit() called twice continues the Adam state like model.fit called twice",
+  opts,
+  async () => {
+    await tf.setBackend(BACKEND);
+    const adam = () => tf.train.adam(0.01);
+    const { x, y } = dataset(192);
+    const expected = build(adam);
+    const model = build(adam);
+    await using strategy = new MirroredStrategy({ replicas: 2, backend: BACKEND });
+    for (let round = 0; round < 2; round++) {
+      await expected.fit(x, y, { epochs: 1, batchSize: 48, shuffle: false, verbose: 0 });
+      await strategy.fit(model, x, y, { epochs: 1, batchSize: 48, shuffle: false });
+    }
+    const diff = maxWeightDiff(model, expected);
+    assert.ok(diff <= TOL, `max |weight difference| ${diff} > ${TOL}`);
+    tf.dispose([x, y]);
+    expected.dispose();
     model.dispose();
   },
 );
