@@ -7,7 +7,8 @@
  * Dense backward pass sets one of the flags, so stock wasm training spends most
  * of its time there. This module re-registers both kernels so that a
  * transposed operand is first transposed explicitly (a fast wasm `Transpose`)
- * and the untransposed fast path does the product.
+ * and the untransposed fast path does the product. When dtrain's own GEMM is
+ * on (`_gemm.ts`, one-thread backends), `BatchMatMul` goes there first.
  *
  * @module
  */
@@ -19,6 +20,7 @@ import {
   type TensorInfo,
   unregisterKernel,
 } from "@tensorflow/tfjs-core";
+import { gemmBatchMatMul } from "./_gemm.ts";
 
 type Attrs = { transposeA?: boolean; transposeB?: boolean };
 type Backend = { disposeData(dataId: unknown): void };
@@ -32,8 +34,12 @@ function swapLastTwo(rank: number): number[] {
   return perm;
 }
 
-function wrap(original: KernelFunc, transpose: KernelFunc): KernelFunc {
+function wrap(original: KernelFunc, transpose: KernelFunc, gemm: boolean): KernelFunc {
   return (args) => {
+    if (gemm) {
+      const out = gemmBatchMatMul(args);
+      if (out !== null) return out;
+    }
     const attrs = args.attrs as Attrs;
     if (!attrs.transposeA && !attrs.transposeB) return original(args);
     const inputs = { ...args.inputs };
@@ -98,7 +104,7 @@ export function patchWasmMatMul(): string[] {
     unregisterKernel(name, "wasm");
     const next: KernelConfig = {
       ...config,
-      kernelFunc: wrap(config.kernelFunc, transposeKernel.kernelFunc),
+      kernelFunc: wrap(config.kernelFunc, transposeKernel.kernelFunc, name === "BatchMatMul"),
     };
     (next as unknown as Record<symbol, boolean>)[PATCHED] = true;
     registerKernel(next);

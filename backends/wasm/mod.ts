@@ -12,6 +12,7 @@ import type { ActivateOptions, ActivateResult, Backend, ProbeResult } from "../t
 import { registerWasmTrainingKernels } from "./_training_kernels.ts";
 import { registerWasmFallbacks } from "./_cpu_fallback.ts";
 import { patchWasmMatMul } from "./_matmul_fix.ts";
+import { useWasmGemm } from "./_gemm.ts";
 import { enableWasmThreads, wasmThreadsRunning } from "./_threads.ts";
 
 function cores(): number {
@@ -68,6 +69,9 @@ export const wasmBackend: Backend = {
     }
     await setBackendOrThrow("wasm");
     initialised = true;
-    return { threads: wasmThreadsRunning() };
+    const running = wasmThreadsRunning();
+    // One thread: dtrain's GEMM beats XNNPACK on the fresh operands of training.
+    useWasmGemm(running === 1);
+    return { threads: running };
   },
 };

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import * as tf from "../../src/tf.ts";
 import { BACKEND_NAMES, type BackendName, selectBackend } from "../../backends/mod.ts";
 import { webgpuBackend } from "../../backends/webgpu.ts";
+import { gemmCalls, useWasmGemm } from "../../backends/wasm/_gemm.ts";
 
 /** |a - b| <= ATOL + RTOL * |b| elementwise. */
 const RTOL = 1e-3;
@@ -72,6 +73,22 @@ for (
       return read(out);
     },
   });
+}
+// Sizes off every block boundary of dtrain's wasm GEMM (6-row, 8- and
+// 4-column blocks, a scalar column tail), and a single row.
+for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
+  for (const [m, k, n] of [[13, 7, 15], [1, 33, 21]] as [number, number, number][]) {
+    cases.push({
+      name: `matMul ${m}x${k} by ${k}x${n} transposeA=${ta} transposeB=${tb}`,
+      run: () =>
+        read(tf.matMul(
+          seeded(ta ? [k, m] : [m, k], 20 + m),
+          seeded(tb ? [n, k] : [k, n], 21 + n),
+          ta,
+          tb,
+        )),
+    });
+  }
 }
 cases.push({
   name: "batched matMul with transposeB and broadcasting",
@@ -318,3 +335,25 @@ for (
     },
   });
 }
+
+Deno.test({
+  name: "wasm backend with dtrain's GEMM matches the cpu backend on every conformance case",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    await selectBackend({ require: "wasm", override: "" });
+    const before = useWasmGemm(true);
+    try {
+      const calls = gemmCalls();
+      const actual = await runAll();
+      cases.forEach((c, i) => {
+        if (c.only === undefined || c.only.includes("wasm")) {
+          assertClose(actual[i]!, expected[i]!, `wasm + GEMM: ${c.name}`);
+        }
+      });
+      assert.ok(gemmCalls() - calls >= 10, "the GEMM ran the matMul cases");
+    } finally {
+      useWasmGemm(before);
+    }
+  },
+});

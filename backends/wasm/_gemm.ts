@@ -1,0 +1,161 @@
+/**
+ * dtrain's own single-threaded GEMM for the tfjs WASM backend's `BatchMatMul`.
+ *
+ * tfjs runs every float32 matMul through XNNPACK's fully-connected operator,
+ * which packs the right operand into its own layout when the operator is
+ * created and caches the operator by that tensor's id. That suits inference
+ * (weights do not change), but in training every right operand is new each
+ * step: updated weights, activations, gradients. Packing with the transposed
+ * layout tfjs asks for costs about as much as the product itself (measured:
+ * 128x784 by 784x512 takes 2.9 ms on a cached operator, 5.3 ms on a fresh
+ * one). This kernel (`_gemm_wat.ts`) packs with one SIMD pass and multiplies
+ * at the cached operator's speed, reads a transposed operand in place, and
+ * needs no explicit transpose. It copies the operands into its own memory
+ * (a few hundred microseconds at most) and the product back.
+ *
+ * Used when the backend runs one thread (the MirroredStrategy default: one
+ * replica per core); with more threads XNNPACK's parallel product wins.
+ *
+ * @module
+ */
+import type { KernelFunc, TensorInfo } from "@tensorflow/tfjs-core";
+import { backend_util } from "@tensorflow/tfjs-core";
+import { GEMM_WASM_BASE64 } from "./_gemm_wasm.ts";
+
+interface GemmExports {
+  memory: WebAssembly.Memory;
+  pack(braw: number, bp: number, k: number, n: number, bks: number, bjs: number): void;
+  gemm(
+    a: number,
+    bp: number,
+    braw: number,
+    c: number,
+    m: number,
+    n: number,
+    k: number,
+    ars: number,
+    aks: number,
+    bks: number,
+    bjs: number,
+  ): void;
+}
+
+/** What this kernel reads of tfjs' wasm backend (tfjs-backend-wasm 4.22). */
+interface WasmInternals {
+  dataIdMap: { get(dataId: unknown): { memoryOffset: number } | undefined };
+  wasm: { HEAPU8: Uint8Array };
+  makeOutput(shape: number[], dtype: "float32"): TensorInfo;
+}
+
+let kernel: GemmExports | null | undefined;
+
+function decode(base64: string): Uint8Array<ArrayBuffer> {
+  const text = atob(base64);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
+}
+
+/**
+ * The instantiated kernel, or null where this runtime's WebAssembly lacks
+ * SIMD or relaxed SIMD (tfjs' own kernel is used then).
+ */
+function instance(): GemmExports | null {
+  if (kernel !== undefined) return kernel;
+  const bytes = decode(GEMM_WASM_BASE64);
+  kernel = WebAssembly.validate(bytes)
+    ? new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as GemmExports
+    : null;
+  return kernel;
+}
+
+/** Whether this runtime can run the kernel. */
+export function gemmAvailable(): boolean {
+  return instance() !== null;
+}
+
+let enabled = false;
+let calls = 0;
+
+/** Products the kernel has computed in this process (for tests). */
+export function gemmCalls(): number {
+  return calls;
+}
+
+/**
+ * Routes single-batch float32 `BatchMatMul` through the kernel (`true`) or
+ * leaves it to tfjs (`false`, the default until the wasm backend activates
+ * with one thread). Returns the previous setting.
+ */
+export function useWasmGemm(on: boolean): boolean {
+  const before = enabled;
+  enabled = on && gemmAvailable();
+  return before;
+}
+
+function product(dims: readonly number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
+}
+
+/** Bytes reserved in the kernel's memory, grown on demand. */
+function ensure(k: GemmExports, bytes: number): void {
+  const have = k.memory.buffer.byteLength;
+  if (bytes > have) k.memory.grow(Math.ceil((bytes - have) / 65536));
+}
+
+/**
+ * `BatchMatMul` through the kernel, or `null` when the call is not one it
+ * takes (kernel off or unavailable, a batch of more than one matrix,
+ * non-float32 operands, mismatched inner sizes: tfjs' kernel handles or
+ * reports those).
+ */
+export function gemmBatchMatMul(args: Parameters<KernelFunc>[0]): TensorInfo | null {
+  if (!enabled) return null;
+  const k = instance();
+  const a = args.inputs.a as TensorInfo | undefined;
+  const b = args.inputs.b as TensorInfo | undefined;
+  if (k === null || a === undefined || b === undefined) return null;
+  if (a.dtype !== "float32" || b.dtype !== "float32") return null;
+  const ra = a.shape.length, rb = b.shape.length;
+  if (ra < 2 || rb < 2) return null;
+  if (product(a.shape.slice(0, -2)) !== 1 || product(b.shape.slice(0, -2)) !== 1) return null;
+  const attrs = args.attrs as { transposeA?: boolean; transposeB?: boolean };
+  const tA = attrs.transposeA === true, tB = attrs.transposeB === true;
+  const M = tA ? a.shape[ra - 1]! : a.shape[ra - 2]!;
+  const K = tA ? a.shape[ra - 2]! : a.shape[ra - 1]!;
+  const N = tB ? b.shape[rb - 2]! : b.shape[rb - 1]!;
+  if ((tB ? b.shape[rb - 1]! : b.shape[rb - 2]!) !== K) return null;
+  const backend = args.backend as unknown as WasmInternals;
+  const outer = backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const out = backend.makeOutput([...outer, M, N], "float32");
+  if (M * N === 0) return out;
+  const aAt = backend.dataIdMap.get(a.dataId)?.memoryOffset;
+  const bAt = backend.dataIdMap.get(b.dataId)?.memoryOffset;
+  const cAt = backend.dataIdMap.get(out.dataId)?.memoryOffset;
+  if (aAt === undefined || bAt === undefined || cAt === undefined) {
+    throw new Error("wasm GEMM: expected the operands to live in the wasm heap");
+  }
+  // Layout in the kernel's memory: A | B | C | B panels (16-byte aligned).
+  const align = (n: number) => Math.ceil(n / 4) * 4;
+  const aPtr = 0;
+  const bPtr = aPtr + align(M * K);
+  const cPtr = bPtr + align(K * N);
+  const pPtr = cPtr + align(M * N);
+  ensure(k, (pPtr + K * N) * 4);
+  const heap = new Float32Array(backend.wasm.HEAPU8.buffer);
+  if (Math.max(aAt + M * K * 4, bAt + K * N * 4, cAt + M * N * 4) > heap.byteLength) {
+    throw new Error(
+      "wasm GEMM: expected the operands inside the wasm heap view, received offsets past it",
+    );
+  }
+  const mem = new Float32Array(k.memory.buffer);
+  mem.set(heap.subarray(aAt / 4, aAt / 4 + M * K), aPtr);
+  mem.set(heap.subarray(bAt / 4, bAt / 4 + K * N), bPtr);
+  const ars = tA ? 1 : K, aks = tA ? M : 1;
+  const bks = tB ? 1 : N, bjs = tB ? K : 1;
+  k.pack(bPtr * 4, pPtr * 4, K, N, bks, bjs);
+  calls++;
+  k.gemm(aPtr * 4, pPtr * 4, bPtr * 4, cPtr * 4, M, N, K, ars, aks, bks, bjs);
+  heap.set(mem.subarray(cPtr, cPtr + M * N), cAt / 4);
+  return out;
+}
