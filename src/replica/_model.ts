@@ -123,13 +123,13 @@ export async function writeStep(
     for (const v of trainVars) {
       const g = step.grads[v.name];
       if (g === undefined) target.fill(0, offset, offset + v.size);
-      else target.set(await g.data() as Float32Array, offset);
+      else await readInto(g, target, offset);
       offset += v.size;
     }
     for (const w of model.nonTrainableWeights) {
-      const d = await w.read().data() as Float32Array;
-      target.set(d, offset);
-      offset += d.length;
+      const t = w.read();
+      await readInto(t, target, offset);
+      offset += t.size;
     }
     target[layout.loss] = (await step.value.data())[0]!;
     for (let m = 0; m < step.metricValues.length; m++) {
@@ -138,4 +138,28 @@ export async function writeStep(
   } finally {
     tf.dispose([step.value, ...Object.values(step.grads), ...step.metricValues]);
   }
+}
+
+/** What `readInto` reads of tfjs' wasm backend (tfjs-backend-wasm 4.22). */
+interface WasmHeap {
+  dataIdMap?: { get(dataId: unknown): { memoryOffset?: number } | undefined };
+  wasm?: { HEAPU8?: Uint8Array };
+}
+
+/**
+ * Copies a float32 tensor's values into `target` at `offset`. On the wasm
+ * backend it copies straight out of the wasm heap (one copy, no garbage);
+ * elsewhere through `data()`.
+ */
+export async function readInto(t: tf.Tensor, target: Float32Array, offset: number): Promise<void> {
+  if (t.dtype === "float32" && tf.getBackend() === "wasm") {
+    const backend = tf.backend() as unknown as WasmHeap;
+    const at = backend.dataIdMap?.get(t.dataId)?.memoryOffset;
+    const heap = backend.wasm?.HEAPU8;
+    if (at !== undefined && heap !== undefined && at + t.size * 4 <= heap.byteLength) {
+      target.set(new Float32Array(heap.buffer, heap.byteOffset + at, t.size), offset);
+      return;
+    }
+  }
+  target.set(await t.data() as Float32Array, offset);
 }

@@ -181,7 +181,7 @@ export type Reply =
     values: number[];
     tensors: number;
     stopped: boolean;
-    /** FNV-1a hash of the replica's weight bytes: equal on every replica. */
+    /** FNV-1a hash of the replica's weights (32-bit words): equal on every replica. */
     weightsDigest: number;
   }
   | { type: "closed"; id: number }

@@ -250,6 +250,12 @@ async function fit(
     reducer.barrier();
   }
   const trainLength = flat?.params.length ?? 0;
+  // The wasm backend copies a new tensor's values into its heap, so one pair
+  // of batch buffers serves every step (others may keep the array).
+  const most = Math.ceil(req.batchSize / replicas);
+  const reuse = tf.getBackend() === "wasm"
+    ? { x: new Float32Array(most * v.xWidth), y: new Float32Array(most * v.yWidth) }
+    : undefined;
   const ckpt = req.checkpoint;
   const checkpoint = async (epoch: number, step: number) => {
     if (ckpt === null || replica !== 0) return;
@@ -272,8 +278,8 @@ async function fit(
       const n = Math.min(req.batchSize, req.trainCount - start);
       const [lo, hi] = shardRange(n, replicas, replica);
       const count = hi - lo;
-      const xb = gatherRows(v.x, v.xWidth, order, start + lo, count);
-      const yb = gatherRows(v.y, v.yWidth, order, start + lo, count);
+      const xb = gatherRows(v.x, v.xWidth, order, start + lo, count, reuse?.x);
+      const yb = gatherRows(v.y, v.yWidth, order, start + lo, count, reuse?.y);
       await computeShard(s, xb, yb, count, req.data);
       // Weighted by the share below, so a stop vote counts from any replica with samples.
       reducer.slot[layout.stop] = Atomics.load(control, CONTROL_STOP) !== 0 ? 1 : 0;
@@ -373,11 +379,11 @@ async function done(
 ): Promise<Reply> {
   let hash = 0x811c9dc5;
   for (const w of s.model.weights) {
-    const bytes = new Uint8Array(
-      (await w.read().data() as Float32Array).buffer,
-    );
-    for (let i = 0; i < bytes.length; i++) {
-      hash = Math.imul(hash ^ bytes[i]!, 0x01000193);
+    const data = await w.read().data() as Float32Array;
+    // FNV-1a over 32-bit words: every bit of every weight counts.
+    const words = new Uint32Array(data.buffer, data.byteOffset, data.length);
+    for (let i = 0; i < words.length; i++) {
+      hash = Math.imul(hash ^ words[i]!, 0x01000193);
     }
   }
   return {

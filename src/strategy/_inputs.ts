@@ -28,7 +28,13 @@ function flatten(
   perSample: (number | null)[],
 ): Flat {
   if (value instanceof tf.Tensor) {
-    return { data: Float32Array.from(value.dataSync()), shape: value.shape };
+    // Read-only from here on (toShared copies), so a float32 tensor's own
+    // values need no copy; other dtypes convert in one typed-array pass.
+    const values = value.dataSync();
+    return {
+      data: values instanceof Float32Array ? values : new Float32Array(values as ArrayLike<number>),
+      shape: value.shape,
+    };
   }
   if (ArrayBuffer.isView(value)) {
     const width = perSample.every((d) => typeof d === "number")
@@ -41,7 +47,7 @@ function flatten(
       );
     }
     return {
-      data: Float32Array.from(value as ArrayLike<number>),
+      data: value instanceof Float32Array ? value : new Float32Array(value as ArrayLike<number>),
       shape: [value.length / width, ...(perSample as number[])],
     };
   }

@@ -57,15 +57,22 @@ export function epochOrder(
   return order;
 }
 
-/** Copies the rows `order[from .. from+count)` of a flat `[*, width]` array. */
+/**
+ * Copies the rows `order[from .. from+count)` of a flat `[*, width]` array,
+ * into the front of `into` when it is long enough (a view on it is
+ * returned), else into a new array.
+ */
 export function gatherRows(
   src: Float32Array,
   width: number,
   order: Uint32Array,
   from: number,
   count: number,
+  into?: Float32Array,
 ): Float32Array {
-  const out = new Float32Array(count * width);
+  const out = into !== undefined && into.length >= count * width
+    ? into.subarray(0, count * width)
+    : new Float32Array(count * width);
   for (let i = 0; i < count; i++) {
     const row = order[from + i]! * width;
     out.set(src.subarray(row, row + width), i * width);
