@@ -8,11 +8,14 @@
  * reduce-scatter (replica r computes chunk r of `sum_q weight_q * slot_q`) and
  * a barrier, after which every replica reads the same full result. Weighting
  * inside the reduction saves every replica a scaling pass over its slot; every
- * replica sees bit-identical results.
+ * replica sees bit-identical results. Sums are float32 (`w * x` rounded, then
+ * added and rounded), in SIMD when the buffer is a group memory with
+ * kernels, else in JavaScript with the same rounding.
  *
  * @module
  */
 import { Barrier } from "./barrier.ts";
+import type { GroupKernels } from "./_kernels.ts";
 
 /** Bytes of the shared buffer an all-reduce over `length` floats needs. */
 export function allReduceBytes(replicas: number, length: number): number {
@@ -44,6 +47,7 @@ export class AllReduce {
   #barrier: Barrier;
   #replica: number;
   #replicas: number;
+  #kernels: GroupKernels | null;
 
   constructor(
     buffer: SharedArrayBuffer,
@@ -53,6 +57,8 @@ export class AllReduce {
       replicas: number;
       length: number;
       heartbeat?: number;
+      /** SIMD kernels bound to `buffer` (see `groupKernels`). @default none */
+      kernels?: GroupKernels | null;
     },
   ) {
     const { replica, replicas, length } = options;
@@ -72,6 +78,8 @@ export class AllReduce {
     this.#barrier = new Barrier(control, replicas, options.heartbeat ?? -1);
     this.#replica = replica;
     this.#replicas = replicas;
+    const k = options.kernels ?? null;
+    this.#kernels = k !== null && k.buffer === buffer ? k : null;
   }
 
   /**
@@ -99,17 +107,27 @@ export class AllReduce {
     const out = this.result;
     const first = this.#slots[0]!;
     const w0 = this.#weights[0]!;
-    if (n === 1) {
+    const k = this.#kernels;
+    if (k !== null) {
+      const at = (a: Float32Array) => a.byteOffset + begin * 4;
+      const count = end - begin;
+      if (n === 1) k.wscale(at(out), at(first), w0, count);
+      else {
+        k.wsum2(at(out), at(first), at(this.#slots[1]!), w0, this.#weights[1]!, count);
+        for (let r = 2; r < n; r++) k.waxpy(at(out), at(this.#slots[r]!), this.#weights[r]!, count);
+      }
+    } else if (n === 1) {
       if (w0 === 1) out.set(first.subarray(begin, end), begin);
       else for (let i = begin; i < end; i++) out[i] = w0 * first[i]!;
     } else {
       const second = this.#slots[1]!;
       const w1 = this.#weights[1]!;
-      for (let i = begin; i < end; i++) out[i] = w0 * first[i]! + w1 * second[i]!;
+      const f = Math.fround;
+      for (let i = begin; i < end; i++) out[i] = f(w0 * first[i]!) + f(w1 * second[i]!);
       for (let r = 2; r < n; r++) {
         const s = this.#slots[r]!;
         const w = this.#weights[r]!;
-        for (let i = begin; i < end; i++) out[i] = out[i]! + w * s[i]!;
+        for (let i = begin; i < end; i++) out[i] = out[i]! + f(w * s[i]!);
       }
     }
     options.onChunk?.(begin, end);
@@ -124,12 +142,13 @@ export class AllReduce {
    */
   peek(index: number): number {
     const n = this.#replicas;
+    const f = Math.fround;
     const w0 = this.#weights[0]!;
     const s0 = this.#slots[0]![index]!;
-    if (n === 1) return w0 === 1 ? s0 : Math.fround(w0 * s0);
-    let acc = Math.fround(w0 * s0 + this.#weights[1]! * this.#slots[1]![index]!);
+    if (n === 1) return w0 === 1 ? s0 : f(w0 * s0);
+    let acc = f(f(w0 * s0) + f(this.#weights[1]! * this.#slots[1]![index]!));
     for (let r = 2; r < n; r++) {
-      acc = Math.fround(acc + this.#weights[r]! * this.#slots[r]![index]!);
+      acc = f(acc + f(this.#weights[r]! * this.#slots[r]![index]!));
     }
     return acc;
   }

@@ -22,6 +22,7 @@
  */
 import * as tf from "../tf.ts";
 import { replaceOptimizerWeights } from "../io/optimizer_state.ts";
+import type { GroupKernels } from "../collective/_kernels.ts";
 
 /** The update rules applied here, by tfjs optimizer class. */
 type Rule = "sgd" | "momentum" | "adam";
@@ -56,6 +57,14 @@ function ruleOf(optimizer: tf.Optimizer | undefined): Rule | null {
 export function flatStateBytes(optimizer: tf.Optimizer | undefined, params: number): number {
   const rule = ruleOf(optimizer);
   return rule === null ? 0 : (1 + SLOTS[rule]) * params * Float32Array.BYTES_PER_ELEMENT;
+}
+
+/** Where the state lives, and the kernels that may update it. */
+export interface FlatOptions {
+  /** Byte offset of `[params | slots]` in the buffer. @default 0 */
+  byteOffset?: number;
+  /** SIMD kernels bound to the buffer (see `groupKernels`). @default none */
+  kernels?: GroupKernels | null;
 }
 
 /** Hyperparameters read from the tfjs optimizer's config at `load`. */
@@ -99,18 +108,28 @@ export class FlatOptimizer {
   #slots: Float32Array[];
   #rule: Rule;
   #optimizer: tf.Optimizer;
+  #kernels: GroupKernels | null;
   #hyper: Hyper = { lr: 0, momentum: 0, nesterov: false, beta1: 0, beta2: 0, epsilon: 0 };
   /** Updates applied so far (tfjs' `iterations`). */
   #iterations = 0;
 
-  private constructor(rule: Rule, optimizer: tf.Optimizer, buffer: SharedArrayBuffer, n: number) {
+  private constructor(
+    rule: Rule,
+    optimizer: tf.Optimizer,
+    buffer: SharedArrayBuffer,
+    n: number,
+    options: FlatOptions,
+  ) {
     this.#rule = rule;
     this.#optimizer = optimizer;
-    this.params = new Float32Array(buffer, 0, n);
+    const base = options.byteOffset ?? 0;
+    this.params = new Float32Array(buffer, base, n);
     this.#slots = Array.from(
       { length: SLOTS[rule] },
-      (_, s) => new Float32Array(buffer, (s + 1) * n * 4, n),
+      (_, s) => new Float32Array(buffer, base + (s + 1) * n * 4, n),
     );
+    const k = options.kernels ?? null;
+    this.#kernels = k !== null && k.buffer === buffer ? k : null;
   }
 
   /**
@@ -122,11 +141,15 @@ export class FlatOptimizer {
     optimizer: tf.Optimizer | undefined,
     buffer: SharedArrayBuffer,
     vars: tf.Variable[],
+    options: FlatOptions = {},
   ): FlatOptimizer | null {
     const rule = ruleOf(optimizer);
     const n = vars.reduce((s, v) => s + v.size, 0);
-    if (rule === null || n === 0 || buffer.byteLength < flatStateBytes(optimizer, n)) return null;
-    return new FlatOptimizer(rule, optimizer!, buffer, n);
+    const base = options.byteOffset ?? 0;
+    if (rule === null || n === 0 || buffer.byteLength - base < flatStateBytes(optimizer, n)) {
+      return null;
+    }
+    return new FlatOptimizer(rule, optimizer!, buffer, n, options);
   }
 
   /**
@@ -185,6 +208,9 @@ export class FlatOptimizer {
    * Call {@linkcode FlatOptimizer.advance} once per step on every replica.
    */
   update(grad: Float32Array, begin: number, end: number): void {
+    if (end <= begin) return;
+    const k = this.#kernels;
+    if (k !== null && grad.buffer === k.buffer) return this.#updateSimd(k, grad, begin, end);
     const w = this.params;
     const { lr } = this.#hyper;
     if (this.#rule === "sgd") {
@@ -213,10 +239,7 @@ export class FlatOptimizer {
     const m = this.#slots[0]!;
     const v = this.#slots[1]!;
     const { beta1, beta2, epsilon } = this.#hyper;
-    // tfjs keeps beta^(t+1) as a float32 scalar and corrects with 1 - it.
-    const t = this.#iterations + 1;
-    const c1 = 1 / (1 - Math.fround(Math.pow(beta1, t)));
-    const c2 = 1 / (1 - Math.fround(Math.pow(beta2, t)));
+    const [c1, c2] = this.#corrections();
     const g1 = 1 - beta1;
     const g2 = 1 - beta2;
     for (let i = begin; i < end; i++) {
@@ -227,6 +250,49 @@ export class FlatOptimizer {
       v[i] = v1;
       w[i] = w[i]! - lr * (m1 * c1) / (Math.sqrt(v1 * c2) + epsilon);
     }
+  }
+
+  /** `update` in the group memory's SIMD kernels (float32 arithmetic). */
+  #updateSimd(k: GroupKernels, grad: Float32Array, begin: number, end: number): void {
+    const at = (a: Float32Array) => a.byteOffset + begin * 4;
+    const n = end - begin;
+    const h = this.#hyper;
+    if (this.#rule === "sgd") return k.sgd(at(this.params), at(grad), n, h.lr);
+    if (this.#rule === "momentum") {
+      return k.momentum(
+        at(this.params),
+        at(this.#slots[0]!),
+        at(grad),
+        n,
+        h.lr,
+        h.momentum,
+        h.nesterov ? 1 : 0,
+      );
+    }
+    const [c1, c2] = this.#corrections();
+    k.adam(
+      at(this.params),
+      at(this.#slots[0]!),
+      at(this.#slots[1]!),
+      at(grad),
+      n,
+      h.lr,
+      h.beta1,
+      h.beta2,
+      c1,
+      c2,
+      h.epsilon,
+    );
+  }
+
+  /** Adam's bias corrections `1 / (1 - beta^t)` for the coming step. */
+  #corrections(): [number, number] {
+    // tfjs keeps beta^(t+1) as a float32 scalar and corrects with 1 - it.
+    const t = this.#iterations + 1;
+    return [
+      1 / (1 - Math.fround(Math.pow(this.#hyper.beta1, t))),
+      1 / (1 - Math.fround(Math.pow(this.#hyper.beta2, t))),
+    ];
   }
 
   /** Counts one applied step (every replica, after every update). */

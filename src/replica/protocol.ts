@@ -30,15 +30,17 @@ export interface CompileSpec {
 export interface GroupBuffers {
   /** Barrier control words (Int32). */
   control: SharedArrayBuffer;
-  /** All-reduce slots and result (Float32). */
-  reduce: SharedArrayBuffer;
+  /**
+   * The all-reduce's slots and result (Float32) from byte 0, then the sharded
+   * optimizer state from `optimizerOffset`: a shared `WebAssembly.Memory`
+   * where the SIMD kernels can run (see `collective/_kernels.ts`), else a
+   * plain `SharedArrayBuffer`.
+   */
+  group: WebAssembly.Memory | SharedArrayBuffer;
+  /** Byte offset of the sharded optimizer state in `group`. */
+  optimizerOffset: number;
   /** Flat model weights, written by the main thread and replica 0 (Float32). */
   weights: SharedArrayBuffer;
-  /**
-   * Trainable parameters and optimizer slots of the sharded optimizer step
-   * (see `_flat_optimizer.ts`); empty when the optimizer runs its own step.
-   */
-  optimizer: SharedArrayBuffer;
   /** Step/epoch record ring (Float64) and its counters (Int32). */
   ring: SharedArrayBuffer;
   ringControl: SharedArrayBuffer;

@@ -10,6 +10,7 @@
 /// <reference lib="deno.worker" />
 import * as tf from "../tf.ts";
 import { AllReduce } from "../collective/all_reduce.ts";
+import { groupKernels } from "../collective/_kernels.ts";
 import { checkpointTempPath, loadCheckpointFiles, writeCheckpointFiles } from "../io/checkpoint.ts";
 import { registerFileIO } from "../io/file_handler.ts";
 import { RecordRing } from "../collective/ring.ts";
@@ -71,6 +72,11 @@ async function init(req: Extract<Request, { type: "init" }>): Promise<Reply> {
     who: `Replica ${req.replica}`,
   });
   const control = new Int32Array(req.buffers.control);
+  const memory = req.buffers.group instanceof WebAssembly.Memory ? req.buffers.group : null;
+  const group = memory === null
+    ? req.buffers.group as SharedArrayBuffer
+    : memory.buffer as SharedArrayBuffer;
+  const kernels = memory === null ? null : groupKernels(memory);
   const trainVars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   state = {
     replica: req.replica,
@@ -78,7 +84,8 @@ async function init(req: Extract<Request, { type: "init" }>): Promise<Reply> {
     model,
     layout,
     control,
-    reducer: new AllReduce(req.buffers.reduce, control, {
+    reducer: new AllReduce(group, control, {
+      kernels,
       replica: req.replica,
       replicas: req.replicas,
       length: layout.length,
@@ -90,7 +97,10 @@ async function init(req: Extract<Request, { type: "init" }>): Promise<Reply> {
     }),
     weights: new Float32Array(req.buffers.weights),
     trainVars,
-    flat: FlatOptimizer.create(model.optimizer, req.buffers.optimizer, trainVars),
+    flat: FlatOptimizer.create(model.optimizer, group, trainVars, {
+      byteOffset: req.buffers.optimizerOffset,
+      kernels,
+    }),
   };
   loadWeights(state);
   return {

@@ -15,6 +15,7 @@ import type { BackendName } from "../../backends/types.ts";
 import { BACKEND_NAMES } from "../../backends/types.ts";
 import { allReduceBytes } from "../collective/all_reduce.ts";
 import { flatStateBytes } from "../replica/_flat_optimizer.ts";
+import { groupMemory } from "../collective/_kernels.ts";
 import { RecordRing, RING_CONTROL_SLOTS } from "../collective/ring.ts";
 import { CONTROL_STOP, controlBytes, fusedLayout } from "../replica/_layout.ts";
 import { ReplicaPool } from "../replica/pool.ts";
@@ -292,16 +293,17 @@ export class MirroredStrategy {
       Math.max(0, model.metricsNames.length - 1),
     );
     const ringWidth = RECORD_HEADER + 1 + layout.metricCount;
+    // One memory for the all-reduce and the sharded optimizer state, so the
+    // replicas' SIMD kernels reach both.
+    const optimizerOffset = Math.ceil(allReduceBytes(this.replicas, layout.length) / 16) * 16;
+    const groupBytes = optimizerOffset +
+      flatStateBytes(model.optimizer, layout.trainable.reduce((a, b) => a + b, 0));
     const buffers = {
       control: new SharedArrayBuffer(controlBytes(this.replicas)),
-      reduce: new SharedArrayBuffer(
-        allReduceBytes(this.replicas, layout.length),
-      ),
+      group: groupMemory(groupBytes) ?? new SharedArrayBuffer(groupBytes),
+      optimizerOffset,
       weights: new SharedArrayBuffer(
         Math.max(4, model.weights.reduce((s, w) => s + sizeOf(w), 0) * 4),
-      ),
-      optimizer: new SharedArrayBuffer(
-        flatStateBytes(model.optimizer, layout.trainable.reduce((a, b) => a + b, 0)),
       ),
       ring: new SharedArrayBuffer(RecordRing.bytes(RING_RECORDS, ringWidth)),
       ringControl: new SharedArrayBuffer(4 * RING_CONTROL_SLOTS),
