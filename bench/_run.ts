@@ -48,7 +48,7 @@ export interface Row extends RunConfig {
   exchangeMs: number | null;
   /**
    * Once-per-fit cost (workers, weight sync, data to shared memory), ms:
-   * a two-epoch fit minus two timed epochs. Not in `samplesPerSec`.
+   * a four-epoch fit minus four median epochs. Not in `samplesPerSec`.
    */
   fitOverheadMs?: number;
   /** `mirrored`: mean compute time per step of replica 0, ms. */
@@ -163,7 +163,7 @@ async function run(c: RunConfig): Promise<Row> {
     await model.fit(x, y, { epochs: 1, batchSize: c.globalBatch, verbose: 0 }); // warm-up
     const clock = new EpochClock(c.steps);
     await model.fit(x, y, {
-      epochs: 2,
+      epochs: EpochClock.epochs,
       batchSize: c.globalBatch,
       verbose: 0,
       callbacks: { onBatchEnd: () => clock.batchEnd() },
@@ -187,7 +187,7 @@ async function run(c: RunConfig): Promise<Row> {
   }); // warm-up
   const clock = new EpochClock(c.steps);
   await strategy.fit(model, x, y, {
-    epochs: 2,
+    epochs: EpochClock.epochs,
     batchSize: c.globalBatch,
     shuffle: false,
     callbacks: { onBatchEnd: () => clock.batchEnd() },
@@ -201,12 +201,14 @@ async function run(c: RunConfig): Promise<Row> {
 }
 
 /**
- * Times the second epoch of a two-epoch fit, from the last batch of the
- * first epoch to the last batch of the second: steady-state training with
- * its epoch boundary, without the once-per-fit setup and teardown (which
- * `fitOverheadMs` reports: the whole fit minus two such epochs).
+ * Times epochs 2-4 of a four-epoch fit, each from the last batch of the
+ * epoch before to its own last batch, and keeps the median: steady-state
+ * training with its epoch boundary, robust to a noisy neighbour, without the
+ * once-per-fit setup and teardown (which `fitOverheadMs` reports: the whole
+ * fit minus four median epochs).
  */
 class EpochClock {
+  static readonly epochs = 4;
   #stamps: number[] = [];
   #start = performance.now();
   constructor(readonly steps: number) {}
@@ -214,15 +216,19 @@ class EpochClock {
     this.#stamps.push(performance.now());
   }
   result(samplesPerEpoch: number): Pick<Row, "samplesPerSec" | "stepMs" | "fitOverheadMs"> {
-    const s = this.#stamps;
-    if (s.length !== 2 * this.steps) {
-      throw new Error(`Expected ${2 * this.steps} batch ends, received ${s.length}`);
+    const s = this.#stamps, n = this.steps, e = EpochClock.epochs;
+    if (s.length !== e * n) {
+      throw new Error(`Expected ${e * n} batch ends, received ${s.length}`);
     }
-    const epochMs = s[2 * this.steps - 1]! - s[this.steps - 1]!;
+    const epochs = Array.from(
+      { length: e - 1 },
+      (_, i) => s[(i + 2) * n - 1]! - s[(i + 1) * n - 1]!,
+    );
+    const epochMs = epochs.sort((a, b) => a - b)[Math.floor(epochs.length / 2)]!;
     return {
       samplesPerSec: samplesPerEpoch / (epochMs / 1000),
-      stepMs: epochMs / this.steps,
-      fitOverheadMs: performance.now() - this.#start - 2 * epochMs,
+      stepMs: epochMs / n,
+      fitOverheadMs: performance.now() - this.#start - e * epochMs,
     };
   }
 }

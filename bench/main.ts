@@ -252,8 +252,8 @@ if (mainRows.length > 0) {
     );
   }
   console.log(
-    "\nmodel.fit and Mirrored rows: the second epoch of a two-epoch fit (steady state with " +
-      "its epoch boundary); the once-per-fit setup is in the JSON as fitOverheadMs.",
+    "\nmodel.fit and Mirrored rows: the median of epochs 2-4 of a four-epoch fit (steady " +
+      "state with its epoch boundaries); the once-per-fit setup is in the JSON as fitOverheadMs.",
   );
   if (mainRows.some((r) => r.strategy === "worker")) {
     console.log(
