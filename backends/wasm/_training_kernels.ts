@@ -223,24 +223,34 @@ function maxPoolGrad(fallback: KernelFunc | undefined): KernelFunc {
     const g = wasm.typedArrayFromHeap(dy);
     out.fill(0);
     const { top, left } = info.padInfo;
+    // Per window, channels run innermost over contiguous memory: the best
+    // value and its index per channel live in two scratch rows.
+    const best = new Float32Array(ch);
+    const arg = new Int32Array(ch);
     for (let b = 0; b < n; b++) {
       for (let y = 0; y < oh; y++) {
         const y0 = Math.max(0, y * sh - top), y1 = Math.min(h, y * sh - top + fh);
         for (let xo = 0; xo < ow; xo++) {
           const x0 = Math.max(0, xo * sw - left), x1 = Math.min(w, xo * sw - left + fw);
-          const dyBase = ((b * oh + y) * ow + xo) * ch;
-          for (let c = 0; c < ch; c++) {
-            // The first maximum of the window in row-major order, as the CPU backend picks.
-            let best = Number.NEGATIVE_INFINITY, at = -1;
-            for (let iy = y0; iy < y1; iy++) {
-              for (let ix = x0; ix < x1; ix++) {
-                const i = ((b * h + iy) * w + ix) * ch + c;
-                if (xs[i]! > best) {
-                  best = xs[i]!;
-                  at = i;
+          best.fill(Number.NEGATIVE_INFINITY);
+          arg.fill(-1);
+          // Row-major over the window with a strict ">": the first maximum
+          // wins, as the CPU backend picks.
+          for (let iy = y0; iy < y1; iy++) {
+            for (let ix = x0; ix < x1; ix++) {
+              const base = ((b * h + iy) * w + ix) * ch;
+              for (let c = 0; c < ch; c++) {
+                const v = xs[base + c]!;
+                if (v > best[c]!) {
+                  best[c] = v;
+                  arg[c] = base + c;
                 }
               }
             }
+          }
+          const dyBase = ((b * oh + y) * ow + xo) * ch;
+          for (let c = 0; c < ch; c++) {
+            const at = arg[c]!;
             if (at >= 0) out[at]! += g[dyBase + c]!;
           }
         }
