@@ -16,6 +16,13 @@ export interface KernelRow {
   matmulMs: { plain: number; transposeA: number; transposeB: number };
   /** One training step of the 784-512-512-10 MLP (Adam) at batch 128, ms. */
   denseStepMs: number;
+  /**
+   * 128x784 by 784x512 with a right operand never seen before (as in
+   * training, where weights, activations and gradients are new every step), ms.
+   */
+  freshMatmulMs: number;
+  /** `dtrain` on 1 thread: the same with dtrain's GEMM off (XNNPACK), ms. */
+  freshXnnpackMs?: number;
 }
 
 async function time(fn: () => Promise<void>, reps: number): Promise<number> {
@@ -52,6 +59,27 @@ if (import.meta.main) {
     transposeA: await time(mm(true, false), reps(20)),
     transposeB: await time(mm(false, true), reps(20)),
   };
+  const left = tf.randomUniform([128, 784]);
+  const fresh = async (count: number) => {
+    // Distinct tensors: XNNPACK caches its packed operand by tensor id.
+    const rights = Array.from({ length: count + 2 }, () => tf.randomUniform([784, 512]));
+    let next = 0;
+    const ms = await time(async () => {
+      const c = tf.matMul(left, rights[next++]!);
+      await c.data();
+      c.dispose();
+    }, count);
+    tf.dispose(rights);
+    return ms;
+  };
+  const freshMatmulMs = await fresh(reps(20));
+  let freshXnnpackMs: number | undefined;
+  if (variant === "dtrain" && running === 1) {
+    const { useWasmGemm } = await import("../backends/wasm/_gemm.ts");
+    const before = useWasmGemm("off");
+    freshXnnpackMs = await fresh(reps(20));
+    useWasmGemm(before);
+  }
   const model = tf.sequential({
     layers: [
       tf.layers.dense({ units: 512, activation: "relu", inputShape: [784] }),
@@ -65,7 +93,14 @@ if (import.meta.main) {
   const denseStepMs = await time(async () => {
     await model.trainOnBatch(x, y);
   }, reps(10));
-  const row: KernelRow = { variant, threads: running, matmulMs, denseStepMs };
+  const row: KernelRow = {
+    variant,
+    threads: running,
+    matmulMs,
+    denseStepMs,
+    freshMatmulMs,
+    freshXnnpackMs,
+  };
   console.log(JSON.stringify(row));
   Deno.exit(0);
 }

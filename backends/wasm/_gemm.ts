@@ -13,8 +13,11 @@
  * needs no explicit transpose. It copies the operands into its own memory
  * (a few hundred microseconds at most) and the product back.
  *
- * Used when the backend runs one thread (the MirroredStrategy default: one
- * replica per core); with more threads XNNPACK's parallel product wins.
+ * On a one-thread backend (the MirroredStrategy default: one replica per
+ * core) it takes every product; it even beats XNNPACK's cached operator. With
+ * more threads XNNPACK's parallel product wins once its operator is cached,
+ * so the kernel takes a product only the first time it sees its right
+ * operand (training: always; inference with fixed weights: the first call).
  *
  * @module
  */
@@ -74,7 +77,12 @@ export function gemmAvailable(): boolean {
   return instance() !== null;
 }
 
-let enabled = false;
+/** When the kernel takes a product. */
+export type GemmMode = "off" | "always" | "fresh";
+
+let mode: GemmMode = "off";
+/** Right operands the kernel has multiplied (`fresh` mode). */
+let seen = new WeakSet<object>();
 let calls = 0;
 
 /** Products the kernel has computed in this process (for tests). */
@@ -83,13 +91,15 @@ export function gemmCalls(): number {
 }
 
 /**
- * Routes single-batch float32 `BatchMatMul` through the kernel (`true`) or
- * leaves it to tfjs (`false`, the default until the wasm backend activates
- * with one thread). Returns the previous setting.
+ * Routes single-batch float32 `BatchMatMul` through the kernel: `"always"`,
+ * `"fresh"` (only for a right operand it has not multiplied before), or
+ * `"off"` (tfjs' own kernel; the default until the wasm backend activates).
+ * Returns the previous mode.
  */
-export function useWasmGemm(on: boolean): boolean {
-  const before = enabled;
-  enabled = on && gemmAvailable();
+export function useWasmGemm(next: GemmMode): GemmMode {
+  const before = mode;
+  mode = next !== "off" && gemmAvailable() ? next : "off";
+  seen = new WeakSet();
   return before;
 }
 
@@ -110,11 +120,15 @@ function ensure(k: GemmExports, bytes: number): void {
  * reports those).
  */
 export function gemmBatchMatMul(args: Parameters<KernelFunc>[0]): TensorInfo | null {
-  if (!enabled) return null;
+  if (mode === "off") return null;
   const k = instance();
   const a = args.inputs.a as TensorInfo | undefined;
   const b = args.inputs.b as TensorInfo | undefined;
   if (k === null || a === undefined || b === undefined) return null;
+  if (mode === "fresh") {
+    if (seen.has(b.dataId)) return null;
+    seen.add(b.dataId);
+  }
   if (a.dtype !== "float32" || b.dtype !== "float32") return null;
   const ra = a.shape.length, rb = b.shape.length;
   if (ra < 2 || rb < 2) return null;

@@ -70,8 +70,9 @@ export const wasmBackend: Backend = {
     await setBackendOrThrow("wasm");
     initialised = true;
     const running = wasmThreadsRunning();
-    // One thread: dtrain's GEMM beats XNNPACK on the fresh operands of training.
-    useWasmGemm(running === 1);
+    // dtrain's GEMM beats XNNPACK on the new operands of training, and on one
+    // thread on every operand (see _gemm.ts).
+    useWasmGemm(running === 1 ? "always" : "fresh");
     return { threads: running };
   },
 };

@@ -342,7 +342,7 @@ Deno.test({
   sanitizeOps: false,
   fn: async () => {
     await selectBackend({ require: "wasm", override: "" });
-    const before = useWasmGemm(true);
+    const before = useWasmGemm("always");
     try {
       const calls = gemmCalls();
       const actual = await runAll();
@@ -352,6 +352,28 @@ Deno.test({
         }
       });
       assert.ok(gemmCalls() - calls >= 10, "the GEMM ran the matMul cases");
+    } finally {
+      useWasmGemm(before);
+    }
+  },
+});
+
+Deno.test({
+  name: "wasm GEMM in fresh mode multiplies a right operand once, then leaves it to XNNPACK",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    await selectBackend({ require: "wasm", override: "" });
+    const before = useWasmGemm("fresh");
+    try {
+      const [a, b] = [seeded([8, 16], 30), seeded([16, 12], 31)];
+      const calls = gemmCalls();
+      const first = await read(tf.matMul(a, b));
+      assert.equal(gemmCalls() - calls, 1, "the first product runs in the GEMM");
+      const second = await read(tf.matMul(a, b));
+      assert.equal(gemmCalls() - calls, 1, "the second goes to XNNPACK");
+      assertClose(second, first, "XNNPACK and the GEMM agree");
+      tf.dispose(inputs.splice(0));
     } finally {
       useWasmGemm(before);
     }
