@@ -17,6 +17,8 @@ import type { GradientSlot } from "../collective/gradient_slot.ts";
 import { VersionedBuffer } from "../collective/versioned_buffer.ts";
 import { type FusedLayout, fusedLayout } from "../replica/_layout.ts";
 import { sizeOf } from "../replica/_model.ts";
+import { FlatOptimizer, flatStateBytes } from "../replica/_flat_optimizer.ts";
+import { type GroupKernels, groupKernels, groupMemory } from "../collective/_kernels.ts";
 
 /** What happens to a gradient beyond the staleness bound. */
 export type StalePolicy = "drop" | "scale";
@@ -108,6 +110,20 @@ export class ParameterServer {
   #weights: VersionedBuffer;
   #vars: tf.Variable[];
   #version = -1;
+  /**
+   * The optimizer step over flat parameters (SGD, Momentum, Adam), or null
+   * for the model optimizer's own `applyGradients`. While it serves, the
+   * flat parameters are the truth and the model's variables catch up at
+   * {@linkcode ParameterServer.sync}.
+   */
+  #flat: FlatOptimizer | null = null;
+  /** Scratch gradient in the flat step's memory. */
+  #grad: Float32Array | null = null;
+  #kernels: GroupKernels | null = null;
+  /** `begin` has loaded the flat state. */
+  #serving = false;
+  /** The model's variables lag the flat parameters. */
+  #dirty = false;
 
   /** Serves `model`, which must be compiled (its optimizer applies the gradients). */
   constructor(model: tf.LayersModel, options: ParameterServerOptions) {
@@ -121,6 +137,45 @@ export class ParameterServer {
     this.weightsBuffer = new SharedArrayBuffer(VersionedBuffer.bytes(this.layout.loss));
     this.#weights = new VersionedBuffer(this.weightsBuffer, this.layout.loss);
     this.#vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const params = this.#vars.reduce((sum, v) => sum + v.size, 0);
+    const stateBytes = flatStateBytes(model.optimizer, params);
+    if (stateBytes > 0) {
+      const bytes = params * 4 + stateBytes;
+      const memory = groupMemory(bytes);
+      const buffer = memory === null
+        ? new SharedArrayBuffer(bytes)
+        : memory.buffer as SharedArrayBuffer;
+      this.#kernels = memory === null ? null : groupKernels(memory);
+      this.#flat = FlatOptimizer.create(model.optimizer, buffer, this.#vars, {
+        byteOffset: params * 4,
+        kernels: this.#kernels,
+      });
+      this.#grad = new Float32Array(buffer, 0, params);
+    }
+  }
+
+  /**
+   * Loads the model's weights and optimizer state into the flat step (a
+   * no-op for other optimizers). Call before serving, and again after
+   * anything outside the server may have changed the model (callbacks).
+   */
+  async begin(): Promise<void> {
+    if (this.#flat === null) return;
+    await this.sync();
+    await this.#flat.load(this.#vars);
+    this.#serving = true;
+  }
+
+  /**
+   * Brings the model's variables and optimizer state up to date with the
+   * flat step, so that callbacks, validation and the caller see the
+   * weights the server publishes.
+   */
+  async sync(): Promise<void> {
+    if (this.#flat === null || !this.#dirty) return;
+    this.#flat.assignTo(this.#vars);
+    await this.#flat.store(this.#vars);
+    this.#dirty = false;
   }
 
   /** Latest published version (-1 before the first `publish`). */
@@ -130,9 +185,16 @@ export class ParameterServer {
 
   /** Publishes the model's current weights as the next version. */
   publish(): number {
-    const weights = [...this.#model.trainableWeights, ...this.#model.nonTrainableWeights];
+    const flat = this.#serving ? this.#flat : null;
+    const weights = flat === null
+      ? [...this.#model.trainableWeights, ...this.#model.nonTrainableWeights]
+      : this.#model.nonTrainableWeights;
     this.#version = this.#weights.publish((into) => {
       let offset = 0;
+      if (flat !== null) {
+        into.set(flat.params);
+        offset = flat.params.length;
+      }
       for (const w of weights) {
         const data = w.read().dataSync() as Float32Array;
         into.set(data, offset);
@@ -193,6 +255,28 @@ export class ParameterServer {
 
   #applyPayload(payload: Float32Array, scale: number): void {
     const model = this.#model;
+    const flat = this.#serving ? this.#flat : null;
+    if (flat !== null) {
+      const g = this.#grad!;
+      g.set(payload.subarray(0, g.length));
+      if (scale !== 1) {
+        if (this.#kernels !== null) {
+          this.#kernels.wscale(g.byteOffset, g.byteOffset, scale, g.length);
+        } else for (let i = 0; i < g.length; i++) g[i]! *= scale;
+      }
+      flat.update(g, 0, g.length);
+      flat.advance();
+      this.#dirty = true;
+      tf.tidy(() => {
+        let offset = g.length;
+        for (const w of model.nonTrainableWeights) {
+          const size = sizeOf(w);
+          w.write(tf.tensor(payload.slice(offset, offset + size), w.shape as number[]));
+          offset += size;
+        }
+      });
+      return;
+    }
     tf.tidy(() => {
       let offset = 0;
       const grads = this.#vars.map((v) => {

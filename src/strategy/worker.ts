@@ -381,6 +381,7 @@ export class WorkerStrategy {
         stalePolicy: this.stalePolicy,
         terminateOnNaN: options.terminateOnNaN ?? true,
       });
+      await ps.begin();
       ps.publish();
       const steps = Math.ceil(trainCount / batchSize);
       const history = new History();
@@ -432,6 +433,7 @@ export class WorkerStrategy {
         } finally {
           await this.#set.endRun();
           this.#run = undefined;
+          await ps.sync();
           const c = ps.counts;
           this.#stats = {
             serverBackend: tf.getBackend(),
@@ -462,10 +464,14 @@ export class WorkerStrategy {
     const total = (run.epochs - run.initialEpoch) * steps;
     let epoch = run.initialEpoch, inEpoch = 0, applied = 0;
     const endEpoch = async () => {
+      // Callbacks and validation see the weights the server publishes, and
+      // whatever they change in the model is what the server goes on from.
+      await ps.sync();
       const val = run.validation === undefined
         ? undefined
         : evaluateOnServer(model, run.validation[0], run.validation[1], run.validationBatchSize);
       await reporter.endEpoch(epoch, val);
+      await ps.begin();
       epoch++;
       inEpoch = 0;
     };

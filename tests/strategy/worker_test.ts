@@ -195,10 +195,11 @@ Deno.test(
   },
 );
 
-for (const policy of ["drop", "scale"] as const) {
+for (const [policy, flat] of [["drop", false], ["scale", false], ["scale", true]] as const) {
   Deno.test(
-    `ParameterServer.apply() counts staleness exactly with policy "${policy}" in a scripted schedule`,
-    () => {
+    `ParameterServer.apply() counts staleness exactly with policy "${policy}" in a scripted schedule` +
+      (flat ? " (flat optimizer step)" : ""),
+    async () => {
       // One weight w, SGD with learning rate 1: applying gradient g with
       // scale s moves w by -s * g. Three simulated workers A, B, C hand over
       // gradients through real slots in a fixed order.
@@ -217,6 +218,8 @@ for (const policy of ["drop", "scale"] as const) {
         terminateOnNaN: true,
       });
       assert.equal(server.publish(), 0);
+      // begin(): SGD is applied over the flat parameters; sync() writes them back.
+      if (flat) await server.begin();
       const length = server.layout.length;
       const slots = Array.from(
         { length: 3 },
@@ -234,6 +237,7 @@ for (const policy of ["drop", "scale"] as const) {
         return server.apply(slot);
       };
       const kernel = () => model.getWeights()[0]!.dataSync()[0]!;
+      const sync = () => flat ? server.sync() : Promise.resolve();
       // A, B and C all read version 0.
       const a = step(0, 0, 1); //    staleness 0 -> applied, v1
       const b = step(1, 0, 2); //    staleness 1 -> applied (at the bound), v2
@@ -256,6 +260,7 @@ for (const policy of ["drop", "scale"] as const) {
           stalenessSum: 0 + 1 + 2 + 0 + 2,
         });
         assert.equal(server.version, 3);
+        await sync();
         assert.equal(kernel(), -(1 + 2 + 8));
       } else {
         assert.deepEqual(
@@ -271,6 +276,7 @@ for (const policy of ["drop", "scale"] as const) {
           stalenessSum: 0 + 1 + 2 + 1 + 3,
         });
         assert.equal(server.version, 5);
+        await sync();
         assert.ok(Math.abs(kernel() - -(1 + 2 + 4 * 2 / 3 + 8 + 16 / 2)) < 1e-5, `w = ${kernel()}`);
       }
       // Workers read exactly what the server holds, with its version.
@@ -792,3 +798,54 @@ Deno.test(
     }
   },
 );
+
+for (
+  const [name, optimizer] of [
+    ["SGD", () => tf.train.sgd(0.3)],
+    ["Adam", () => tf.train.adam(0.01)],
+    ["RMSProp", () => tf.train.rmsprop(0.01)],
+  ] as [string, () => tf.Optimizer][]
+) {
+  Deno.test(
+    `WorkerStrategy.fit() with one fresh worker and ${name} matches model.fit`,
+    opts,
+    async () => {
+      // One worker, staleness 0, no shuffling: every gradient is computed on
+      // the latest weights, in order, as model.fit computes them.
+      await tf.setBackend(BACKEND);
+      const build = () => {
+        const model = tf.sequential({
+          layers: [
+            tf.layers.dense({
+              units: 8,
+              activation: "relu",
+              inputShape: [8],
+              kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }),
+            }),
+            tf.layers.dense({
+              units: 3,
+              activation: "softmax",
+              kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }),
+            }),
+          ],
+        });
+        model.compile({ optimizer: optimizer(), loss: "categoricalCrossentropy" });
+        return model;
+      };
+      const { x, y } = synthetic(96);
+      const expected = build();
+      const model = build();
+      await using strategy = new WorkerStrategy({ workers: 1, staleness: 0, backend: BACKEND });
+      for (let round = 0; round < 2; round++) {
+        await expected.fit(x, y, { epochs: 2, batchSize: 16, shuffle: false, verbose: 0 });
+        await strategy.fit(model, x, y, { epochs: 2, batchSize: 16, shuffle: false });
+      }
+      const [got, want] = [weightsOf(model), weightsOf(expected)];
+      const diff = Math.max(...got.flatMap((w, i) => w.map((v, j) => Math.abs(v - want[i]![j]!))));
+      assert.ok(diff <= 1e-4, `max |weight difference| ${diff}`);
+      tf.dispose([x, y]);
+      expected.dispose();
+      model.dispose();
+    },
+  );
+}
