@@ -1,42 +1,12 @@
 import assert from "node:assert/strict";
 import { fit, MirroredStrategy, parallelModel, tf } from "../../mod.ts";
+import { classifier, dataset } from "./_models.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 const BACKEND = "cpu" as const;
 
 function build(compile = true): tf.LayersModel {
-  const model = tf.sequential({
-    layers: [
-      tf.layers.dense({
-        units: 16,
-        activation: "relu",
-        inputShape: [8],
-        kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }),
-      }),
-      tf.layers.dense({
-        units: 3,
-        activation: "softmax",
-        kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }),
-      }),
-    ],
-  });
-  if (compile) {
-    model.compile({
-      optimizer: tf.train.sgd(0.3),
-      loss: "categoricalCrossentropy",
-      metrics: ["accuracy"],
-    });
-  }
-  return model;
-}
-
-function dataset(n: number, seed = 3): { x: tf.Tensor2D; y: tf.Tensor2D } {
-  return tf.tidy(() => {
-    const x = tf.randomUniform([n, 8], -1, 1, "float32", seed) as tf.Tensor2D;
-    const w = tf.randomNormal([8, 3], 0, 1, "float32", seed + 1);
-    const y = tf.cast(tf.oneHot(tf.argMax(tf.matMul(x, w), 1), 3), "float32") as tf.Tensor2D;
-    return { x, y };
-  });
+  return classifier(compile ? () => tf.train.sgd(0.3) : null);
 }
 
 function maxWeightDiff(a: tf.LayersModel, b: tf.LayersModel): number {

@@ -6,49 +6,15 @@ import {
   tf,
   type TrainingCallbacks,
 } from "../../mod.ts";
+import { classifier, dataset } from "./_models.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 const BACKEND = "cpu" as const;
 /** Oracle tolerance: max |weight difference| after training. */
 const TOL = 1e-4;
 
-function build(
-  optimizer: () => tf.Optimizer,
-  metrics = ["accuracy"],
-): tf.LayersModel {
-  const model = tf.sequential({
-    layers: [
-      tf.layers.dense({
-        units: 16,
-        activation: "relu",
-        inputShape: [8],
-        kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }),
-      }),
-      tf.layers.dense({
-        units: 3,
-        activation: "softmax",
-        kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }),
-      }),
-    ],
-  });
-  model.compile({
-    optimizer: optimizer(),
-    loss: "categoricalCrossentropy",
-    metrics,
-  });
-  return model;
-}
-
-function dataset(n: number, seed = 3): { x: tf.Tensor2D; y: tf.Tensor2D } {
-  return tf.tidy(() => {
-    const x = tf.randomUniform([n, 8], -1, 1, "float32", seed) as tf.Tensor2D;
-    const w = tf.randomNormal([8, 3], 0, 1, "float32", seed + 1);
-    const y = tf.cast(
-      tf.oneHot(tf.argMax(tf.matMul(x, w), 1), 3),
-      "float32",
-    ) as tf.Tensor2D;
-    return { x, y };
-  });
+function build(optimizer: () => tf.Optimizer, metrics = ["accuracy"]): tf.LayersModel {
+  return classifier(optimizer, metrics);
 }
 
 function maxWeightDiff(a: tf.LayersModel, b: tf.LayersModel): number {

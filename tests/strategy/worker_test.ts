@@ -12,6 +12,7 @@ import { GradientSlot } from "../../src/collective/gradient_slot.ts";
 import { VersionedBuffer } from "../../src/collective/versioned_buffer.ts";
 import { ParameterServer, type StalePolicy } from "../../src/strategy/_parameter_server.ts";
 import { buildMnist, buildSmall, FAULTY, plainMnist, SLOW_MS } from "../fixtures/ps_model.ts";
+import { classifier, dataset as synthetic } from "./_models.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 const BACKEND = "cpu" as const;
@@ -55,15 +56,6 @@ async function testAccuracy(strategy: WorkerStrategy, model: tf.LayersModel): Pr
   const d = await mnist();
   const { acc } = await strategy.evaluate(model, d.testXs, d.testYs, { batchSize: 500 });
   return acc!;
-}
-
-function synthetic(n: number, seed = 3): { x: tf.Tensor2D; y: tf.Tensor2D } {
-  return tf.tidy(() => {
-    const x = tf.randomUniform([n, 8], -1, 1, "float32", seed) as tf.Tensor2D;
-    const w = tf.randomNormal([8, 3], 0, 1, "float32", seed + 1);
-    const y = tf.cast(tf.oneHot(tf.argMax(tf.matMul(x, w), 1), 3), "float32") as tf.Tensor2D;
-    return { x, y };
-  });
 }
 
 function sum(values: number[] | undefined): number {
@@ -813,25 +805,7 @@ for (
       // One worker, staleness 0, no shuffling: every gradient is computed on
       // the latest weights, in order, as model.fit computes them.
       await tf.setBackend(BACKEND);
-      const build = () => {
-        const model = tf.sequential({
-          layers: [
-            tf.layers.dense({
-              units: 8,
-              activation: "relu",
-              inputShape: [8],
-              kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }),
-            }),
-            tf.layers.dense({
-              units: 3,
-              activation: "softmax",
-              kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }),
-            }),
-          ],
-        });
-        model.compile({ optimizer: optimizer(), loss: "categoricalCrossentropy" });
-        return model;
-      };
+      const build = () => classifier(optimizer, []);
       const { x, y } = synthetic(96);
       const expected = build();
       const model = build();
