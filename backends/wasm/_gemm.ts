@@ -52,6 +52,9 @@ interface WasmInternals {
 
 let kernel: GemmExports | null | undefined;
 
+/** Largest kernel memory: operands, product and packed copy, bytes. */
+const MAX_BYTES = 64 * 2 ** 20;
+
 function decode(base64: string): Uint8Array<ArrayBuffer> {
   const text = atob(base64);
   const bytes = new Uint8Array(text.length);
@@ -139,6 +142,15 @@ export function gemmBatchMatMul(args: Parameters<KernelFunc>[0]): TensorInfo | n
   const K = tA ? a.shape[ra - 2]! : a.shape[ra - 1]!;
   const N = tB ? b.shape[rb - 2]! : b.shape[rb - 1]!;
   if ((tB ? b.shape[rb - 1]! : b.shape[rb - 2]!) !== K) return null;
+  // Layout in the kernel's memory: A | B | C | B panels (16-byte aligned).
+  const align = (n: number) => Math.ceil(n / 4) * 4;
+  const aPtr = 0;
+  const bPtr = aPtr + align(M * K);
+  const cPtr = bPtr + align(K * N);
+  const pPtr = cPtr + align(M * N);
+  // Bigger products (a whole dataset through predict) stay with XNNPACK, so
+  // the kernel's memory stays small.
+  if ((pPtr + K * N) * 4 > MAX_BYTES) return null;
   const backend = args.backend as unknown as WasmInternals;
   const outer = backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
   const out = backend.makeOutput([...outer, M, N], "float32");
@@ -149,12 +161,6 @@ export function gemmBatchMatMul(args: Parameters<KernelFunc>[0]): TensorInfo | n
   if (aAt === undefined || bAt === undefined || cAt === undefined) {
     throw new Error("wasm GEMM: expected the operands to live in the wasm heap");
   }
-  // Layout in the kernel's memory: A | B | C | B panels (16-byte aligned).
-  const align = (n: number) => Math.ceil(n / 4) * 4;
-  const aPtr = 0;
-  const bPtr = aPtr + align(M * K);
-  const cPtr = bPtr + align(K * N);
-  const pPtr = cPtr + align(M * N);
   ensure(k, (pPtr + K * N) * 4);
   const heap = new Float32Array(backend.wasm.HEAPU8.buffer);
   if (Math.max(aAt + M * K * 4, bAt + K * N * 4, cAt + M * N * 4) > heap.byteLength) {

@@ -379,3 +379,23 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "wasm GEMM leaves products over its 64 MiB memory cap to XNNPACK",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    await selectBackend({ require: "wasm", override: "" });
+    const before = useWasmGemm("always");
+    try {
+      const [a, b] = [seeded([4100, 4096], 32), seeded([4096, 4], 33)];
+      const calls = gemmCalls();
+      const out = await read(tf.matMul(a, b));
+      assert.equal(gemmCalls(), calls, "the kernel did not take it");
+      assert.equal(out.length, 4100 * 4);
+      tf.dispose(inputs.splice(0));
+    } finally {
+      useWasmGemm(before);
+    }
+  },
+});
