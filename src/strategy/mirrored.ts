@@ -4,9 +4,13 @@
  * Who owns what: the main thread validates inputs, places the data and the
  * weights in shared memory once, starts the replica Workers and turns the
  * records replica 0 writes into callbacks, History and a progress bar; it does
- * no tensor math. Each replica owns a full copy of the model and optimizer,
- * computes gradients on its shard of every global batch, and applies the
- * all-reduced sum, so every replica's weights stay bit-identical.
+ * no tensor math. Each replica owns a full copy of the model and optimizer and
+ * computes gradients on its shard of every global batch. In the all-reduce
+ * each replica sums one chunk of the gradient and applies the optimizer step
+ * to that chunk of a shared flat parameter vector (SGD, Momentum, Adam; other
+ * optimizers apply the whole sum in every replica), then every replica copies
+ * the whole vector into its variables, so every replica's weights stay
+ * bit-identical.
  *
  * @module
  */
