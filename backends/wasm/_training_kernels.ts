@@ -260,10 +260,44 @@ function maxPoolGrad(fallback: KernelFunc | undefined): KernelFunc {
   };
 }
 
+/**
+ * `Sum` over every axis but the last (a bias gradient: `[n, h, w, c]` to
+ * `[c]`) as a sum over the first axis of the `[n*h*w, c]` view: the stock
+ * kernel transposes the 4-D tensor first, which costs 3x more.
+ */
+function sumLeadingAxes(fallback: KernelFunc | undefined): KernelFunc {
+  const reshape = kernel("Reshape");
+  return (args) => {
+    if (fallback === undefined) throw new Error("wasm kernel Sum is not registered");
+    const { x } = args.inputs as { x: TensorInfo };
+    const attrs = args.attrs as { axis: number | number[]; keepDims: boolean };
+    const rank = x.shape.length;
+    const axes = (Array.isArray(attrs.axis) ? attrs.axis : [attrs.axis])
+      .map((a) => (a < 0 ? a + rank : a))
+      .sort((a, b) => a - b);
+    const leading = rank > 2 && !attrs.keepDims && axes.length === rank - 1 &&
+      axes.every((a, i) => a === i);
+    if (!leading) return fallback(args);
+    const wasm = args.backend as unknown as WasmBackend;
+    const last = x.shape[rank - 1]!;
+    const flat = reshape({
+      inputs: { x },
+      backend: args.backend,
+      attrs: { shape: [x.shape.slice(0, -1).reduce((a, b) => a * b, 1), last] },
+    }) as TensorInfo;
+    try {
+      return fallback({ ...args, inputs: { x: flat }, attrs: { axis: [0], keepDims: false } });
+    } finally {
+      wasm.disposeData(flat.dataId);
+    }
+  };
+}
+
 const NATIVE: Record<string, (fallback: KernelFunc | undefined) => KernelFunc> = {
   Conv2DBackpropFilter: convBackpropFilter,
   Conv2DBackpropInput: convBackpropInput,
   MaxPoolGrad: maxPoolGrad,
+  Sum: sumLeadingAxes,
 };
 
 /**
@@ -285,9 +319,16 @@ export function registerWasmTrainingKernels(): string[] {
     names.push(name);
     if ((previous as { dtrainNative?: boolean } | undefined)?.dtrainNative) continue;
     if (previous !== undefined) unregisterKernel(name, "wasm");
+    // Keep the previous config's setupFunc: the stock kernel this one falls
+    // back to binds its wasm function there when the backend initialises.
     registerKernel(
       Object.assign(
-        { kernelName: name, backendName: "wasm", kernelFunc: make(previous?.kernelFunc) },
+        {
+          ...previous,
+          kernelName: name,
+          backendName: "wasm",
+          kernelFunc: make(previous?.kernelFunc),
+        },
         { dtrainNative: true },
       ),
     );

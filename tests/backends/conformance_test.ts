@@ -90,6 +90,18 @@ for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, tru
     });
   }
 }
+// Bias gradients sum every axis but the last; other axis sets keep the stock path.
+for (
+  const [axes, keepDims] of [[[0, 1, 2], false], [[2, 0, 1], false], [[0, 1, 2], true], [
+    [0, 2],
+    false,
+  ], [[1, 2, 3], false]] as [number[], boolean][]
+) {
+  cases.push({
+    name: `sum over axes [${axes}] keepDims=${keepDims}`,
+    run: () => read(tf.sum(seeded([3, 5, 4, 6], 40), axes, keepDims)),
+  });
+}
 cases.push({
   name: "batched matMul with transposeB and broadcasting",
   run: () => read(tf.matMul(seeded([3, 16, 8], 3), seeded([1, 12, 8], 4), false, true)),
