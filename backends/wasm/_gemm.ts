@@ -13,6 +13,9 @@
  * needs no explicit transpose. It copies the operands into its own memory
  * (a few hundred microseconds at most) and the product back.
  *
+ * The same module runs Conv2DBackpropFilter (im2col, then the product) and
+ * Conv2DBackpropInput (the product, then col2im) without leaving its memory.
+ *
  * On a one-thread backend (the MirroredStrategy default: one replica per
  * core) it takes every product; it even beats XNNPACK's cached operator. With
  * more threads XNNPACK's parallel product wins once its operator is cached,
@@ -27,6 +30,8 @@ import { GEMM_WASM_BASE64 } from "./_gemm_wasm.ts";
 
 interface GemmExports {
   memory: WebAssembly.Memory;
+  im2col(x: number, p: number, ...conv: number[]): void;
+  col2im(cols: number, dx: number, ...conv: number[]): void;
   pack(braw: number, bp: number, k: number, n: number, bks: number, bjs: number): void;
   gemm(
     a: number,
@@ -178,4 +183,140 @@ export function gemmBatchMatMul(args: Parameters<KernelFunc>[0]): TensorInfo | n
   k.gemm(aPtr * 4, pPtr * 4, bPtr * 4, cPtr * 4, M, N, K, ars, aks, bks, bjs);
   heap.set(mem.subarray(cPtr, cPtr + M * N), cAt / 4);
   return out;
+}
+
+/** Float offsets of consecutive 16-byte aligned regions of the given sizes, and the bytes they span. */
+function regions(sizes: number[]): { at: number[]; bytes: number } {
+  const at: number[] = [];
+  let next = 0;
+  for (const size of sizes) {
+    at.push(next);
+    next += Math.ceil(size / 4) * 4;
+  }
+  return { at, bytes: next * 4 };
+}
+
+/** The heap offset (bytes) of a tensor the wasm backend holds. */
+function offsetOf(backend: WasmInternals, t: TensorInfo): number {
+  const at = backend.dataIdMap.get(t.dataId)?.memoryOffset;
+  if (at === undefined) {
+    throw new Error("wasm GEMM: expected the operands to live in the wasm heap");
+  }
+  return at;
+}
+
+/** Output pixels (`rows`), filter taps per output channel (`taps`) and output channels. */
+function convSizes(info: backend_util.Conv2DInfo): { rows: number; taps: number; cout: number } {
+  return {
+    rows: info.batchSize * info.outHeight * info.outWidth,
+    taps: info.filterHeight * info.filterWidth * info.inChannels,
+    cout: info.outChannels,
+  };
+}
+
+/** The conv geometry `im2col` and `col2im` take, after their two addresses. */
+function geometry(info: backend_util.Conv2DInfo): number[] {
+  return [
+    info.batchSize,
+    info.inHeight,
+    info.inWidth,
+    info.inChannels,
+    info.outHeight,
+    info.outWidth,
+    info.filterHeight,
+    info.filterWidth,
+    info.strideHeight,
+    info.strideWidth,
+    info.dilationHeight,
+    info.dilationWidth,
+    info.padInfo.top,
+    info.padInfo.left,
+  ];
+}
+
+/** Copies tensors into the kernel's memory at the given float offsets. */
+function copyIn(backend: WasmInternals, k: GemmExports, pairs: [TensorInfo, number][]): void {
+  const heap = new Float32Array(backend.wasm.HEAPU8.buffer);
+  const mem = new Float32Array(k.memory.buffer);
+  for (const [t, at] of pairs) {
+    const from = offsetOf(backend, t) / 4;
+    const size = t.shape.reduce((a, b) => a * b, 1);
+    mem.set(heap.subarray(from, from + size), at);
+  }
+}
+
+/** Copies `size` floats from the kernel's memory into a new output of `shape`. */
+function copyOut(backend: WasmInternals, k: GemmExports, at: number, shape: number[]): TensorInfo {
+  const out = backend.makeOutput(shape, "float32");
+  const heap = new Float32Array(backend.wasm.HEAPU8.buffer);
+  const size = shape.reduce((a, b) => a * b, 1);
+  heap.set(new Float32Array(k.memory.buffer, at * 4, size), offsetOf(backend, out) / 4);
+  return out;
+}
+
+/**
+ * `Conv2DBackpropFilter` (NHWC, float32) in the kernel's memory: im2col of
+ * `x` as `[k][rows]`, then `dW = patches * dy`. `null` when the kernel is
+ * off or the operands exceed its memory cap.
+ */
+export function gemmConv2DBackpropFilter(
+  backend: unknown,
+  x: TensorInfo,
+  dy: TensorInfo,
+  info: backend_util.Conv2DInfo,
+): TensorInfo | null {
+  const k = mode === "off" ? null : instance();
+  if (k === null) return null;
+  const { rows, taps, cout } = convSizes(info);
+  const { at, bytes } = regions([
+    x.shape.reduce((a, b) => a * b, 1),
+    rows * cout,
+    taps * rows,
+    rows * cout,
+    taps * cout,
+  ]);
+  if (bytes > MAX_BYTES) return null;
+  const [X, DY, P, PANELS, C] = at as [number, number, number, number, number];
+  const wasm = backend as WasmInternals;
+  ensure(k, bytes);
+  copyIn(wasm, k, [[x, X], [dy, DY]]);
+  k.im2col(X * 4, P * 4, ...geometry(info));
+  k.pack(DY * 4, PANELS * 4, rows, cout, cout, 1);
+  calls++;
+  k.gemm(P * 4, PANELS * 4, DY * 4, C * 4, taps, cout, rows, rows, 1, cout, 1);
+  return copyOut(wasm, k, C, [info.filterHeight, info.filterWidth, info.inChannels, cout]);
+}
+
+/**
+ * `Conv2DBackpropInput` (NHWC, float32) in the kernel's memory:
+ * `cols = dy * W^T`, then col2im. `null` when the kernel is off or the
+ * operands exceed its memory cap.
+ */
+export function gemmConv2DBackpropInput(
+  backend: unknown,
+  dy: TensorInfo,
+  filter: TensorInfo,
+  info: backend_util.Conv2DInfo,
+): TensorInfo | null {
+  const k = mode === "off" ? null : instance();
+  if (k === null) return null;
+  const { rows, taps, cout } = convSizes(info);
+  const inSize = info.batchSize * info.inHeight * info.inWidth * info.inChannels;
+  const { at, bytes } = regions([rows * cout, taps * cout, taps * cout, rows * taps, inSize]);
+  if (bytes > MAX_BYTES) return null;
+  const [DY, W, PANELS, COLS, DX] = at as [number, number, number, number, number];
+  const wasm = backend as WasmInternals;
+  ensure(k, bytes);
+  copyIn(wasm, k, [[dy, DY], [filter, W]]);
+  // B = W^T: element [o, j] of the [cout, taps] operand is W[j * cout + o].
+  k.pack(W * 4, PANELS * 4, cout, taps, 1, cout);
+  calls++;
+  k.gemm(DY * 4, PANELS * 4, W * 4, COLS * 4, rows, taps, cout, cout, 1, 1, cout);
+  k.col2im(COLS * 4, DX * 4, ...geometry(info));
+  return copyOut(wasm, k, DX, [
+    info.batchSize,
+    info.inHeight,
+    info.inWidth,
+    info.inChannels,
+  ]);
 }

@@ -11,7 +11,10 @@
  * - `gemm(a, bp, braw, c, M, N, K, ars, aks, bks, bjs)`: `C = A * B` with C
  *   `[M, N]` row-major at `c`, A's element `[i, k]` at float index
  *   `i * ars + k * aks` from `a` (so a transposed A costs nothing), B read
- *   from the panels (and from `braw` for the last `N % 4` columns).
+ *   from the panels (and from `braw` for the last `N % 4` columns);
+ * - `im2col` and `col2im`: the patch matrix of an NHWC input for
+ *   Conv2DBackpropFilter, and the input gradient from column gradients for
+ *   Conv2DBackpropInput (see `convFunctions`).
  *
  * The micro-kernel keeps a 6x8 block of C in twelve SIMD registers and
  * accumulates with `f32x4.relaxed_madd` (a fused multiply-add where the CPU
@@ -167,6 +170,173 @@ export function gemmWat(): string {
       (br_if $jd (i32.eq (local.get $w) (i32.const 4)))
       (br $jl)))
   )
+  ${convFunctions()}
 )`);
   return L.join("\n");
+}
+
+/** Parameters shared by `im2col` and `col2im`: the NHWC input and the conv geometry. */
+const CONV_PARAMS = [
+  "n",
+  "h",
+  "w",
+  "cin",
+  "oh",
+  "ow",
+  "kh",
+  "kw",
+  "sh",
+  "sw",
+  "dh",
+  "dw",
+  "top",
+  "left",
+].map((p) => `(param $${p} i32)`).join(" ");
+
+/** `(local.get $x)` shorthand. */
+const lg = (x: string) => `(local.get $${x})`;
+
+/** `for (let v = 0; v < end; v++) { body }` over i32 locals. */
+function forRange(v: string, end: string, body: string): string {
+  return `(local.set $${v} (i32.const 0))
+    (block $${v}_d (loop $${v}_l
+      (br_if $${v}_d (i32.ge_u ${lg(v)} ${end}))
+      ${body}
+      (local.set $${v} (i32.add ${lg(v)} (i32.const 1)))
+      (br $${v}_l)))`;
+}
+
+/**
+ * `im2col(x, p, ...)`: patches of the NHWC input at `x` as `[k][rows]` at
+ * `p`, `k = (fh, fw, c)`, `rows = (b, y, xo)`, zeros outside the input
+ * (the Conv2DBackpropFilter layout: `dW = patches * dy`).
+ * `col2im(cols, dx, ...)`: the NHWC input gradient at `dx` from the
+ * `[rows][k]` column gradients at `cols`, overlaps summed
+ * (Conv2DBackpropInput: `cols = dy * W^T`).
+ */
+function convFunctions(): string {
+  // Row iy / column ix of the input under output (y, xo) and tap (fh, fw);
+  // an unsigned compare with h / w also rejects negatives.
+  const iy = `(i32.sub (i32.add (i32.mul ${lg("y")} ${lg("sh")}) (i32.mul ${lg("fh")} ${
+    lg("dh")
+  })) ${lg("top")})`;
+  const ix = `(i32.sub (i32.add (i32.mul ${lg("xo")} ${lg("sw")}) (i32.mul ${lg("fw")} ${
+    lg("dw")
+  })) ${lg("left")})`;
+  const im2col = `(func (export "im2col") (param $x i32) (param $p i32) ${CONV_PARAMS}
+    (local $fh i32) (local $fw i32) (local $c i32) (local $b i32) (local $y i32) (local $xo i32)
+    (local $iy i32) (local $ix i32) (local $row i32) (local $at i32)
+    (local.set $at ${lg("p")})
+    ${
+    forRange(
+      "fh",
+      lg("kh"),
+      forRange(
+        "fw",
+        lg("kw"),
+        forRange(
+          "c",
+          lg("cin"),
+          forRange(
+            "b",
+            lg("n"),
+            forRange(
+              "y",
+              lg("oh"),
+              `(local.set $iy ${iy})
+              (if (i32.lt_u ${lg("iy")} ${lg("h")})
+                (then
+                  (local.set $row (i32.mul (i32.add (i32.mul ${lg("b")} ${lg("h")}) ${lg("iy")}) ${
+                lg("w")
+              }))
+                  ${
+                forRange(
+                  "xo",
+                  lg("ow"),
+                  `(local.set $ix ${ix})
+                  (f32.store ${lg("at")}
+                    (if (result f32) (i32.lt_u ${lg("ix")} ${lg("w")})
+                      (then (f32.load (i32.add ${lg("x")} (i32.shl (i32.add (i32.mul (i32.add ${
+                    lg("row")
+                  } ${lg("ix")}) ${lg("cin")}) ${lg("c")}) (i32.const 2)))))
+                      (else (f32.const 0))))
+                  (local.set $at (i32.add ${lg("at")} (i32.const 4)))`,
+                )
+              })
+                (else
+                  (memory.fill ${lg("at")} (i32.const 0) (i32.shl ${lg("ow")} (i32.const 2)))
+                  (local.set $at (i32.add ${lg("at")} (i32.shl ${lg("ow")} (i32.const 2))))))`,
+            ),
+          ),
+        ),
+      ),
+    )
+  })`;
+  // dx[..., c] += cols[r, (fh, fw, c)], 4 channels at a time, then the rest.
+  const addChannels = `(local.set $c (i32.const 0))
+    (block $v_d (loop $v_l
+      (br_if $v_d (i32.gt_u (i32.add ${lg("c")} (i32.const 4)) ${lg("cin")}))
+      (v128.store (i32.add ${lg("d")} (i32.shl ${lg("c")} (i32.const 2)))
+        (f32x4.add (v128.load (i32.add ${lg("d")} (i32.shl ${lg("c")} (i32.const 2))))
+          (v128.load (i32.add ${lg("s")} (i32.shl ${lg("c")} (i32.const 2))))))
+      (local.set $c (i32.add ${lg("c")} (i32.const 4)))
+      (br $v_l)))
+    (block $t_d (loop $t_l
+      (br_if $t_d (i32.ge_u ${lg("c")} ${lg("cin")}))
+      (f32.store (i32.add ${lg("d")} (i32.shl ${lg("c")} (i32.const 2)))
+        (f32.add (f32.load (i32.add ${lg("d")} (i32.shl ${lg("c")} (i32.const 2))))
+          (f32.load (i32.add ${lg("s")} (i32.shl ${lg("c")} (i32.const 2))))))
+      (local.set $c (i32.add ${lg("c")} (i32.const 1)))
+      (br $t_l)))`;
+  const col2im = `(func (export "col2im") (param $cols i32) (param $dx i32) ${CONV_PARAMS}
+    (local $fh i32) (local $fw i32) (local $c i32) (local $b i32) (local $y i32) (local $xo i32)
+    (local $iy i32) (local $ix i32) (local $src i32) (local $s i32) (local $d i32) (local $kb i32)
+    (memory.fill ${lg("dx")} (i32.const 0)
+      (i32.shl (i32.mul (i32.mul (i32.mul ${lg("n")} ${lg("h")}) ${lg("w")}) ${
+    lg("cin")
+  }) (i32.const 2)))
+    (local.set $kb (i32.shl (i32.mul (i32.mul ${lg("kh")} ${lg("kw")}) ${lg("cin")}) (i32.const 2)))
+    (local.set $src ${lg("cols")})
+    ${
+    forRange(
+      "b",
+      lg("n"),
+      forRange(
+        "y",
+        lg("oh"),
+        forRange(
+          "xo",
+          lg("ow"),
+          `${
+            forRange(
+              "fh",
+              lg("kh"),
+              `(local.set $iy ${iy})
+              (if (i32.lt_u ${lg("iy")} ${lg("h")}) (then
+                ${
+                forRange(
+                  "fw",
+                  lg("kw"),
+                  `(local.set $ix ${ix})
+                  (if (i32.lt_u ${lg("ix")} ${lg("w")}) (then
+                    (local.set $s (i32.add ${lg("src")} (i32.shl (i32.mul (i32.add (i32.mul ${
+                    lg("fh")
+                  } ${lg("kw")}) ${lg("fw")}) ${lg("cin")}) (i32.const 2))))
+                    (local.set $d (i32.add ${
+                    lg("dx")
+                  } (i32.shl (i32.mul (i32.add (i32.mul (i32.add (i32.mul ${lg("b")} ${lg("h")}) ${
+                    lg("iy")
+                  }) ${lg("w")}) ${lg("ix")}) ${lg("cin")}) (i32.const 2))))
+                    ${addChannels}))`,
+                )
+              }))`,
+            )
+          }
+          (local.set $src (i32.add ${lg("src")} ${lg("kb")}))`,
+        ),
+      ),
+    )
+  })`;
+  return `${im2col}
+  ${col2im}`;
 }

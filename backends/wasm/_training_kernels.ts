@@ -33,6 +33,7 @@ import {
   type TensorInfo,
   unregisterKernel,
 } from "@tensorflow/tfjs-core";
+import { gemmConv2DBackpropFilter, gemmConv2DBackpropInput } from "./_gemm.ts";
 
 type WasmBackend = KernelBackend & {
   makeOutput(shape: number[], dtype: DataType): TensorInfo;
@@ -65,6 +66,8 @@ function convBackpropFilter(fallback: KernelFunc | undefined): KernelFunc {
       false,
       "channelsLast",
     );
+    const fast = gemmConv2DBackpropFilter(wasm, x, dy, info);
+    if (fast !== null) return fast;
     const [n, h, w, cin] = x.shape as [number, number, number, number];
     const { outHeight: oh, outWidth: ow, filterHeight: kh, filterWidth: kw } = info;
     const rows = n * oh * ow;
@@ -144,6 +147,8 @@ function convBackpropInput(fallback: KernelFunc | undefined): KernelFunc {
       false,
       "channelsLast",
     );
+    const fast = gemmConv2DBackpropInput(wasm, dy, filter, info);
+    if (fast !== null) return fast;
     const { outHeight: oh, outWidth: ow, filterHeight: kh, filterWidth: kw } = info;
     const rows = n * oh * ow;
     const k = kh * kw * cin;
