@@ -44,6 +44,10 @@ export class WorkerHandle {
   #crash: ReplicaCrashedError | undefined;
   #closed = false;
   #onCrash: ((error: ReplicaCrashedError) => void) | undefined;
+  /** The last message was an `error` reply: the Worker is alive and can close itself. */
+  #answeredError = false;
+  /** A close asked of a Worker that failed a request: its reply id, and when it is over. */
+  #closingAfterError: { id: number; done: Promise<void>; finish: () => void } | undefined;
 
   /** Starts the Worker. */
   constructor(options: WorkerHandleOptions) {
@@ -77,6 +81,11 @@ export class WorkerHandle {
       this.fail(new ReplicaCrashedError(this.index, String(e)));
       return;
     }
+    if (this.#closingAfterError?.id === reply.id) {
+      this.#closingAfterError.finish();
+      return;
+    }
+    this.#answeredError = reply.type === "error";
     const pending = this.#pending.get(reply.id);
     if (pending === undefined) return;
     this.#pending.delete(reply.id);
@@ -102,8 +111,31 @@ export class WorkerHandle {
     this.#crash = error;
     for (const p of this.#pending.values()) p.reject(error);
     this.#pending.clear();
-    this.#worker.terminate();
+    if (this.#answeredError) this.#closeAfterError();
+    else this.#worker.terminate();
     this.#onCrash?.(error);
+  }
+
+  /**
+   * A Worker that failed a request is still running: ask it to free its
+   * model and close (terminating a busy Worker just before the process exits
+   * can crash Deno), and terminate it on its reply or after 2 s.
+   */
+  #closeAfterError(): void {
+    const id = this.#nextId++;
+    let finish = () => {};
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    const timer = setTimeout(() => finish(), 2000);
+    Deno.unrefTimer(timer);
+    this.#closingAfterError = {
+      id,
+      done: done.then(() => {
+        clearTimeout(timer);
+        this.#worker.terminate();
+      }),
+      finish,
+    };
+    this.#worker.postMessage({ type: "close", id });
   }
 
   /** Sends one request; resolves with its reply. */
@@ -126,7 +158,9 @@ export class WorkerHandle {
    */
   async close(timeoutMs = 2000): Promise<void> {
     if (this.#closed) return;
-    if (this.#crash === undefined) {
+    if (this.#closingAfterError !== undefined) {
+      await this.#closingAfterError.done;
+    } else if (this.#crash === undefined) {
       const replied = this.request({ type: "close" }).catch(() => {});
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([replied, new Promise((r) => (timer = setTimeout(r, timeoutMs)))]);

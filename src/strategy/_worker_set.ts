@@ -140,6 +140,8 @@ function detailOf(error: unknown): string {
  */
 export class WorkerSet {
   #members: Member[] = [];
+  /** Every Worker handle started and not yet closed by `#closeAll`. */
+  #handles = new Set<WorkerHandle>();
   #nextId = 0;
   #timeoutMs: number;
   #spawn: Spawn | undefined;
@@ -208,6 +210,7 @@ export class WorkerSet {
       onCrash: (e) => this.#lose(m, e),
     });
     m.handle = handle;
+    this.#handles.add(handle);
     m.started = (async () => {
       const timer = setTimeout(
         () =>
@@ -493,6 +496,7 @@ export class WorkerSet {
     m.stats.status = "removed";
     this.#members = this.#members.filter((x) => x !== m);
     await m.handle?.close();
+    if (m.handle !== undefined) this.#handles.delete(m.handle);
   }
 
   /**
@@ -549,8 +553,11 @@ export class WorkerSet {
 
   /** Closes every Worker gracefully; members stay, to start again on the next run. */
   async #closeAll(): Promise<void> {
-    const open = this.#members.filter((m) => m.handle !== undefined);
-    await Promise.all(open.map((m) => m.handle!.close()));
+    // Every Worker started, crashed ones included: a crashed Worker that is
+    // still closing itself must be done before the process may exit.
+    const open = [...this.#handles];
+    this.#handles.clear();
+    await Promise.all(open.map((h) => h.close()));
     for (const m of this.#members) {
       if (m.status !== "crashed") m.status = "pending";
       m.handle = undefined;
