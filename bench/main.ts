@@ -10,6 +10,10 @@
  * - `worker`: only the WorkerStrategy rows of both models;
  * - `straggler`: MirroredStrategy vs WorkerStrategy on the MLP, with and
  *   without one replica/worker about 3x slower (`bench/_slow_model.ts`);
+ * - `scaling`: weak scaling of MirroredStrategy (N replicas at N x B vs 1
+ *   replica at B, B = 128 and 256, MLP and CNN), three interleaved pairs
+ *   per point, median reported: one pair swings several points on a shared
+ *   machine. Not part of `all`;
  * - `kernels`: wasm kernel micro-benchmarks;
  * - `all` (default): kernels, mlp, cnn and straggler;
  * - `http`: predict latency and requests/s of the HTTP service on loopback
@@ -26,7 +30,7 @@ import type { HttpRow } from "./_http.ts";
 import type { KernelRow } from "./_kernels.ts";
 import type { Row, RunConfig } from "./_run.ts";
 
-const SUITES = ["mlp", "cnn", "worker", "straggler", "kernels", "http", "all"];
+const SUITES = ["mlp", "cnn", "worker", "straggler", "scaling", "kernels", "http", "all"];
 const USAGE = `Usage: deno task bench [--suite ${SUITES.join("|")}] [--json FILE] [--quick]`;
 const args = [...Deno.args];
 function flag(name: string): string | undefined {
@@ -84,6 +88,35 @@ function configs(model: "mlp" | "cnn"): RunConfig[] {
     return true;
   });
 }
+
+/** Weak-scaling pairs: 1 replica at B, then N replicas at N x B, three times per point. */
+function scalingConfigs(): RunConfig[] {
+  const n = Math.max(2, cores);
+  const out: RunConfig[] = [];
+  for (const model of ["mlp", "cnn"] as const) {
+    const steps = quick ? 8 : model === "mlp" ? 100 : 40;
+    for (const perReplica of [128, 256]) {
+      for (let pair = 0; pair < SCALING_PAIRS; pair++) {
+        for (const replicas of [1, n]) {
+          out.push({
+            suite: "scaling",
+            model,
+            strategy: "mirrored",
+            backend: "wasm",
+            replicas,
+            threads: 1,
+            globalBatch: replicas * perReplica,
+            steps,
+          });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Interleaved pairs per weak-scaling point. */
+const SCALING_PAIRS = 3;
 
 /**
  * MirroredStrategy and WorkerStrategy on the MLP, each without and with a
@@ -173,6 +206,8 @@ const plan: RunConfig[] = suite === "all"
   ? [...configs("mlp"), ...configs("cnn")].filter((c) => c.strategy === "worker")
   : suite === "straggler"
   ? stragglerConfigs()
+  : suite === "scaling"
+  ? scalingConfigs()
   : [];
 const rows: Row[] = [];
 for (const c of plan) {
@@ -234,7 +269,7 @@ const label = (r: Row) =>
     ? `dtrain Worker ${r.replicas} workers${r.threads > 1 ? ` x ${r.threads} thr` : ""}`
     : `dtrain Mirrored ${r.replicas} repl x ${r.threads} thr`;
 const fixed = (v: number | undefined, digits: number) => v === undefined ? "-" : v.toFixed(digits);
-const mainRows = rows.filter((r) => r.suite !== "straggler");
+const mainRows = rows.filter((r) => r.suite !== "straggler" && r.suite !== "scaling");
 if (mainRows.length > 0) {
   console.log(
     "| suite | configuration | global batch | samples/s | step ms | exchange ms | vs stock |",
@@ -349,7 +384,7 @@ if (http.length > 0) {
       "server on 127.0.0.1 in its own process.",
   );
 }
-for (const suiteName of new Set(rows.map((r) => r.suite))) {
+for (const suiteName of new Set(mainRows.map((r) => r.suite))) {
   const one = (batch: number) =>
     rows.find((r) =>
       r.suite === suiteName && r.strategy === "mirrored" && r.replicas === 1 &&
@@ -369,6 +404,40 @@ for (const suiteName of new Set(rows.map((r) => r.suite))) {
           `${(eff * 100).toFixed(0)}%; exchange ${
             (100 * b.exchangeMs! / b.stepMs).toFixed(1)
           }% of a step`,
+      );
+    }
+  }
+}
+const scaling = rows.filter((r) => r.suite === "scaling" && r.error === undefined);
+if (scaling.length > 0) {
+  const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+  console.log(
+    "\n| weak scaling | per-replica batch | replicas | weak scaling, median | each pair | " +
+      "exchange, % of a step |",
+  );
+  console.log("|---|---:|---:|---:|---|---:|");
+  for (const model of ["mlp", "cnn"]) {
+    for (const perReplica of [128, 256]) {
+      const ones = scaling.filter((r) =>
+        r.model === model && r.replicas === 1 && r.globalBatch === perReplica
+      );
+      const manys = scaling.filter((r) =>
+        r.model === model && r.replicas > 1 && r.globalBatch === r.replicas * perReplica
+      );
+      const pairs = Math.min(ones.length, manys.length);
+      if (pairs === 0) continue;
+      const eff = Array.from(
+        { length: pairs },
+        (_, i) => manys[i]!.samplesPerSec / (manys[i]!.replicas * ones[i]!.samplesPerSec),
+      );
+      const exchange = manys.slice(0, pairs).map((r) => 100 * r.exchangeMs! / r.stepMs);
+      console.log(
+        `| ${model} | ${perReplica} | ${manys[0]!.replicas} | ${
+          (100 * median(eff)).toFixed(0)
+        }% | ` +
+          `${eff.map((e) => `${(100 * e).toFixed(0)}%`).join(" / ")} | ${
+            median(exchange).toFixed(1)
+          }% |`,
       );
     }
   }
