@@ -528,3 +528,55 @@ Deno.test(
     model.dispose();
   },
 );
+
+Deno.test(
+  "MirroredStrategy.fit() keeps batch-norm statistics: 1 replica matches model.fit, 2 average the moving mean",
+  opts,
+  async () => {
+    await tf.setBackend(BACKEND);
+    // Batch norm first, on the inputs: its batch mean does not depend on the
+    // weights, so N replicas' averaged moving mean equals one replica's.
+    const build = () => {
+      const model = tf.sequential({
+        layers: [
+          tf.layers.batchNormalization({ inputShape: [8], momentum: 0.9 }),
+          tf.layers.dense({
+            units: 3,
+            activation: "softmax",
+            kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }),
+          }),
+        ],
+      });
+      model.compile({ optimizer: tf.train.adam(0.01), loss: "categoricalCrossentropy" });
+      return model;
+    };
+    const { x, y } = dataset(192);
+    const shifted = tf.add(x, 3);
+    const fitArgs = { epochs: 2, batchSize: 48, shuffle: false } as const;
+    const expected = build();
+    await expected.fit(shifted, y, { ...fitArgs, verbose: 0 });
+    const movingMean = (m: tf.LayersModel) => {
+      const w = m.nonTrainableWeights.find((v) => v.name.includes("moving_mean"))!;
+      return Array.from(w.read().dataSync());
+    };
+    for (const replicas of [1, 2]) {
+      const model = build();
+      await using strategy = new MirroredStrategy({ replicas, backend: BACKEND });
+      await strategy.fit(model, shifted, y, fitArgs);
+      const want = movingMean(expected);
+      assert.ok(want.every((v) => v > 1), `model.fit moved the moving mean: ${want}`);
+      const got = movingMean(model);
+      got.forEach((v, i) =>
+        assert.ok(Math.abs(v - want[i]!) <= 1e-4, `${replicas}: ${v} vs ${want[i]}`)
+      );
+      if (replicas === 1) {
+        const diff = maxWeightDiff(model, expected);
+        assert.ok(diff <= TOL, `1 replica: max |weight difference| ${diff}`);
+      }
+      assert.equal(new Set(strategy.stats!.weightsDigests).size, 1);
+      model.dispose();
+    }
+    tf.dispose([x, y, shifted]);
+    expected.dispose();
+  },
+);
