@@ -60,20 +60,13 @@ let kernel: GemmExports | null | undefined;
 /** Largest kernel memory: operands, product and packed copy, bytes. */
 const MAX_BYTES = 64 * 2 ** 20;
 
-function decode(base64: string): Uint8Array<ArrayBuffer> {
-  const text = atob(base64);
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return bytes;
-}
-
 /**
  * The instantiated kernel, or null where this runtime's WebAssembly lacks
  * SIMD or relaxed SIMD (tfjs' own kernel is used then).
  */
 function instance(): GemmExports | null {
   if (kernel !== undefined) return kernel;
-  const bytes = decode(GEMM_WASM_BASE64);
+  const bytes = Uint8Array.from(atob(GEMM_WASM_BASE64), (c) => c.charCodeAt(0));
   kernel = WebAssembly.validate(bytes)
     ? new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as GemmExports
     : null;
@@ -148,41 +141,22 @@ export function gemmBatchMatMul(args: Parameters<KernelFunc>[0]): TensorInfo | n
   const N = tB ? b.shape[rb - 2]! : b.shape[rb - 1]!;
   if ((tB ? b.shape[rb - 1]! : b.shape[rb - 2]!) !== K) return null;
   // Layout in the kernel's memory: A | B | C | B panels (16-byte aligned).
-  const align = (n: number) => Math.ceil(n / 4) * 4;
-  const aPtr = 0;
-  const bPtr = aPtr + align(M * K);
-  const cPtr = bPtr + align(K * N);
-  const pPtr = cPtr + align(M * N);
+  const { at, bytes } = regions([M * K, K * N, M * N, K * N]);
   // Bigger products (a whole dataset through predict) stay with XNNPACK, so
   // the kernel's memory stays small.
-  if ((pPtr + K * N) * 4 > MAX_BYTES) return null;
+  if (bytes > MAX_BYTES) return null;
+  const [A, B, C, PANELS] = at as [number, number, number, number];
   const backend = args.backend as unknown as WasmInternals;
   const outer = backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2));
-  const out = backend.makeOutput([...outer, M, N], "float32");
-  if (M * N === 0) return out;
-  const aAt = backend.dataIdMap.get(a.dataId)?.memoryOffset;
-  const bAt = backend.dataIdMap.get(b.dataId)?.memoryOffset;
-  const cAt = backend.dataIdMap.get(out.dataId)?.memoryOffset;
-  if (aAt === undefined || bAt === undefined || cAt === undefined) {
-    throw new Error("wasm GEMM: expected the operands to live in the wasm heap");
-  }
-  ensure(k, (pPtr + K * N) * 4);
-  const heap = new Float32Array(backend.wasm.HEAPU8.buffer);
-  if (Math.max(aAt + M * K * 4, bAt + K * N * 4, cAt + M * N * 4) > heap.byteLength) {
-    throw new Error(
-      "wasm GEMM: expected the operands inside the wasm heap view, received offsets past it",
-    );
-  }
-  const mem = new Float32Array(k.memory.buffer);
-  mem.set(heap.subarray(aAt / 4, aAt / 4 + M * K), aPtr);
-  mem.set(heap.subarray(bAt / 4, bAt / 4 + K * N), bPtr);
+  if (M * N === 0) return backend.makeOutput([...outer, M, N], "float32");
+  ensure(k, bytes);
+  copyIn(backend, k, [[a, A], [b, B]]);
   const ars = tA ? 1 : K, aks = tA ? M : 1;
   const bks = tB ? 1 : N, bjs = tB ? K : 1;
-  k.pack(bPtr * 4, pPtr * 4, K, N, bks, bjs);
+  k.pack(B * 4, PANELS * 4, K, N, bks, bjs);
   calls++;
-  k.gemm(aPtr * 4, pPtr * 4, bPtr * 4, cPtr * 4, M, N, K, ars, aks, bks, bjs);
-  heap.set(mem.subarray(cPtr, cPtr + M * N), cAt / 4);
-  return out;
+  k.gemm(A * 4, PANELS * 4, B * 4, C * 4, M, N, K, ars, aks, bks, bjs);
+  return copyOut(backend, k, C, [...outer, M, N]);
 }
 
 /** Float offsets of consecutive 16-byte aligned regions of the given sizes, and the bytes they span. */
@@ -196,13 +170,21 @@ function regions(sizes: number[]): { at: number[]; bytes: number } {
   return { at, bytes: next * 4 };
 }
 
-/** The heap offset (bytes) of a tensor the wasm backend holds. */
-function offsetOf(backend: WasmInternals, t: TensorInfo): number {
+/** A tensor's values in the wasm heap (a view, taken after any allocation). */
+function heapView(backend: WasmInternals, t: TensorInfo): Float32Array {
   const at = backend.dataIdMap.get(t.dataId)?.memoryOffset;
   if (at === undefined) {
     throw new Error("wasm GEMM: expected the operands to live in the wasm heap");
   }
-  return at;
+  const size = product(t.shape);
+  const heap = backend.wasm.HEAPU8;
+  if (at + size * 4 > heap.byteLength) {
+    throw new Error(
+      `wasm GEMM: expected ${size * 4} bytes at heap offset ${at}, received a heap view of ` +
+        `${heap.byteLength} bytes`,
+    );
+  }
+  return new Float32Array(heap.buffer, heap.byteOffset + at, size);
 }
 
 /** Output pixels (`rows`), filter taps per output channel (`taps`) and output channels. */
@@ -236,21 +218,15 @@ function geometry(info: backend_util.Conv2DInfo): number[] {
 
 /** Copies tensors into the kernel's memory at the given float offsets. */
 function copyIn(backend: WasmInternals, k: GemmExports, pairs: [TensorInfo, number][]): void {
-  const heap = new Float32Array(backend.wasm.HEAPU8.buffer);
   const mem = new Float32Array(k.memory.buffer);
-  for (const [t, at] of pairs) {
-    const from = offsetOf(backend, t) / 4;
-    const size = t.shape.reduce((a, b) => a * b, 1);
-    mem.set(heap.subarray(from, from + size), at);
-  }
+  for (const [t, at] of pairs) mem.set(heapView(backend, t), at);
 }
 
 /** Copies `size` floats from the kernel's memory into a new output of `shape`. */
 function copyOut(backend: WasmInternals, k: GemmExports, at: number, shape: number[]): TensorInfo {
   const out = backend.makeOutput(shape, "float32");
-  const heap = new Float32Array(backend.wasm.HEAPU8.buffer);
-  const size = shape.reduce((a, b) => a * b, 1);
-  heap.set(new Float32Array(k.memory.buffer, at * 4, size), offsetOf(backend, out) / 4);
+  const view = heapView(backend, out);
+  view.set(new Float32Array(k.memory.buffer, at * 4, view.length));
   return out;
 }
 
@@ -269,7 +245,7 @@ export function gemmConv2DBackpropFilter(
   if (k === null) return null;
   const { rows, taps, cout } = convSizes(info);
   const { at, bytes } = regions([
-    x.shape.reduce((a, b) => a * b, 1),
+    product(x.shape),
     rows * cout,
     taps * rows,
     rows * cout,

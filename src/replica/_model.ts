@@ -140,6 +140,33 @@ export async function writeStep(
   }
 }
 
+/**
+ * A tensor with the values of a shared-memory view. The wasm backend copies
+ * into its heap on creation; other backends may keep the array, so they get a
+ * private copy (the shared buffer is overwritten by the next step).
+ */
+export function fromShared(view: Float32Array, shape: number[]): tf.Tensor {
+  return tf.tensor(tf.getBackend() === "wasm" ? view : view.slice(), shape);
+}
+
+/**
+ * Writes the model's non-trainable weights (batch-norm statistics), in
+ * `model.nonTrainableWeights` order, from `values` starting at `offset`.
+ */
+export function writeNonTrainable(
+  model: tf.LayersModel,
+  values: Float32Array,
+  offset: number,
+): void {
+  tf.tidy(() => {
+    for (const w of model.nonTrainableWeights) {
+      const size = sizeOf(w);
+      w.write(fromShared(values.subarray(offset, offset + size), w.shape as number[]));
+      offset += size;
+    }
+  });
+}
+
 /** What `readInto` reads of tfjs' wasm backend (tfjs-backend-wasm 4.22). */
 interface WasmHeap {
   dataIdMap?: { get(dataId: unknown): { memoryOffset?: number } | undefined };

@@ -17,7 +17,14 @@ import { RecordRing } from "../collective/ring.ts";
 import { epochOrder, gatherRows, shardRange } from "../strategy/_sharding.ts";
 import { CONTROL_STOP, type FusedLayout, heartbeatIndex } from "./_layout.ts";
 import { FlatOptimizer } from "./_flat_optimizer.ts";
-import { lossAndGradients, lossOf, sizeOf, writeStep } from "./_model.ts";
+import {
+  fromShared,
+  lossAndGradients,
+  lossOf,
+  sizeOf,
+  writeNonTrainable,
+  writeStep,
+} from "./_model.ts";
 import { prepareWorkerModel } from "./_worker_model.ts";
 import { closeWorker, serveRequests } from "./_worker_loop.ts";
 import { parseRequest, RecordKind, type Reply, type Request, type SharedData } from "./protocol.ts";
@@ -34,6 +41,8 @@ interface State {
   trainVars: tf.Variable[];
   /** The group's sharded optimizer step, or null to run the tfjs optimizer's own. */
   flat: FlatOptimizer | null;
+  /** Floats of all trainable weights: where the fused vector's non-trainable part starts. */
+  trainLength: number;
 }
 
 let state: State | undefined;
@@ -101,6 +110,7 @@ async function init(req: Extract<Request, { type: "init" }>): Promise<Reply> {
       byteOffset: req.buffers.optimizerOffset,
       kernels,
     }),
+    trainLength: trainVars.reduce((n, v) => n + v.size, 0),
   };
   loadWeights(state);
   return {
@@ -153,15 +163,6 @@ async function computeShard(
   await writeStep(slot, layout, model, s.trainVars, step);
 }
 
-/**
- * A tensor with the values of a shared-memory view. The wasm backend copies
- * into its heap on creation; other backends may keep the array, so they get a
- * private copy (the shared buffer is overwritten by the next step).
- */
-function fromShared(view: Float32Array, shape: number[]): tf.Tensor {
-  return tf.tensor(tf.getBackend() === "wasm" ? view : view.slice(), shape);
-}
-
 function applyReduced(s: State): void {
   const { model, reducer } = s;
   const sum = reducer.result;
@@ -169,30 +170,18 @@ function applyReduced(s: State): void {
     // The update itself ran inside the all-reduce, chunk by chunk.
     s.flat.advance();
     s.flat.assignTo(s.trainVars);
-    let offset = s.flat.params.length;
+  } else {
     tf.tidy(() => {
-      for (const w of model.nonTrainableWeights) {
-        const size = sizeOf(w);
-        w.write(fromShared(sum.subarray(offset, offset + size), w.shape as number[]));
-        offset += size;
+      let offset = 0;
+      const named: Record<string, tf.Tensor> = {};
+      for (const v of s.trainVars) {
+        named[v.name] = fromShared(sum.subarray(offset, offset + v.size), v.shape);
+        offset += v.size;
       }
+      model.optimizer.applyGradients(named);
     });
-    return;
   }
-  tf.tidy(() => {
-    let offset = 0;
-    const named: Record<string, tf.Tensor> = {};
-    for (const v of s.trainVars) {
-      named[v.name] = fromShared(sum.subarray(offset, offset + v.size), v.shape);
-      offset += v.size;
-    }
-    model.optimizer.applyGradients(named);
-    for (const w of model.nonTrainableWeights) {
-      const size = sizeOf(w);
-      w.write(fromShared(sum.subarray(offset, offset + size), w.shape as number[]));
-      offset += size;
-    }
-  });
+  writeNonTrainable(model, sum, s.trainLength);
 }
 
 /** Evaluates loss and metrics over a dataset; every replica takes a chunk. */
@@ -259,7 +248,6 @@ async function fit(
     else flat.readConfig();
     reducer.barrier();
   }
-  const trainLength = flat?.params.length ?? 0;
   // The wasm backend copies a new tensor's values into its heap, so one pair
   // of batch buffers serves every step (others may keep the array).
   const most = Math.ceil(req.batchSize / replicas);
@@ -305,7 +293,7 @@ async function fit(
             return;
           }
           const u = performance.now();
-          flat.update(reducer.result, begin, Math.min(end, trainLength));
+          flat.update(reducer.result, begin, Math.min(end, s.trainLength));
           updateMs = performance.now() - u;
         },
       });

@@ -16,7 +16,7 @@ import * as tf from "../tf.ts";
 import type { GradientSlot } from "../collective/gradient_slot.ts";
 import { VersionedBuffer } from "../collective/versioned_buffer.ts";
 import { type FusedLayout, fusedLayout } from "../replica/_layout.ts";
-import { sizeOf } from "../replica/_model.ts";
+import { sizeOf, writeNonTrainable } from "../replica/_model.ts";
 import { FlatOptimizer, flatStateBytes } from "../replica/_flat_optimizer.ts";
 import { type GroupKernels, groupKernels, groupMemory } from "../collective/_kernels.ts";
 
@@ -256,42 +256,31 @@ export class ParameterServer {
   #applyPayload(payload: Float32Array, scale: number): void {
     const model = this.#model;
     const flat = this.#serving ? this.#flat : null;
+    const params = this.layout.trainable.reduce((n, size) => n + size, 0);
     if (flat !== null) {
       const g = this.#grad!;
-      g.set(payload.subarray(0, g.length));
+      g.set(payload.subarray(0, params));
       if (scale !== 1) {
         if (this.#kernels !== null) {
-          this.#kernels.wscale(g.byteOffset, g.byteOffset, scale, g.length);
-        } else for (let i = 0; i < g.length; i++) g[i]! *= scale;
+          this.#kernels.wscale(g.byteOffset, g.byteOffset, scale, params);
+        } else for (let i = 0; i < params; i++) g[i]! *= scale;
       }
-      flat.update(g, 0, g.length);
+      flat.update(g, 0, params);
       flat.advance();
       this.#dirty = true;
+    } else {
       tf.tidy(() => {
-        let offset = g.length;
-        for (const w of model.nonTrainableWeights) {
-          const size = sizeOf(w);
-          w.write(tf.tensor(payload.slice(offset, offset + size), w.shape as number[]));
-          offset += size;
-        }
+        let offset = 0;
+        const grads = this.#vars.map((v) => {
+          const g = payload.slice(offset, offset + v.size);
+          if (scale !== 1) { for (let i = 0; i < g.length; i++) g[i]! *= scale; }
+          offset += v.size;
+          return { name: v.name, tensor: tf.tensor(g, v.shape) };
+        });
+        model.optimizer.applyGradients(grads);
       });
-      return;
     }
-    tf.tidy(() => {
-      let offset = 0;
-      const grads = this.#vars.map((v) => {
-        const g = payload.slice(offset, offset + v.size);
-        if (scale !== 1) { for (let i = 0; i < g.length; i++) g[i]! *= scale; }
-        offset += v.size;
-        return { name: v.name, tensor: tf.tensor(g, v.shape) };
-      });
-      model.optimizer.applyGradients(grads);
-      // Non-trainable weights (batch-norm statistics): the applied worker's values.
-      for (const w of model.nonTrainableWeights) {
-        const size = sizeOf(w);
-        w.write(tf.tensor(payload.slice(offset, offset + size), w.shape as number[]));
-        offset += size;
-      }
-    });
+    // Non-trainable weights (batch-norm statistics): the applied worker's values.
+    writeNonTrainable(model, payload, params);
   }
 }
