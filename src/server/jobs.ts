@@ -37,6 +37,7 @@
  */
 import { MirroredStrategy, type TrainingCallbacks } from "../../mod.ts";
 import { buildJob, type BuiltJob } from "./_build.ts";
+import { positiveInt } from "../strategy/_options.ts";
 import { errorCode, HttpError, notFound } from "./_errors.ts";
 import { isId, newId } from "./_ids.ts";
 import type { ModelRegistry } from "./registry.ts";
@@ -151,13 +152,6 @@ interface LiveJob {
   strategy: MirroredStrategy | undefined;
   done: Promise<void>;
   resolveDone: () => void;
-}
-
-function positiveInt(value: number, name: string): number {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new RangeError(`${name} must be an integer >= 1, received ${value}`);
-  }
-  return value;
 }
 
 function cleanLogs(logs: Record<string, number> | undefined): Record<string, number> {

@@ -19,17 +19,13 @@ import type { BackendName } from "../../backends/types.ts";
 import { BACKEND_NAMES } from "../../backends/types.ts";
 import { allReduceBytes } from "../collective/all_reduce.ts";
 import { flatStateBytes } from "../replica/_flat_optimizer.ts";
+import { sizeOf } from "../replica/_model.ts";
+import { type ModelModule, modelSource, positiveInt, resolveModelModule } from "./_options.ts";
 import { groupMemory } from "../collective/_kernels.ts";
 import { RecordRing, RING_CONTROL_SLOTS } from "../collective/ring.ts";
 import { CONTROL_STOP, controlBytes, fusedLayout } from "../replica/_layout.ts";
 import { ReplicaPool } from "../replica/pool.ts";
-import {
-  type ModelSource,
-  RECORD_HEADER,
-  type Reply,
-  type Request,
-  type SharedData,
-} from "../replica/protocol.ts";
+import { RECORD_HEADER, type Reply, type Request, type SharedData } from "../replica/protocol.ts";
 import { callAll, History, type Logs, type TrainingCallbacks } from "../training/callbacks.ts";
 import { FitReporter, type FitReporterOptions } from "../training/reporter.ts";
 import {
@@ -188,17 +184,6 @@ interface Group {
   metricsNames: string[];
 }
 
-function positiveInt(value: unknown, name: string): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
-    throw new RangeError(`${name} must be an integer >= 1, received ${value}`);
-  }
-  return value;
-}
-
-function sizeOf(w: tf.LayerVariable): number {
-  return (w.shape as number[]).reduce((a, b) => a * b, 1);
-}
-
 /**
  * Synchronous data-parallel training across Deno Workers: N replicas, the
  * global batch split between them, gradients all-reduced in shared memory
@@ -225,7 +210,7 @@ export class MirroredStrategy {
   readonly backend: BackendName | "auto";
   /** WASM threads per replica. */
   readonly threadsPerReplica: number;
-  #modelModule: { url: string; exportName: string } | undefined;
+  #modelModule: ModelModule | undefined;
   #timeoutMs: number;
   #startTimeoutMs: number;
   #group: Group | undefined;
@@ -254,12 +239,7 @@ export class MirroredStrategy {
       "replicaTimeoutMs",
     );
     this.#startTimeoutMs = positiveInt(options.startTimeoutMs ?? 60_000, "startTimeoutMs");
-    if (options.modelModule !== undefined) {
-      this.#modelModule = {
-        url: new URL(options.modelModule.url, import.meta.url).href,
-        exportName: options.modelModule.exportName ?? "default",
-      };
-    }
+    this.#modelModule = resolveModelModule(options.modelModule);
   }
 
   /** Measurements of the last `fit` or `evaluate`, once one has run. */
@@ -273,9 +253,7 @@ export class MirroredStrategy {
       who: "replica",
       optimizer: "model",
     });
-    const source: ModelSource = this.#modelModule !== undefined
-      ? { kind: "module", ...this.#modelModule }
-      : { kind: "json", topology: model.toJSON(null, false) };
+    const source = modelSource(model, this.#modelModule);
     const key = JSON.stringify([
       source,
       compile,

@@ -29,8 +29,8 @@ import { NonFiniteLossError, ReplicaCrashedError } from "../errors.ts";
 import { VersionedBuffer } from "../collective/versioned_buffer.ts";
 import { fusedLayout } from "../replica/_layout.ts";
 import { sizeOf } from "../replica/_model.ts";
+import { type ModelModule, modelSource, positiveInt, resolveModelModule } from "./_options.ts";
 import { PS_CONTROL_INTS, PS_DOORBELL } from "../replica/_ps_layout.ts";
-import type { ModelSource } from "../replica/protocol.ts";
 import { callAll, History, type Logs } from "../training/callbacks.ts";
 import type { EvaluateOptions, FitOptions } from "./mirrored.ts";
 import { compileSpec } from "./_compile.ts";
@@ -151,13 +151,6 @@ export interface WorkerStrategyStats {
   version: number;
 }
 
-function positiveInt(value: unknown, name: string): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
-    throw new RangeError(`${name} must be an integer >= 1, received ${value}`);
-  }
-  return value;
-}
-
 function nonNegativeInt(value: unknown, name: string): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
     throw new RangeError(`${name} must be an integer >= 0, received ${value}`);
@@ -238,7 +231,7 @@ export class WorkerStrategy {
   /** WASM threads per worker. */
   readonly threadsPerWorker: number;
   #defaultBackend: WorkerBackend;
-  #modelModule: { url: string; exportName: string } | undefined;
+  #modelModule: ModelModule | undefined;
   #set: WorkerSet;
   #run: Run | undefined;
   #runDone: Promise<void> | undefined;
@@ -276,12 +269,7 @@ export class WorkerStrategy {
       this.#defaultBackend = checkBackend(backend, "backend");
       backends = Array(workers).fill(this.#defaultBackend);
     }
-    if (options.modelModule !== undefined) {
-      this.#modelModule = {
-        url: new URL(options.modelModule.url, import.meta.url).href,
-        exportName: options.modelModule.exportName ?? "default",
-      };
-    }
+    this.#modelModule = resolveModelModule(options.modelModule);
     this.#set = new WorkerSet(backends, { timeoutMs });
   }
 
@@ -302,9 +290,7 @@ export class WorkerStrategy {
       who: "worker",
       optimizer: "placeholder",
     });
-    const source: ModelSource = this.#modelModule !== undefined
-      ? { kind: "module", ...this.#modelModule }
-      : { kind: "json", topology: model.toJSON(null, false) };
+    const source = modelSource(model, this.#modelModule);
     const layout = fusedLayout(
       model.trainableWeights.map(sizeOf),
       model.nonTrainableWeights.map(sizeOf),
