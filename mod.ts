@@ -25,11 +25,26 @@
  */
 export * as tf from "./src/tf.ts";
 export {
+  type EvaluateOptions,
+  type FitOptions,
+  isStrategyKind,
+  type Strategy,
+  STRATEGY_KINDS,
+  type StrategyKind,
+  type StrategyKindInfo,
+  type StrategyRunStats,
+} from "./src/strategy/strategy.ts";
+export {
+  createStrategy,
+  type StrategyClassOf,
+  type StrategyOptionsOf,
+  type StrategySpec,
+} from "./src/strategy/create_strategy.ts";
+export {
   type CheckpointOptions,
   type DatasetLike,
   type EpochSource,
-  type EvaluateOptions,
-  type FitOptions,
+  type MirroredClusterOptions,
   MirroredStrategy,
   type MirroredStrategyOptions,
   type StrategyStats,
@@ -60,8 +75,19 @@ export {
   NonFiniteLossError,
   PipelineError,
   ReplicaCrashedError,
+  WorkerCrashedError,
+  type WorkerRole,
 } from "./src/errors.ts";
 export type { BackendName } from "./backends/types.ts";
+export {
+  ClusterAuthError,
+  ClusterConfigMismatchError,
+  clusterFromEnv,
+  ClusterJoinRefusedError,
+  type ClusterSpec,
+  ClusterTimeoutError,
+  PeerLostError,
+} from "./src/cluster/mod.ts";
 export {
   loadFashionMnist,
   loadMnist,

@@ -27,4 +27,4 @@ export {
   type BackendName,
   type ProbeResult,
 } from "./types.ts";
-export { BackendUnavailableError } from "../src/errors.ts";
+export { BackendUnavailableError } from "./errors.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { BackendUnavailableError } from "../src/errors.ts";
+import { BackendUnavailableError } from "./errors.ts";
 import { cpuBackend } from "./cpu.ts";
 import { type Backend, BACKEND_NAMES, type BackendName, type ProbeResult } from "./types.ts";
 import { wasmBackend } from "./wasm/mod.ts";

@@ -70,7 +70,7 @@ export interface Row extends RunConfig {
   error?: string;
 }
 
-function buildModel(kind: "mlp" | "cnn"): tf.LayersModel {
+export function buildModel(kind: "mlp" | "cnn"): tf.LayersModel {
   const init = (seed: number) => tf.initializers.glorotUniform({ seed });
   const layers = kind === "mlp"
     ? [
@@ -127,7 +127,7 @@ function buildModel(kind: "mlp" | "cnn"): tf.LayersModel {
   return model;
 }
 
-function data(kind: "mlp" | "cnn", n: number): { x: tf.Tensor; y: tf.Tensor } {
+export function data(kind: "mlp" | "cnn", n: number): { x: tf.Tensor; y: tf.Tensor } {
   return tf.tidy(() => ({
     x: tf.randomUniform(
       kind === "mlp" ? [n, 784] : [n, 28, 28, 1],
@@ -209,7 +209,7 @@ async function run(c: RunConfig): Promise<Row> {
  * `fit` to the end of its first batch, less one median step, plus from the
  * last batch to `fit` returning.
  */
-class EpochClock {
+export class EpochClock {
   static readonly epochs = 4;
   #stamps: number[] = [];
   #start = performance.now();

@@ -88,7 +88,7 @@ async function main(): Promise<void> {
   const tf = await import("../src/tf.ts");
   const { selectBackend } = await import("../backends/mod.ts");
   const { ParallelMap, sampleRandom } = await import("../src/data/pipeline.ts");
-  const { epochOrder } = await import("../src/strategy/_sharding.ts");
+  const { epochOrder } = await import("../src/core/random.ts");
   const report = await selectBackend({ require: "wasm", threads: 1, override: "" });
 
   const random = sampleRandom(seed, 1000, 0);

@@ -5,9 +5,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BackendUnavailableError } from "./errors.ts";
  * const err = new BackendUnavailableError("no backend", { tried: [] });
- * console.assert(err.name === "BackendUnavailableError");
+ * assert.ok(err.name === "BackendUnavailableError");
  * ```
  * @module
  */
@@ -18,52 +19,66 @@ export interface DtrainErrorOptions {
   cause?: unknown;
 }
 
+export { BackendUnavailableError } from "../backends/errors.ts";
+
+/** Which kind of Worker crashed. */
+export type WorkerRole = "replica" | "worker" | "map";
+
 /**
- * Raised when no backend satisfies a selection request, or a required backend
- * failed to initialise. `tried` lists every candidate and why it was refused.
+ * Raised when a Worker dies or throws while dtrain depends on it: a
+ * MirroredStrategy replica (`role: "replica"`, thrown as its subclass
+ * {@linkcode ReplicaCrashedError}), a WorkerStrategy gradient worker
+ * (`"worker"`) or an input-pipeline map Worker (`"map"`). `index` is the
+ * Worker's number, `detail` what happened, `cause` the original error.
  *
  * @example
  * ```ts
- * import { BackendUnavailableError } from "./errors.ts";
- * const err = new BackendUnavailableError("webgpu required but unavailable", {
- *   tried: [{ name: "webgpu", available: false, reason: "navigator.gpu missing" }],
- * });
- * console.assert(err.tried.length === 1);
+ * import assert from "node:assert/strict";
+ * import { WorkerCrashedError } from "./errors.ts";
+ * const err = new WorkerCrashedError("worker", 2, "no heartbeat for 31000 ms");
+ * assert.equal(err.message, "Worker 2 crashed: no heartbeat for 31000 ms");
+ * assert.deepEqual([err.role, err.index, err.detail], ["worker", 2, "no heartbeat for 31000 ms"]);
  * ```
  */
-export class BackendUnavailableError extends Error {
-  /** Every candidate the selection looked at, with the reason it was refused. */
-  readonly tried: ReadonlyArray<
-    { name: string; available: boolean; reason: string }
-  >;
-  /** `tried` lists every candidate with why it was refused. */
+export class WorkerCrashedError extends Error {
+  /** The kind of Worker. */
+  readonly role: WorkerRole;
+  /** The Worker's number within its group. */
+  readonly index: number;
+  /** What happened, without the "... crashed:" prefix. */
+  readonly detail: string;
+  /** `role` and `index` say which Worker; `detail` what happened. */
   constructor(
-    message: string,
-    options: {
-      tried: ReadonlyArray<
-        { name: string; available: boolean; reason: string }
-      >;
-      cause?: unknown;
-    },
+    role: WorkerRole,
+    index: number,
+    detail: string,
+    options: DtrainErrorOptions = {},
   ) {
-    super(message, { cause: options.cause });
-    this.name = "BackendUnavailableError";
-    this.tried = options.tried;
+    const who = role === "replica" ? "Replica" : role === "worker" ? "Worker" : "Map worker";
+    super(`${who} ${index} crashed: ${detail}`, { cause: options.cause });
+    this.name = "WorkerCrashedError";
+    this.role = role;
+    this.index = index;
+    this.detail = detail;
   }
 }
 
 /**
- * Raised when a replica Worker throws or dies during training or evaluation.
+ * Raised when a MirroredStrategy replica Worker throws or dies during
+ * training or evaluation: a {@linkcode WorkerCrashedError} whose `role` is
+ * `"replica"`.
  *
  * @example
  * ```ts
- * import { ReplicaCrashedError } from "./errors.ts";
+ * import assert from "node:assert/strict";
+ * import { ReplicaCrashedError, WorkerCrashedError } from "./errors.ts";
  * const err = new ReplicaCrashedError(1, "Worker terminated");
- * console.assert(err.replica === 1);
+ * assert.ok(err instanceof WorkerCrashedError);
+ * assert.deepEqual([err.replica, err.role, err.message], [1, "replica", "Replica 1 crashed: Worker terminated"]);
  * ```
  */
-export class ReplicaCrashedError extends Error {
-  /** Index of the replica that failed. */
+export class ReplicaCrashedError extends WorkerCrashedError {
+  /** Index of the replica that failed (same as `index`). */
   readonly replica: number;
   /** `replica` is the failed replica's index; `detail` says what happened. */
   constructor(
@@ -71,7 +86,7 @@ export class ReplicaCrashedError extends Error {
     detail: string,
     options: DtrainErrorOptions = {},
   ) {
-    super(`Replica ${replica} crashed: ${detail}`, { cause: options.cause });
+    super("replica", replica, detail, options);
     this.name = "ReplicaCrashedError";
     this.replica = replica;
   }
@@ -82,9 +97,10 @@ export class ReplicaCrashedError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { NonFiniteLossError } from "./errors.ts";
  * const err = new NonFiniteLossError(0, 3, NaN);
- * console.assert(err.message.includes("epoch 1"));
+ * assert.ok(err.message.includes("epoch 1"));
  * ```
  */
 export class NonFiniteLossError extends Error {
@@ -115,9 +131,10 @@ export class NonFiniteLossError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DataFormatError } from "./errors.ts";
  * const err = new DataFormatError("x.idx: expected 16 bytes, received 3", { path: "x.idx" });
- * console.assert(err.name === "DataFormatError" && err.path === "x.idx");
+ * assert.ok(err.name === "DataFormatError" && err.path === "x.idx");
  * ```
  */
 export class DataFormatError extends Error {
@@ -145,9 +162,10 @@ export class DataFormatError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PipelineError } from "./errors.ts";
  * const err = new PipelineError("map() threw on sample 7", { worker: 1, epoch: 0, index: 7 });
- * console.assert(err.name === "PipelineError" && err.index === 7);
+ * assert.ok(err.name === "PipelineError" && err.index === 7);
  * ```
  */
 export class PipelineError extends Error {

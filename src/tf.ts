@@ -6,9 +6,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import * as tf from "./tf.ts";
  * const model = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2] })] });
- * console.assert(model.outputs[0]!.shape[1] === 1);
+ * assert.ok(model.outputs[0]!.shape[1] === 1);
  * ```
  * @module
  */

@@ -47,7 +47,8 @@ Deno.test("examples/custom_layer trains a custom layer in replicas", async () =>
 
 for (const model of ["mlp", "cnn"]) {
   Deno.test({
-    name: `examples/fashion_mnist.ts --model ${model} trains on Fashion-MNIST`,
+    name: `examples/fashion_mnist.ts --model ${model} trains on Fashion-MNIST ` +
+      "(skipped without Debian's dataset-fashion-mnist)",
     ignore: !hasFashion,
     fn: async () => {
       const out = await example("fashion_mnist.ts", [

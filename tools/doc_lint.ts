@@ -9,8 +9,11 @@
  */
 const MODULES = [
   "backends/mod.ts",
+  "src/strategy/strategy.ts",
+  "src/strategy/create_strategy.ts",
   "src/strategy/mirrored.ts",
   "src/strategy/worker.ts",
+  "src/cluster/mod.ts",
   "src/strategy/keras.ts",
   "src/server/mod.ts",
   "src/cli/main.ts",

@@ -14,6 +14,7 @@ import { registerWasmFallbacks } from "./_cpu_fallback.ts";
 import { patchWasmMatMul } from "./_matmul_fix.ts";
 import { useWasmGemm } from "./_gemm.ts";
 import { enableWasmThreads, wasmThreadsRunning } from "./_threads.ts";
+export { shutdownWasmThreads } from "./_threads.ts";
 
 function cores(): number {
   return Math.max(1, navigator.hardwareConcurrency ?? 1);

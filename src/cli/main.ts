@@ -21,8 +21,10 @@ import { backendRows } from "../../backends/cli.ts";
 import { toTensors } from "../data/to_tensors.ts";
 import { fileHandler, registerFileIO } from "../io/file_handler.ts";
 import { buildPreset } from "../models/presets.ts";
-import { MirroredStrategy } from "../strategy/mirrored.ts";
-import { WorkerStrategy } from "../strategy/worker.ts";
+import { createStrategy, type StrategySpec } from "../strategy/create_strategy.ts";
+import { isStrategyKind, STRATEGY_KINDS } from "../strategy/strategy.ts";
+import type { MirroredClusterOptions } from "../strategy/mirrored.ts";
+import { clusterFromEnv, type ClusterSpec, validateClusterSpec } from "../cluster/mod.ts";
 import { loadCliDataset } from "./_dataset.ts";
 import { UsageError } from "./_usage_error.ts";
 
@@ -60,8 +62,18 @@ Run "dtrain <command> --help" for its flags.`,
   --validation-split X  fraction of training samples held out (default 0.1)
   --seed N              shuffling and initialisation seed (default 42)
   --checkpoint DIR      checkpoint every epoch into DIR and resume from it
-  --save DIR            save the trained model (model.json + weights.bin)
-  --json                print one JSON object instead of progress and text`,
+  --save DIR            save the trained model (model.json + weights.bin; rank 0 only)
+  --json                print one JSON object instead of progress and text
+
+Across hosts (mirrored; every node runs the same command with its own rank):
+  --nnodes N            number of nodes (hosts)
+  --node-rank R         this node's rank, 0..N-1 (rank 0 is the coordinator)
+  --coordinator H:P     rank 0's address and port
+  --peer-timeout-ms MS  a silent peer is lost after MS (default 30000)
+  --compression fp16    halve the bytes between hosts (inexact; default none)
+  The token comes from DTRAIN_TOKEN. Without these flags, clusterFromEnv()
+  reads DTRAIN_NNODES/DTRAIN_NODE_RANK/DTRAIN_COORDINATOR, torchrun's
+  MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK, JOB_COMPLETION_INDEX or TF_CONFIG.`,
   predict: `Usage: dtrain predict --model DIR --input FILE [--json]
 
   --model DIR     a saved model folder (model.json + weights.bin)
@@ -117,6 +129,59 @@ function parse<T extends Record<string, { type: "string" | "boolean" }>>(
   }
 }
 
+/**
+ * The cluster this node belongs to: from --nnodes/--node-rank/--coordinator
+ * (token from DTRAIN_TOKEN), else from the launcher variables
+ * `clusterFromEnv()` reads; undefined for one host.
+ */
+function clusterFlags(
+  f: Record<string, string | boolean | undefined>,
+): MirroredClusterOptions | undefined {
+  const given = ["nnodes", "node-rank", "coordinator"].filter((k) => f[k] !== undefined);
+  let spec: ClusterSpec | undefined;
+  if (given.length > 0) {
+    if (given.length < 3) {
+      throw new UsageError(
+        "--nnodes, --node-rank and --coordinator go together: missing " +
+          ["--nnodes", "--node-rank", "--coordinator"].filter((k) => !given.includes(k.slice(2)))
+            .join(", "),
+      );
+    }
+    spec = {
+      nodes: intFlag(f.nnodes as string, "nnodes", 1),
+      rank: intFlag(f["node-rank"] as string, "node-rank", 0, 0),
+      coordinator: f.coordinator as string,
+      token: Deno.env.get("DTRAIN_TOKEN") || undefined,
+    };
+  } else {
+    try {
+      spec = clusterFromEnv();
+    } catch (e) {
+      throw new UsageError(e instanceof Error ? e.message : String(e));
+    }
+  }
+  const compression = (f.compression as string | undefined) ?? "none";
+  if (compression !== "none" && compression !== "fp16") {
+    throw new UsageError(`--compression must be none or fp16, received "${compression}"`);
+  }
+  if (spec === undefined || spec.nodes === 1) {
+    if (f.compression !== undefined || f["peer-timeout-ms"] !== undefined) {
+      throw new UsageError("--compression and --peer-timeout-ms need --nnodes > 1");
+    }
+    return undefined;
+  }
+  try {
+    validateClusterSpec(spec);
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message : String(e));
+  }
+  return {
+    ...spec,
+    compression,
+    peerTimeoutMs: intFlag(f["peer-timeout-ms"] as string, "peer-timeout-ms", 30_000),
+  };
+}
+
 const s = { type: "string" } as const;
 const b = { type: "boolean" } as const;
 
@@ -140,6 +205,11 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
     checkpoint: s,
     save: s,
     json: b,
+    nnodes: s,
+    "node-rank": s,
+    coordinator: s,
+    "peer-timeout-ms": s,
+    compression: s,
   });
   const json = f.json === true;
   const epochs = intFlag(f.epochs as string, "epochs", 5);
@@ -153,16 +223,28 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
   const threads = intFlag(f.threads as string, "threads", 1);
   const backend = backendFlag(f.backend as string);
   const strategyName = (f.strategy as string) ?? "mirrored";
-  if (strategyName !== "mirrored" && strategyName !== "worker") {
-    throw new UsageError(`--strategy must be mirrored or worker, received "${strategyName}"`);
+  const kinds = Object.keys(STRATEGY_KINDS);
+  if (!isStrategyKind(strategyName)) {
+    throw new UsageError(
+      `--strategy must be ${kinds.join(" or ")}, received "${strategyName}"`,
+    );
   }
-  if (strategyName === "worker" && f.checkpoint !== undefined) {
-    throw new UsageError("--checkpoint works with --strategy mirrored only");
+  const kind = STRATEGY_KINDS[strategyName];
+  const cluster = clusterFlags(f);
+  if (cluster !== undefined && strategyName !== "mirrored") {
+    throw new UsageError("--nnodes (training across hosts) works with --strategy mirrored only");
   }
-  // With MirroredStrategy the main thread only prepares data (CPU is enough);
-  // with WorkerStrategy it is the parameter server and applies every update.
+  const rank = cluster?.rank ?? 0;
+  // Every node prints its own lines; rank 0's are the job's.
+  const say = rank === 0 ? out : (line: string) => out(`[rank ${rank}] ${line}`);
+  if (!kind.checkpoints && f.checkpoint !== undefined) {
+    const able = kinds.filter((k) => STRATEGY_KINDS[k as typeof strategyName].checkpoints);
+    throw new UsageError(`--checkpoint works with --strategy ${able.join(" or ")} only`);
+  }
+  // A main thread that only prepares data needs no more than the CPU; a
+  // parameter server applies every update and gets a fast backend.
   await selectBackend(
-    strategyName === "worker"
+    kind.mainThread === "optimizer"
       ? { prefer: "wasm", threads: 1, override: "" }
       : { require: "cpu", override: "" },
   );
@@ -210,16 +292,25 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
   const layout = image ? "image" : "flat";
   const trainSet = toTensors(ds.data.train, { layout, numClasses: ds.classes });
   const testSet = toTensors(ds.data.test, { layout, numClasses: ds.classes });
-  await using strategy = strategyName === "worker"
-    ? new WorkerStrategy({ workers: replicas, backend, threadsPerWorker: threads, modelModule })
-    : new MirroredStrategy({ replicas, backend, threadsPerReplica: threads, modelModule });
-  const parallel = strategy instanceof WorkerStrategy ? strategy.workers : strategy.replicas;
+  await using strategy = createStrategy({
+    kind: strategyName,
+    [kind.countOption]: replicas,
+    [kind.threadsOption]: threads,
+    backend,
+    modelModule,
+    ...(cluster === undefined ? {} : { cluster }),
+  } as StrategySpec);
+  const parallel = strategy.parallelism;
   if (!json) {
-    out(
+    say(
       `Training ${modelName} on ${ds.name} (${ds.data.train.count} samples, ${ds.classes} classes) ` +
-        (strategy instanceof WorkerStrategy
-          ? `with ${parallel} asynchronous workers, batch ${batchSize} per worker`
-          : `with ${parallel} replicas, global batch ${batchSize}`),
+        `with ${parallel} ${kind.unit}` +
+        (cluster === undefined
+          ? ", "
+          : ` on each of ${cluster.nodes} nodes (this is rank ${rank}), `) +
+        (kind.batchScope === "global"
+          ? `global batch ${batchSize}`
+          : `batch ${batchSize} per worker`),
     );
   }
   const started = performance.now();
@@ -228,31 +319,23 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
     batchSize,
     seed,
     validationSplit: split > 0 ? split : undefined,
-    verbose: (json ? 0 : 1) as 0 | 1,
+    verbose: (json || rank !== 0 ? 0 : 1) as 0 | 1,
   };
-  const history = strategy instanceof WorkerStrategy
-    ? await strategy.fit(model, trainSet.xs, trainSet.ys, fitOptions)
-    : await strategy.fit(model, trainSet.xs, trainSet.ys, {
-      ...fitOptions,
-      checkpoint: f.checkpoint === undefined ? undefined : { dir: f.checkpoint as string },
-    });
+  const history = await strategy.fit(model, trainSet.xs, trainSet.ys, {
+    ...fitOptions,
+    ...(f.checkpoint === undefined ? {} : { checkpoint: { dir: f.checkpoint as string } }),
+  });
   const seconds = (performance.now() - started) / 1000;
-  const report = strategy instanceof WorkerStrategy
-    ? (() => {
-      const w = strategy.stats!.workers[0]!;
-      return { backend: w.backend, reason: w.backendReason, threads: w.threads };
-    })()
-    : (() => {
-      const st = strategy.stats!;
-      return { backend: st.backends[0], reason: st.backendReason, threads: st.threads[0] };
-    })();
+  const st = strategy.stats!;
+  const report = { backend: st.backends[0], reason: st.backendReason, threads: st.threads[0] };
   const scores = await strategy.evaluate(model, testSet.xs, testSet.ys, { batchSize: 512 });
   const trained = Math.floor(ds.data.train.count * (1 - (split > 0 ? split : 0)));
   const samplesPerSec = (history.epoch.length * trained) / seconds;
-  if (f.save !== undefined) {
+  const save = rank === 0 ? f.save as string | undefined : undefined;
+  if (save !== undefined) {
     registerFileIO();
-    await Deno.mkdir(f.save as string, { recursive: true });
-    await model.save(fileHandler(f.save as string));
+    await Deno.mkdir(save, { recursive: true });
+    await model.save(fileHandler(save));
   }
   const result = {
     dataset: ds.name,
@@ -268,16 +351,17 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
     testAccuracy: scores.acc,
     samplesPerSec: Math.round(samplesPerSec),
     seconds: Math.round(seconds * 10) / 10,
-    saved: f.save ?? null,
+    saved: save ?? null,
+    ...(cluster === undefined ? {} : { nodes: cluster.nodes, rank }),
   };
   if (json) {
     out(JSON.stringify(result));
   } else {
-    out(`backend: ${result.backend} (${result.backendReason}), ${result.threads} thread(s) each`);
-    out(
+    say(`backend: ${result.backend} (${result.backendReason}), ${result.threads} thread(s) each`);
+    say(
       `test accuracy ${((scores.acc ?? NaN) * 100).toFixed(2)}%, test loss ` +
         `${scores.loss!.toFixed(4)}, ${result.samplesPerSec} samples/s over ${result.seconds} s` +
-        (f.save !== undefined ? `, saved to ${f.save}` : ""),
+        (save !== undefined ? `, saved to ${save}` : ""),
     );
   }
   tf.dispose([trainSet.xs, trainSet.ys, testSet.xs, testSet.ys]);
@@ -378,7 +462,7 @@ async function bench(args: string[], out: (line: string) => void): Promise<void>
       preset === "mlp" ? { preset: "mlp", hidden: [512, 512] } : { preset: "cnn" },
     );
     model.compile({ optimizer: "adam", loss: "categoricalCrossentropy" });
-    await using strategy = new MirroredStrategy({ replicas, backend: "auto" });
+    await using strategy = createStrategy({ kind: "mirrored", replicas, backend: "auto" });
     await strategy.fit(model, x, y, { epochs: 1, batchSize: batch }); // warm-up
     const t0 = performance.now();
     await strategy.fit(model, x, y, { epochs: 1, batchSize: batch });
@@ -426,10 +510,11 @@ async function serve(args: string[]): Promise<void> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { run } from "./main.ts";
  * const lines: string[] = [];
  * const status = await run(["train", "--epochs", "zero"], (l) => lines.push(l));
- * console.assert(status === 2);
+ * assert.ok(status === 2);
  * ```
  */
 export async function run(

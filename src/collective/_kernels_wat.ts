@@ -50,8 +50,9 @@ const LOOP_LOCALS = "(local $i i32) (local $end4 i32)";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { kernelsWat } from "./_kernels_wat.ts";
- * console.assert(kernelsWat().includes('(export "adam")'));
+ * assert.ok(kernelsWat().includes('(export "adam")'));
  * ```
  */
 export function kernelsWat(): string {

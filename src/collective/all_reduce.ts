@@ -12,10 +12,16 @@
  * added and rounded), in SIMD when the buffer is a group memory with
  * kernels, else in JavaScript with the same rounding.
  *
+ * Across hosts (hierarchical all-reduce) a {@linkcode HostLink} joins in:
+ * once the host's sum of the range is complete, the host's leader sums it
+ * across hosts in place, and only then does each replica run its chunk's
+ * `onChunk` on the global sum.
+ *
  * @module
  */
 import { Barrier } from "./barrier.ts";
-import type { GroupKernels } from "./_kernels.ts";
+import type { HostLink } from "./host_link.ts";
+import type { GroupKernels } from "./kernels.ts";
 
 /** Bytes of the shared buffer an all-reduce over `length` floats needs. */
 export function allReduceBytes(replicas: number, length: number): number {
@@ -27,6 +33,7 @@ export function allReduceBytes(replicas: number, length: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { AllReduce, allReduceBytes } from "./all_reduce.ts";
  * import { BARRIER_SLOTS } from "./barrier.ts";
  * const buf = new SharedArrayBuffer(allReduceBytes(1, 4));
@@ -34,7 +41,7 @@ export function allReduceBytes(replicas: number, length: number): number {
  * const ar = new AllReduce(buf, ctrl, { replica: 0, replicas: 1, length: 4 });
  * ar.slot.set([1, 2, 3, 4]);
  * ar.reduce();
- * console.assert(ar.result[3] === 4);
+ * assert.ok(ar.result[3] === 4);
  * ```
  */
 export class AllReduce {
@@ -48,6 +55,7 @@ export class AllReduce {
   #replica: number;
   #replicas: number;
   #kernels: GroupKernels | null;
+  #hostLink: HostLink | null;
 
   constructor(
     buffer: SharedArrayBuffer,
@@ -59,6 +67,8 @@ export class AllReduce {
       heartbeat?: number;
       /** SIMD kernels bound to `buffer` (see `groupKernels`). @default none */
       kernels?: GroupKernels | null;
+      /** The link to the host's leader, when the group spans hosts. @default none */
+      hostLink?: HostLink | null;
     },
   ) {
     const { replica, replicas, length } = options;
@@ -80,6 +90,7 @@ export class AllReduce {
     this.#replicas = replicas;
     const k = options.kernels ?? null;
     this.#kernels = k !== null && k.buffer === buffer ? k : null;
+    this.#hostLink = options.hostLink ?? null;
   }
 
   /**
@@ -130,6 +141,10 @@ export class AllReduce {
         for (let i = begin; i < end; i++) out[i] = out[i]! + f(w * s[i]!);
       }
     }
+    if (this.#hostLink !== null) {
+      this.#barrier.arrive(); // the host's sum is complete
+      this.#hostLink.exchange(offset, length); // the leader sums it across hosts
+    }
     options.onChunk?.(begin, end);
     this.#barrier.arrive(); // every chunk is summed
   }
@@ -138,9 +153,10 @@ export class AllReduce {
    * The reduced value at `index`, computed from the slots with the same
    * arithmetic as {@linkcode AllReduce.reduce} (so bit-identical to what the
    * result will hold). Only valid inside `reduce`'s `onChunk`, when every
-   * slot is written.
+   * slot is written. Across hosts the global sum is already in the result.
    */
   peek(index: number): number {
+    if (this.#hostLink !== null) return this.result[index]!;
     const n = this.#replicas;
     const f = Math.fround;
     const w0 = this.#weights[0]!;

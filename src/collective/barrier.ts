@@ -22,8 +22,9 @@ export const BARRIER_SLOTS = 3;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { CollectiveAbortedError } from "./barrier.ts";
- * console.assert(new CollectiveAbortedError().name === "CollectiveAbortedError");
+ * assert.ok(new CollectiveAbortedError().name === "CollectiveAbortedError");
  * ```
  */
 export class CollectiveAbortedError extends Error {
@@ -50,6 +51,11 @@ export function abortShared(control: Int32Array): void {
   Atomics.store(control, ABORTED, 1);
   Atomics.add(control, GENERATION, 1);
   Atomics.notify(control, GENERATION);
+}
+
+/** Whether the group of this barrier's `control` array was aborted. */
+export function isAbortedShared(control: Int32Array): boolean {
+  return Atomics.load(control, ABORTED) !== 0;
 }
 
 /**
@@ -87,9 +93,11 @@ export class Barrier {
   /** Blocks until all parties have arrived. Throws when the group is aborted. */
   arrive(): void {
     const c = this.#control;
+    // The generation is read before the abort flag: an abort between the two
+    // bumps the generation, so this waiter wakes and sees the flag.
+    const generation = Atomics.load(c, GENERATION);
     if (Atomics.load(c, ABORTED) !== 0) throw new CollectiveAbortedError();
     if (this.#heartbeat >= 0) Atomics.add(c, this.#heartbeat, 1);
-    const generation = Atomics.load(c, GENERATION);
     if (Atomics.add(c, ARRIVED, 1) === this.#parties - 1) {
       Atomics.store(c, ARRIVED, 0);
       Atomics.add(c, GENERATION, 1);

@@ -45,15 +45,16 @@ export interface SlotInfo {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { GradientSlot } from "./gradient_slot.ts";
  * const shared = new SharedArrayBuffer(GradientSlot.bytes(2));
  * const worker = new GradientSlot(shared, 2);
  * const server = new GradientSlot(shared, 2);
  * worker.payload.set([0.5, -0.5]);
  * worker.push({ base: 3, batch: 7, samples: 32, ticket: 0 });
- * console.assert(server.full && server.info().base === 3);
+ * assert.ok(server.full && server.info().base === 3);
  * server.release();
- * console.assert(worker.waitEmpty(() => false));
+ * assert.ok(worker.waitEmpty(() => false));
  * ```
  */
 export class GradientSlot {

@@ -25,6 +25,7 @@ export const RING_CONTROL_SLOTS = 3;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { RecordRing, RING_CONTROL_SLOTS } from "./ring.ts";
  * const ring = new RecordRing(
  *   new SharedArrayBuffer(8 * 4 * 2),
@@ -32,7 +33,7 @@ export const RING_CONTROL_SLOTS = 3;
  *   { records: 4, width: 2 },
  * );
  * ring.write([1, 2]);
- * console.assert(ring.read()?.[1] === 2);
+ * assert.ok(ring.read()?.[1] === 2);
  * ```
  */
 export class RecordRing {
@@ -46,6 +47,12 @@ export class RecordRing {
     control: SharedArrayBuffer,
     options: { records: number; width: number },
   ) {
+    for (const key of ["records", "width"] as const) {
+      const v = options[key];
+      if (!Number.isInteger(v) || v < 1) {
+        throw new RangeError(`RecordRing ${key} must be an integer >= 1, received ${v}`);
+      }
+    }
     this.#records = options.records;
     this.#width = options.width;
     this.#data = new Float64Array(data, 0, options.records * options.width);

@@ -30,6 +30,7 @@ function seqIndex(slot: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { VersionedBuffer } from "./versioned_buffer.ts";
  * const shared = new SharedArrayBuffer(VersionedBuffer.bytes(3));
  * const writer = new VersionedBuffer(shared, 3);
@@ -37,7 +38,7 @@ function seqIndex(slot: number): number {
  * writer.publish((into) => into.set([4, 5, 6])); // version 1
  * const reader = new VersionedBuffer(shared, 3);
  * const copy = new Float32Array(3);
- * console.assert(reader.read(copy) === 1 && copy[2] === 6);
+ * assert.ok(reader.read(copy) === 1 && copy[2] === 6);
  * ```
  */
 export class VersionedBuffer {

@@ -1,6 +1,6 @@
 // Private: what the main thread (checking sample 0) and the map Workers share
 // about one sample: its random stream and the checks on what the map returned.
-import { seededRandom } from "./_rng.ts";
+import { seededRandom } from "../core/random.ts";
 import type { LabelDtype } from "./_pipeline_protocol.ts";
 
 function fmix32(h: number): number {
@@ -19,10 +19,11 @@ function fmix32(h: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sampleRandom } from "./pipeline.ts";
  * const a = sampleRandom(42, 0, 7);
  * const b = sampleRandom(42, 0, 7);
- * console.assert(a() === b() && sampleRandom(42, 1, 7)() !== sampleRandom(42, 0, 7)());
+ * assert.ok(a() === b() && sampleRandom(42, 1, 7)() !== sampleRandom(42, 0, 7)());
  * ```
  */
 export function sampleRandom(

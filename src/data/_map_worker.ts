@@ -3,14 +3,17 @@
  * (`init`), then for each `map` request takes chunks of the slot's epoch from
  * the shared cursor until none is left, maps every sample of a chunk into its
  * output row, flags the chunk and bumps its heartbeat after every sample.
- * Requests are handled one at a time, in arrival order, and each gets exactly
- * one reply.
+ * The runtime's request loop (`serveRequests`) parses every request and
+ * answers it exactly once; this file queues them so that they are handled
+ * one at a time, in arrival order, even when the map is async. The main
+ * thread's side is `_map_worker_group.ts`.
  *
  * @module
  */
 /// <reference lib="deno.worker" />
+import { serveRequests } from "../workers/serve_requests.ts";
 import { checkMapResult, type OutputSpec, sampleRandom } from "./_map_sample.ts";
-import type { MapFunction } from "./pipeline.ts";
+import type { MapFunction } from "./pipeline_types.ts";
 import {
   type MapReply,
   type MapRequest,
@@ -169,40 +172,37 @@ async function handle(req: MapRequest): Promise<MapReply> {
     return { type: "closed", id: req.id };
   }
   if (state === undefined) throw new Error(`Map worker received "${req.type}" before "init"`);
-  return await map(state, req);
-}
-
-function errorReply(id: number, err: unknown): MapReply {
-  if (err instanceof SampleError) {
-    const e = err.error instanceof Error ? err.error : new Error(String(err.error));
-    return {
-      type: "error",
-      id,
-      name: e.name,
-      message: e.message,
-      stack: e.stack,
-      origin: err.origin,
-      epoch: err.epoch,
-      index: err.index,
-    };
+  try {
+    return await map(state, req);
+  } catch (err) {
+    // A sample's failure says which sample; anything else is answered by serveRequests.
+    if (err instanceof SampleError) return sampleErrorReply(req.id, err);
+    throw err;
   }
-  const e = err instanceof Error ? err : new Error(String(err));
-  return { type: "error", id, name: e.name, message: e.message, stack: e.stack, origin: "worker" };
 }
 
-let queue: Promise<void> = Promise.resolve();
+function sampleErrorReply(id: number, err: SampleError): MapReply {
+  const e = err.error instanceof Error ? err.error : new Error(String(err.error));
+  return {
+    type: "error",
+    id,
+    name: e.name,
+    message: e.message,
+    stack: e.stack,
+    origin: err.origin,
+    epoch: err.epoch,
+    index: err.index,
+  };
+}
 
-self.onmessage = (event: MessageEvent<unknown>) => {
+let queue: Promise<unknown> = Promise.resolve();
+
+serveRequests(parseMapRequest, (req) => {
   // One request at a time, in arrival order, even when the map is async.
-  queue = queue.then(async () => {
-    let id = -1;
-    try {
-      const req = parseMapRequest(event.data);
-      id = req.id;
-      if (state !== undefined) Atomics.add(state.heartbeat, state.worker, 1);
-      self.postMessage(await handle(req));
-    } catch (err) {
-      self.postMessage(errorReply(id, err));
-    }
+  const turn = queue.then(() => {
+    if (state !== undefined) Atomics.add(state.heartbeat, state.worker, 1);
+    return handle(req);
   });
-};
+  queue = turn.catch(() => {});
+  return turn;
+});

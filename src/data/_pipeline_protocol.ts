@@ -1,8 +1,9 @@
 /**
  * Every message that crosses the main-thread / map-Worker boundary of
- * `ParallelMap` (src/data/pipeline.ts). Kept apart from
- * `src/replica/protocol.ts` because the map Workers share nothing with the
- * replicas; it follows the same rules:
+ * `ParallelMap` (src/data/pipeline.ts, `_map_worker_group.ts` on the main
+ * thread, `_map_worker.ts` in the Workers). Kept apart from
+ * `src/strategy/protocol.ts` because the map Workers share nothing with the
+ * replicas; it follows the same rules (and the envelope of `core/envelope.ts`):
  *
  * - one discriminated union per direction, with a string `type`;
  * - every request carries an `id` that its single reply echoes;
@@ -14,7 +15,7 @@
  *
  * @module
  */
-import { checkEnvelope } from "../replica/protocol.ts";
+import { checkEnvelope } from "../core/envelope.ts";
 
 /** Element type of a label array. */
 export type LabelDtype = "float32" | "uint8";
@@ -93,9 +94,10 @@ export type MapReply =
     stack?: string;
     /**
      * `"map"`: the user's map function threw; `"output"`: it returned a value
-     * of the wrong type or size; `"worker"`: anything else (import, protocol).
+     * of the wrong type or size; absent: anything else (import, protocol),
+     * answered by the runtime's request loop (`src/workers/serve_requests.ts`).
      */
-    origin: "map" | "output" | "worker";
+    origin?: "map" | "output";
     /** Epoch and source index of the sample being mapped, when there was one. */
     epoch?: number;
     index?: number;
@@ -109,8 +111,9 @@ const REPLY_TYPES = new Set(["ready", "mapped", "closed", "error"]);
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseMapRequest } from "./_pipeline_protocol.ts";
- * console.assert(parseMapRequest({ type: "close", id: 1 }).type === "close");
+ * assert.ok(parseMapRequest({ type: "close", id: 1 }).type === "close");
  * ```
  */
 export function parseMapRequest(data: unknown): MapRequest {
@@ -133,8 +136,9 @@ export function parseMapRequest(data: unknown): MapRequest {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseMapReply } from "./_pipeline_protocol.ts";
- * console.assert(parseMapReply({ type: "mapped", id: 2, samples: 64 }).type === "mapped");
+ * assert.ok(parseMapReply({ type: "mapped", id: 2, samples: 64 }).type === "mapped");
  * ```
  */
 export function parseMapReply(data: unknown): MapReply {

@@ -93,12 +93,13 @@ function splitRow(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readCsv } from "./csv.ts";
  * const path = await Deno.makeTempFile({ suffix: ".csv" });
  * await Deno.writeTextFile(path, "a,b,label\n1,2,0\n3,4,1\n");
  * const data = await readCsv(path, { labelColumn: "label" });
- * console.assert(data.count === 2 && data.featureShape[0] === 2);
- * console.assert(data.x[2] === 3 && data.y[1] === 1);
+ * assert.ok(data.count === 2 && data.featureShape[0] === 2);
+ * assert.ok(data.x[2] === 3 && data.y[1] === 1);
  * await Deno.remove(path);
  * ```
  */

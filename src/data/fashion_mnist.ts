@@ -109,10 +109,15 @@ async function loadSplit(
  * @throws {DataFormatError} When a file is not the expected IDX content.
  *
  * @example
- * ```ts
+ * Needs Debian's `dataset-fashion-mnist` (or `dir` holding the files), so the
+ * example is not run by `deno test --doc`; `tests/data/fashion_mnist_test.ts`
+ * runs it where the package is installed.
+ *
+ * ```ts ignore
+ * import assert from "node:assert/strict";
  * import { loadFashionMnist } from "./fashion_mnist.ts";
  * const { train, test } = await loadFashionMnist({ limit: 1000 });
- * console.assert(train.count === 1000 && test.x.length === 1000 * 784);
+ * assert.ok(train.count === 1000 && test.x.length === 1000 * 784);
  * ```
  */
 export async function loadFashionMnist(
@@ -139,8 +144,9 @@ export async function loadFashionMnist(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fashionMnistClassNames } from "./fashion_mnist.ts";
- * console.assert(fashionMnistClassNames[9] === "Ankle boot");
+ * assert.ok(fashionMnistClassNames[9] === "Ankle boot");
  * ```
  */
 export const fashionMnistClassNames: readonly string[] = Object.freeze([

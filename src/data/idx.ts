@@ -41,12 +41,13 @@ async function gunzip(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readIdx } from "./idx.ts";
  * const path = await Deno.makeTempFile({ suffix: ".idx" });
  * // three uint8 labels
  * await Deno.writeFile(path, new Uint8Array([0, 0, 0x08, 1, 0, 0, 0, 3, 7, 2, 1]));
  * const idx = await readIdx(path);
- * console.assert(idx.shape[0] === 3 && idx.data[0] === 7);
+ * assert.ok(idx.shape[0] === 3 && idx.data[0] === 7);
  * await Deno.remove(path);
  * ```
  */

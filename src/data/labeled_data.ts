@@ -5,6 +5,7 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { LabeledData } from "./labeled_data.ts";
  * const data: LabeledData = {
  *   x: new Float32Array([0, 1, 1, 0]),
@@ -12,7 +13,7 @@
  *   count: 2,
  *   featureShape: [2],
  * };
- * console.assert(data.x.length === data.count * 2);
+ * assert.ok(data.x.length === data.count * 2);
  * ```
  * @module
  */

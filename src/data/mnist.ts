@@ -1,4 +1,4 @@
-import { seededPermutation } from "./_rng.ts";
+import { seededPermutation } from "../core/random.ts";
 import type { LabeledData, TrainTestData } from "./labeled_data.ts";
 
 /** Options for {@linkcode loadMnist}. */
@@ -35,13 +35,14 @@ interface MnistDigit {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MNIST_EMBEDDED_COUNT } from "./mnist.ts";
- * console.assert(MNIST_EMBEDDED_COUNT === 10000);
+ * assert.ok(MNIST_EMBEDDED_COUNT === 10000);
  * ```
  */
 export const MNIST_EMBEDDED_COUNT = 10000;
 
-function positiveInt(name: string, value: number, min: number): void {
+function countAtLeast(name: string, value: number, min: number): void {
   if (!Number.isInteger(value) || value < min) {
     throw new RangeError(
       `loadMnist() expected ${name} to be an integer >= ${min}, received ${value}`,
@@ -66,18 +67,19 @@ function positiveInt(name: string, value: number, min: number): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadMnist } from "./mnist.ts";
  * const { train, test } = await loadMnist({ trainCount: 100, testCount: 20 });
- * console.assert(train.count === 100 && test.y.length === 20);
- * console.assert(train.x.length === 100 * 784);
+ * assert.ok(train.count === 100 && test.y.length === 20);
+ * assert.ok(train.x.length === 100 * 784);
  * ```
  */
 export async function loadMnist(
   options: LoadMnistOptions = {},
 ): Promise<TrainTestData<Uint8Array>> {
   const { trainCount = 8000, testCount = 2000, seed = 0 } = options;
-  positiveInt("trainCount", trainCount, 1);
-  positiveInt("testCount", testCount, 0);
+  countAtLeast("trainCount", trainCount, 1);
+  countAtLeast("testCount", testCount, 0);
   if (!Number.isInteger(seed)) {
     throw new RangeError(
       `loadMnist() expected seed to be an integer, received ${seed}`,

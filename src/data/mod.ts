@@ -8,11 +8,12 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { loadMnist, toTensors } from "./mod.ts";
  * import * as tf from "../tf.ts";
  * const { train } = await loadMnist({ trainCount: 32, testCount: 0 });
  * const { xs, ys } = toTensors(train, { numClasses: 10 });
- * console.assert(xs.shape[1] === 784 && ys.shape[1] === 10);
+ * assert.ok(xs.shape[1] === 784 && ys.shape[1] === 10);
  * tf.dispose([xs, ys]);
  * ```
  * @module

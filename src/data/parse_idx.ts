@@ -53,12 +53,13 @@ function hex(bytes: Uint8Array): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseIdx } from "./parse_idx.ts";
  * // 2 x 2 uint8 matrix
  * const bytes = new Uint8Array([0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 2, 1, 2, 3, 4]);
  * const idx = parseIdx(bytes);
- * console.assert(idx.dtype === "uint8" && idx.shape.join() === "2,2");
- * console.assert(idx.data[3] === 4);
+ * assert.ok(idx.dtype === "uint8" && idx.shape.join() === "2,2");
+ * assert.ok(idx.data[3] === 4);
  * ```
  */
 export function parseIdx(bytes: Uint8Array, source = "<bytes>"): IdxData {

@@ -5,13 +5,14 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { oneHot, scale01 } from "./preprocess.ts";
- * console.assert(oneHot([2], 3).join() === "0,0,1");
- * console.assert(scale01([0, 5, 10])[1] === 0.5);
+ * assert.ok(oneHot([2], 3).join() === "0,0,1");
+ * assert.ok(scale01([0, 5, 10])[1] === 0.5);
  * ```
  * @module
  */
-import { seededPermutation } from "./_rng.ts";
+import { seededPermutation } from "../core/random.ts";
 import type { LabeledData } from "./labeled_data.ts";
 
 /**
@@ -26,9 +27,10 @@ import type { LabeledData } from "./labeled_data.ts";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { oneHot } from "./preprocess.ts";
  * const encoded = oneHot(new Uint8Array([1, 0]), 2);
- * console.assert(encoded.join() === "0,1,1,0");
+ * assert.ok(encoded.join() === "0,1,1,0");
  * ```
  */
 export function oneHot(
@@ -79,9 +81,10 @@ export interface Scale01Options {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { scale01 } from "./preprocess.ts";
  * const pixels = new Uint8Array([0, 51, 255]);
- * console.assert(Math.abs(scale01(pixels, { min: 0, max: 255 })[1]! - 0.2) < 1e-6);
+ * assert.ok(Math.abs(scale01(pixels, { min: 0, max: 255 })[1]! - 0.2) < 1e-6);
  * ```
  */
 export function scale01(
@@ -151,10 +154,11 @@ export interface Standardized {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { standardize } from "./preprocess.ts";
  * const { data, mean } = standardize([1, 10, 3, 30], 2);
- * console.assert(mean[0] === 2 && mean[1] === 20);
- * console.assert(data[0] === -1 && data[3] === 1);
+ * assert.ok(mean[0] === 2 && mean[1] === 20);
+ * assert.ok(data[0] === -1 && data[3] === 1);
  * ```
  */
 export function standardize(
@@ -241,12 +245,13 @@ export interface TrainValidationSplitOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { trainValidationSplit } from "./preprocess.ts";
  * const data = {
  *   x: new Float32Array(10), y: new Uint8Array(10), count: 10, featureShape: [1],
  * };
  * const { train, validation } = trainValidationSplit(data, { validationFraction: 0.3 });
- * console.assert(train.count === 7 && validation.count === 3);
+ * assert.ok(train.count === 7 && validation.count === 3);
  * ```
  */
 export function trainValidationSplit<T extends LabeledData>(

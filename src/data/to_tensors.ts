@@ -44,11 +44,12 @@ export type LabeledTensors = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import * as tf from "../tf.ts";
  * import { toTensors } from "./to_tensors.ts";
  * const data = { x: new Float32Array(8), y: new Uint8Array([0, 1]), count: 2, featureShape: [2, 2] };
  * const { xs, ys } = toTensors(data, { layout: "image", numClasses: 2 });
- * console.assert(xs.shape.join() === "2,2,2,1" && ys.shape.join() === "2,2");
+ * assert.ok(xs.shape.join() === "2,2,2,1" && ys.shape.join() === "2,2");
  * tf.dispose([xs, ys]);
  * ```
  */

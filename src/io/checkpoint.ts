@@ -180,9 +180,10 @@ async function listCheckpoints(dir: string): Promise<string[]> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { latestCheckpoint } from "./checkpoint.ts";
  * const dir = await Deno.makeTempDir();
- * console.assert((await latestCheckpoint(dir)) === undefined);
+ * assert.ok((await latestCheckpoint(dir)) === undefined);
  * await Deno.remove(dir);
  * ```
  */

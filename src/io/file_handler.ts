@@ -33,13 +33,14 @@ function jsonPathFor(path: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import * as tf from "../tf.ts";
  * import { fileHandler } from "./file_handler.ts";
  * const dir = await Deno.makeTempDir();
  * const model = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2] })] });
  * await model.save(fileHandler(dir));
  * const loaded = await tf.loadLayersModel(fileHandler(`${dir}/model.json`));
- * console.assert(loaded.countParams() === 3);
+ * assert.ok(loaded.countParams() === 3);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -172,12 +173,14 @@ function fileRouter(url: string | string[]): tf.io.IOHandler {
  * `file://` URLs work with the tf from `src/tf.ts`:
  * `await model.save("file://./out/m")` writes `./out/m/model.json` and
  * `./out/m/weights.bin`; `tf.loadLayersModel("file://./out/m/model.json")`
- * reads them back. Calling it again does nothing.
+ * reads them back. Calling it again does nothing. Importing dtrain (or this
+ * module) already calls it.
  *
  * @returns Nothing.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import * as tf from "../tf.ts";
  * import { registerFileIO } from "./file_handler.ts";
  * registerFileIO();
@@ -186,7 +189,7 @@ function fileRouter(url: string | string[]): tf.io.IOHandler {
  * const model = tf.sequential({ layers: [tf.layers.dense({ units: 2, inputShape: [3] })] });
  * await model.save(`file://${dir}/m`);
  * const loaded = await tf.loadLayersModel(`file://${dir}/m/model.json`);
- * console.assert(loaded.countParams() === model.countParams());
+ * assert.ok(loaded.countParams() === model.countParams());
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -196,3 +199,8 @@ export function registerFileIO(): void {
   tf.io.registerLoadRouter(fileRouter);
   registered = true;
 }
+
+// Importing dtrain (mod.ts re-exports this module) makes `file://` work in
+// Deno at once, as tfjs-node does in Node; registerFileIO() stays for code
+// that imports tfjs another way, and is idempotent.
+registerFileIO();

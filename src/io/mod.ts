@@ -5,6 +5,7 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import * as tf from "../tf.ts";
  * import { registerFileIO } from "./mod.ts";
  * registerFileIO();
@@ -12,7 +13,7 @@
  * const model = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [1] })] });
  * await model.save(`file://${dir}`);
  * const loaded = await tf.loadLayersModel(`file://${dir}/model.json`);
- * console.assert(loaded.layers.length === 1);
+ * assert.ok(loaded.layers.length === 1);
  * await Deno.remove(dir, { recursive: true });
  * ```
  * @module

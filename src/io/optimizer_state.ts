@@ -70,13 +70,14 @@ function compiledOptimizer(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import * as tf from "../tf.ts";
  * import { saveOptimizerState } from "./optimizer_state.ts";
  * const dir = await Deno.makeTempDir();
  * const model = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [1] })] });
  * model.compile({ optimizer: "sgd", loss: "meanSquaredError" });
  * await saveOptimizerState(model, dir);
- * console.assert((await Deno.stat(`${dir}/optimizer.json`)).isFile);
+ * assert.ok((await Deno.stat(`${dir}/optimizer.json`)).isFile);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -174,6 +175,7 @@ async function readState(folder: string): Promise<OptimizerStateJSON> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import * as tf from "../tf.ts";
  * import { loadOptimizerState, saveOptimizerState } from "./optimizer_state.ts";
  * const dir = await Deno.makeTempDir();
@@ -187,7 +189,7 @@ async function readState(folder: string): Promise<OptimizerStateJSON> {
  * await saveOptimizerState(a, dir);
  * const b = make();
  * await loadOptimizerState(b, dir);
- * console.assert((await b.optimizer.getWeights()).length === 5); // iter + 2 moments x 2 weights
+ * assert.ok((await b.optimizer.getWeights()).length === 5); // iter + 2 moments x 2 weights
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
@@ -249,13 +251,14 @@ export async function loadOptimizerState(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import * as tf from "../tf.ts";
  * import { replaceOptimizerWeights } from "./optimizer_state.ts";
  * const sgd = tf.train.sgd(0.1);
  * const iter = tf.scalar(7, "int32");
  * await replaceOptimizerWeights(sgd, [{ name: "iter", tensor: iter }]);
  * iter.dispose();
- * console.assert(sgd.iterations === 7);
+ * assert.ok(sgd.iterations === 7);
  * ```
  */
 export async function replaceOptimizerWeights(

@@ -48,9 +48,10 @@ function positive(value: number, name: string): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { buildPreset } from "./presets.ts";
  * const model = buildPreset({ preset: "mlp", hidden: [32], inputSize: 4, classes: 3 });
- * console.assert(model.outputs[0]!.shape[1] === 3);
+ * assert.ok(model.outputs[0]!.shape[1] === 3);
  * ```
  */
 export function buildPreset(spec: PresetSpec, options: { seed?: number } = {}): tf.Sequential {

@@ -1,10 +1,10 @@
 // Private: turns a validated job request into what the public API takes: a
 // compiled tf.LayersModel and flat Float32 samples. Everything that can be
 // checked before training (model JSON, shapes, batch vs replicas) is checked
-// here and answered with a 400.
+// here and refused with an `InputError` (the HTTP layer answers it with a 400).
 import { loadFashionMnist, loadMnist, oneHot, tf } from "../../mod.ts";
 import { buildPreset } from "../models/presets.ts";
-import { HttpError } from "./_errors.ts";
+import { InputError, type InputErrorCode } from "./_domain_errors.ts";
 import type { JobRequest, ModelTopology } from "./types.ts";
 
 const DATASET_SIZES = { "mnist": 10000, "fashion-mnist": 60000 } as const;
@@ -31,8 +31,8 @@ export interface BuiltJob {
   summary: { model: string; data: string };
 }
 
-function bad(code: string, message: string, details?: unknown): HttpError {
-  return new HttpError(400, code, message, { details });
+function bad(code: InputErrorCode, message: string, details?: unknown): InputError {
+  return new InputError(code, message, details);
 }
 
 function product(dims: readonly number[]): number {
@@ -129,7 +129,7 @@ function sampleShape(model: tf.LayersModel, which: "input" | "output"): number[]
   return dims as number[];
 }
 
-/** Flattens rows of `width` values into one Float32Array; 400 naming the bad row. */
+/** Flattens rows of `width` values into one Float32Array; an InputError names the bad row. */
 function flattenRows(
   rows: number[][],
   width: number,
@@ -154,13 +154,13 @@ function flattenRows(
 
 /**
  * Builds and compiles the model of `request`, checks the data against it and
- * the batch against the replicas. Throws a 400 `HttpError` for anything that
+ * the batch against the replicas. Throws an `InputError` for anything that
  * would make training fail up front. The caller owns (and must dispose) the
  * returned model.
  */
 export async function buildJob(
   request: JobRequest,
-  options: { replicas: number },
+  options: { replicas: number; globalBatch: boolean },
 ): Promise<BuiltJob> {
   const { data, fit } = request;
   const inline = "x" in data ? data : undefined;
@@ -198,7 +198,7 @@ export async function buildJob(
       `fit.validationSplit: ${fit.validationSplit} of ${count} samples leaves no training sample`,
     );
   }
-  if (fit.batchSize < options.replicas) {
+  if (options.globalBatch && fit.batchSize < options.replicas) {
     throw bad(
       "invalid_request",
       `fit.batchSize: cannot shard a batch of ${fit.batchSize} across ${options.replicas} ` +

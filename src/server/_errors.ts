@@ -1,14 +1,21 @@
-// Private: the one place where errors become HTTP statuses. Handlers throw
-// `HttpError` for request-level problems; domain errors from the library
-// (`RangeError`, `BackendUnavailableError`, ...) are mapped by `toHttpError`.
+// Private: the one place where errors become HTTP statuses. The HTTP layer
+// (middleware, the validation hook) throws `HttpError` for request-level
+// problems; everything else throws domain errors: the service's own
+// (`_domain_errors.ts`: each carries its API code) and the library's
+// (`RangeError`, `BackendUnavailableError`, ...). `toHttpError` maps them all
+// to the status, code and message of the answer.
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { BackendUnavailableError } from "../errors.ts";
 import {
-  BackendUnavailableError,
-  DataFormatError,
-  NonFiniteLossError,
-  ReplicaCrashedError,
-} from "../errors.ts";
+  errorCode,
+  InputError,
+  JobNotCancellableError,
+  ModelFilesMissingError,
+  NotFoundError,
+  QueueFullError,
+  ShuttingDownError,
+} from "./_domain_errors.ts";
 
 /** The JSON body of every error response. */
 export interface ErrorBody {
@@ -52,16 +59,23 @@ export class HttpError extends Error {
   }
 }
 
-/** Machine-readable code for an error a job ended with (stored in job records). */
-export function errorCode(err: unknown): string {
-  if (err instanceof HttpError) return err.code;
-  if (err instanceof NonFiniteLossError) return "non_finite_loss";
-  if (err instanceof ReplicaCrashedError) return "replica_crashed";
-  if (err instanceof BackendUnavailableError) return "backend_unavailable";
-  if (err instanceof DataFormatError) return "data_format";
-  if (err instanceof Deno.errors.NotFound) return "not_found";
-  if (err instanceof RangeError || err instanceof TypeError) return "invalid_argument";
-  return "internal";
+/** The service's domain errors, each with the status it answers with. */
+const DOMAIN_STATUSES: readonly [
+  new (...args: never[]) => Error & { code: string; details?: unknown },
+  ContentfulStatusCode,
+][] = [
+  [InputError, 400],
+  [NotFoundError, 404],
+  [JobNotCancellableError, 409],
+  [QueueFullError, 429],
+  [ModelFilesMissingError, 500],
+  [ShuttingDownError, 503],
+];
+
+/** Extra headers of a domain error's answer. */
+function domainHeaders(err: Error): Record<string, string> | undefined {
+  // A full queue drains as jobs finish: tell clients when to come back.
+  return err instanceof QueueFullError ? { "Retry-After": "10" } : undefined;
 }
 
 const STATUS_CODES: Partial<Record<number, string>> = {
@@ -82,6 +96,15 @@ const STATUS_CODES: Partial<Record<number, string>> = {
  */
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
+  for (const [type, status] of DOMAIN_STATUSES) {
+    if (err instanceof type) {
+      return new HttpError(status, err.code, err.message, {
+        details: err.details,
+        headers: domainHeaders(err),
+        cause: err,
+      });
+    }
+  }
   if (err instanceof HTTPException) {
     const code = STATUS_CODES[err.status] ?? "http_error";
     const message = err.status === 413
@@ -105,9 +128,4 @@ export function toHttpError(err: unknown): HttpError {
     return new HttpError(404, "not_found", message, { cause: err });
   }
   return new HttpError(500, errorCode(err), message, { cause: err });
-}
-
-/** 404 for an id that names nothing. */
-export function notFound(kind: "job" | "model" | "file", id: string): HttpError {
-  return new HttpError(404, "not_found", `No ${kind} with id ${JSON.stringify(id)}`);
 }

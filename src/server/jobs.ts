@@ -1,16 +1,25 @@
 /**
- * Training jobs: a bounded queue, at most `maxConcurrentJobs` running, each
- * one trained through the public `MirroredStrategy` API (the replicas run in
- * Workers, so the event loop stays free). Records and per-epoch history go to
- * the KV store; live progress fans out to subscribers (the SSE endpoint).
+ * Training jobs: the job manager, the one public object over the rooms of a
+ * job's life. Each concept has its own file:
  *
- * Who owns what: `submit` checks and queues; `#run` owns a job's model and
- * strategy from start to finish and is the only writer of its record;
- * `cancel` and `close` only ask a running job to stop (`model.stopTraining`),
- * forcing `strategy.close()` when it does not stop in time.
+ * - `_job_queue.ts`: admission (429 when full, 503 while closing) and at most
+ *   `maxConcurrentJobs` running;
+ * - `_job_runner.ts`: adapts a job to the strategy its spec names, built by
+ *   the public `createStrategy()` factory (the Workers train, so the event
+ *   loop stays free), and saves the trained model;
+ * - `job_events.ts`: the per-job event channels with replay (the SSE
+ *   endpoint subscribes);
+ * - `_lease.ts`: this server's lease, and the sweep of dead servers' jobs.
+ *
+ * Who owns what: `submit` checks and queues; the runner owns a job's model
+ * and strategy from start to finish, and it and `#finish` are the only
+ * writers of its record; `cancel` and `close` only ask a running job to stop
+ * (`model.stopTraining`), forcing `strategy.close()` when it does not stop in
+ * time.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { JobManager } from "./jobs.ts";
  * import { ModelRegistry } from "./registry.ts";
  * import { Store } from "./store.ts";
@@ -27,7 +36,7 @@
  *   strategy: { kind: "mirrored", replicas: 1, backend: "cpu" },
  * });
  * await jobs.wait(job.id);
- * console.assert((await jobs.get(job.id)).status === "succeeded");
+ * assert.ok((await jobs.get(job.id)).status === "succeeded");
  * await jobs.close();
  * registry.close();
  * store.close();
@@ -35,15 +44,21 @@
  * ```
  * @module
  */
-import { MirroredStrategy, type TrainingCallbacks } from "../../mod.ts";
-import { buildJob, type BuiltJob } from "./_build.ts";
-import { positiveInt } from "../strategy/_options.ts";
-import { errorCode, HttpError, notFound } from "./_errors.ts";
+import { STRATEGY_KINDS, type StrategySpec } from "../../mod.ts";
+import { positiveInt } from "../core/checks.ts";
+import { buildJob } from "./_build.ts";
+import { InputError, JobNotCancellableError, NotFoundError } from "./_domain_errors.ts";
 import { isId, newId } from "./_ids.ts";
+import { JobQueue } from "./_job_queue.ts";
+import { type LiveJob, runJob } from "./_job_runner.ts";
+import { ServerLease } from "./_lease.ts";
+import { JobEventBus, type SequencedEvent, type Subscription } from "./job_events.ts";
 import type { ModelRegistry } from "./registry.ts";
 import { TERMINAL_STATUSES } from "./schemas.ts";
+import type { JobPage, Store } from "./store.ts";
 import type { JobRecord, JobRequest, JobStatus } from "./types.ts";
-import type { JobPage, Store, StoredHistory } from "./store.ts";
+
+export type { JobEvent, SequencedEvent, Subscription } from "./job_events.ts";
 
 /** Options for {@linkcode JobManager}. */
 export interface JobManagerOptions {
@@ -87,81 +102,6 @@ export interface JobManagerOptions {
   shutdownTimeoutMs?: number;
 }
 
-/** What a job reports while it runs; `end` is always the last event. */
-export type JobEvent =
-  | { type: "status"; status: JobStatus }
-  | { type: "batch"; epoch: number; step: number; steps: number; logs: Record<string, number> }
-  | { type: "epoch"; epoch: number; epochs: number; logs: Record<string, number> }
-  | { type: "end"; job: JobRecord };
-
-/** A job event with its position in the job's event sequence (1-based). */
-export interface SequencedEvent {
-  /** Position, for `Last-Event-ID`. */
-  seq: number;
-  /** The event. */
-  event: JobEvent;
-}
-
-/** A listener's view of a job's events: what already happened, then live ones. */
-export interface Subscription {
-  /** Events after the requested position that already happened. */
-  replay: SequencedEvent[];
-  /** True when the job already ended: `replay` holds everything there will be. */
-  ended: boolean;
-  /** Stops live delivery. */
-  unsubscribe(): void;
-}
-
-const EVENT_BUFFER = 5000;
-const KEPT_CHANNELS = 32;
-
-class Channel {
-  events: SequencedEvent[] = [];
-  listeners = new Set<(e: SequencedEvent) => void>();
-  ended = false;
-  #seq = 0;
-
-  emit(event: JobEvent): void {
-    const e = { seq: ++this.#seq, event };
-    this.events.push(e);
-    if (this.events.length > EVENT_BUFFER) this.events.shift();
-    for (const l of this.listeners) {
-      try {
-        l(e);
-      } catch (err) {
-        // A listener's failure (a closed stream) must never reach the training loop.
-        this.listeners.delete(l);
-        console.error(`dtrain server: event listener failed: ${err}`);
-      }
-    }
-    if (event.type === "end") {
-      this.ended = true;
-      this.listeners.clear();
-    }
-  }
-}
-
-interface LiveJob {
-  record: JobRecord;
-  built: BuiltJob;
-  replicas: number;
-  backend: JobRequest["strategy"]["backend"];
-  fit: JobRequest["fit"];
-  history: StoredHistory;
-  stopReason: "cancelled" | "interrupted" | null;
-  strategy: MirroredStrategy | undefined;
-  done: Promise<void>;
-  resolveDone: () => void;
-}
-
-function cleanLogs(logs: Record<string, number> | undefined): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(logs ?? {})) {
-    if (k !== "batch" && k !== "size") out[k] = v;
-  }
-  return out;
-}
-
 function sleep(ms: number): { promise: Promise<void>; cancel: () => void } {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const promise = new Promise<void>((r) => (timer = setTimeout(r, ms)));
@@ -178,13 +118,10 @@ export class JobManager {
   #registry: ModelRegistry;
   #owner: string;
   #live = new Map<string, LiveJob>();
-  #queue: LiveJob[] = [];
-  #running = 0;
-  #channels = new Map<string, Channel>();
+  #queue: JobQueue<LiveJob>;
+  #events = new JobEventBus({ live: () => this.#live.size });
+  #lease: ServerLease;
   #closing = false;
-  #timer: ReturnType<typeof setInterval> | undefined;
-  #ticking: Promise<void> = Promise.resolve();
-  #startedAt = Date.now();
 
   /** Validates the options; nothing runs until `start()`. */
   constructor(options: JobManagerOptions) {
@@ -208,11 +145,23 @@ export class JobManager {
     if (this.#o.defaultReplicas > this.#o.maxReplicas) {
       this.#o.defaultReplicas = this.#o.maxReplicas;
     }
+    this.#lease = new ServerLease(this.#store, this.#owner, this.#o.leaseMs);
+    this.#queue = new JobQueue({
+      maxConcurrent: this.#o.maxConcurrentJobs,
+      maxQueued: this.#o.maxQueuedJobs,
+      run: (job) =>
+        runJob(job, {
+          store: this.#store,
+          registry: this.#registry,
+          emit: (event) => this.#events.emit(job.record.id, event),
+          finish: (status, error) => this.#finish(job, status, error),
+        }).catch((e) => console.error(`dtrain server: job ${job.record.id}: ${e}`)),
+    });
   }
 
   /** Jobs running and queued in this server. */
   get counts(): { running: number; queued: number } {
-    return { running: this.#running, queued: this.#queue.length };
+    return { running: this.#queue.running, queued: this.#queue.waiting.length };
   }
 
   /**
@@ -220,40 +169,32 @@ export class JobManager {
    * that are gone; repeats every `leaseMs / 3`.
    */
   async start(): Promise<void> {
-    await this.#tick();
-    const timer = setInterval(() => {
-      this.#ticking = this.#tick().catch((e) =>
-        console.error(`dtrain server: lease renewal failed: ${e}`)
-      );
-    }, Math.max(50, Math.floor(this.#o.leaseMs / 3)));
-    Deno.unrefTimer(timer);
-    this.#timer = timer;
-  }
-
-  async #tick(): Promise<void> {
-    await this.#store.heartbeat(this.#owner, this.#startedAt);
-    await this.#store.sweep(this.#owner, this.#o.leaseMs);
+    await this.#lease.start();
   }
 
   /**
-   * Checks and queues a job. Throws `HttpError` 400 when the request cannot
-   * train (model, shapes, batch vs replicas), 429 when the queue is full and
-   * 503 while shutting down.
+   * Checks and queues a job. Throws `InputError` when the request cannot
+   * train (model, shapes, batch vs replicas), `QueueFullError` when the queue
+   * is full and `ShuttingDownError` while shutting down (the HTTP layer
+   * answers 400, 429 and 503).
    */
   async submit(request: JobRequest): Promise<JobRecord> {
-    this.#admit();
-    const replicas = request.strategy.replicas ?? this.#o.defaultReplicas;
+    this.#queue.admit();
+    const kind = STRATEGY_KINDS[request.strategy.kind];
+    const countOption = kind.countOption;
+    const asked = (request.strategy as Partial<Record<typeof countOption, number>>)[countOption];
+    const replicas = asked ?? this.#o.defaultReplicas;
     if (replicas > this.#o.maxReplicas) {
-      throw new HttpError(
-        400,
+      throw new InputError(
         "invalid_request",
-        `strategy.replicas: this server runs at most ${this.#o.maxReplicas} replicas per job, ` +
-          `received ${replicas}`,
+        `strategy.${countOption}: this server runs at most ${this.#o.maxReplicas} ` +
+          `${countOption} per job, received ${replicas}`,
       );
     }
-    const built = await buildJob(request, { replicas });
+    const strategy = { ...request.strategy, [countOption]: replicas } as JobRequest["strategy"];
+    const built = await buildJob(request, { replicas, globalBatch: kind.batchScope === "global" });
     try {
-      this.#admit();
+      this.#queue.admit();
     } catch (e) {
       built.model.dispose();
       throw e;
@@ -274,7 +215,7 @@ export class JobManager {
         data: built.summary.data,
         compile: request.compile,
         fit: request.fit,
-        strategy: { ...request.strategy, replicas },
+        strategy,
       },
       backend: null,
       owner: this.#owner,
@@ -283,8 +224,7 @@ export class JobManager {
     const job: LiveJob = {
       record,
       built,
-      replicas,
-      backend: request.strategy.backend,
+      spec: strategy as StrategySpec,
       fit: request.fit,
       history: { epoch: [], history: {} },
       stopReason: null,
@@ -299,135 +239,10 @@ export class JobManager {
       throw e;
     }
     this.#live.set(id, job);
-    this.#channel(id).emit({ type: "status", status: "queued" });
-    this.#queue.push(job);
+    this.#events.emit(id, { type: "status", status: "queued" });
     const accepted = this.#snapshot(job);
-    this.#pump();
+    this.#queue.push(job);
     return accepted;
-  }
-
-  #admit(): void {
-    if (this.#closing) {
-      throw new HttpError(503, "shutting_down", "The server is shutting down: not taking jobs");
-    }
-    if (this.#queue.length >= this.#o.maxQueuedJobs) {
-      throw new HttpError(
-        429,
-        "queue_full",
-        `The job queue is full: ${this.#queue.length} jobs waiting, at most ` +
-          `${this.#o.maxQueuedJobs}; retry once a job finished`,
-        {
-          details: { queued: this.#queue.length, maxQueuedJobs: this.#o.maxQueuedJobs },
-          headers: { "Retry-After": "10" },
-        },
-      );
-    }
-  }
-
-  #channel(id: string): Channel {
-    let ch = this.#channels.get(id);
-    if (ch === undefined) {
-      ch = new Channel();
-      this.#channels.set(id, ch);
-      // Keep the channels of live jobs and of the most recently finished ones.
-      for (const [key, c] of this.#channels) {
-        if (this.#channels.size <= this.#live.size + KEPT_CHANNELS) break;
-        if (c.ended) this.#channels.delete(key);
-      }
-    }
-    return ch;
-  }
-
-  #pump(): void {
-    while (this.#running < this.#o.maxConcurrentJobs && this.#queue.length > 0) {
-      const job = this.#queue.shift()!;
-      this.#running++;
-      this.#run(job).catch((e) => console.error(`dtrain server: job ${job.record.id}: ${e}`))
-        .finally(() => {
-          this.#running--;
-          if (!this.#closing) this.#pump();
-        });
-    }
-  }
-
-  async #run(job: LiveJob): Promise<void> {
-    const { record, built } = job;
-    const model = built.model;
-    const channel = this.#channel(record.id);
-    try {
-      record.status = "running";
-      record.startedAt = new Date().toISOString();
-      await this.#store.putJob(record);
-      channel.emit({ type: "status", status: "running" });
-      const data = await built.loadData();
-      if (job.stopReason !== null) return await this.#finish(job, job.stopReason);
-      const strategy = new MirroredStrategy({ replicas: job.replicas, backend: job.backend });
-      job.strategy = strategy;
-      const progress = record.progress;
-      const stopIfAsked = () => {
-        if (job.stopReason !== null) model.stopTraining = true;
-      };
-      const callbacks: TrainingCallbacks = {
-        onTrainBegin: () => {
-          record.backend = strategy.stats?.backends[0] ?? null;
-          stopIfAsked();
-        },
-        onEpochBegin: (epoch) => {
-          progress.epoch = epoch + 1;
-          progress.step = 0;
-          stopIfAsked();
-        },
-        onBatchEnd: (step, logs) => {
-          progress.step = step + 1;
-          channel.emit({
-            type: "batch",
-            epoch: progress.epoch,
-            step: step + 1,
-            steps: progress.steps,
-            logs: cleanLogs(logs),
-          });
-          stopIfAsked();
-        },
-        onEpochEnd: async (epoch, logs) => {
-          const clean = cleanLogs(logs);
-          job.history.epoch.push(epoch);
-          for (const [k, v] of Object.entries(clean)) (job.history.history[k] ??= []).push(v);
-          channel.emit({ type: "epoch", epoch: epoch + 1, epochs: progress.epochs, logs: clean });
-          await this.#store.appendEpoch(record.id, epoch, clean);
-          await this.#store.putJob(record);
-          stopIfAsked();
-        },
-      };
-      try {
-        await strategy.fit(model, data.x, data.y, {
-          epochs: job.fit.epochs,
-          batchSize: job.fit.batchSize,
-          validationSplit: job.fit.validationSplit,
-          shuffle: job.fit.shuffle,
-          seed: job.fit.seed,
-          callbacks,
-        });
-      } finally {
-        job.strategy = undefined;
-        await strategy.close();
-      }
-      if (job.stopReason !== null) return await this.#finish(job, job.stopReason);
-      const last = job.history.epoch.length - 1;
-      const metrics: Record<string, number> = {};
-      for (const [k, v] of Object.entries(job.history.history)) metrics[k] = v[last]!;
-      const saved = await this.#registry.save(model, { jobId: record.id, metrics });
-      record.modelId = saved.id;
-      await this.#finish(job, "succeeded");
-    } catch (e) {
-      if (job.stopReason !== null) return await this.#finish(job, job.stopReason);
-      await this.#finish(job, "failed", {
-        code: errorCode(e),
-        message: e instanceof Error ? e.message : String(e),
-      });
-    } finally {
-      model.dispose();
-      job.resolveDone();
-    }
   }
 
   async #finish(
@@ -449,7 +264,7 @@ export class JobManager {
       await this.#store.putJob(record);
     } finally {
       this.#live.delete(record.id);
-      this.#channel(record.id).emit({ type: "end", job: this.#snapshot(job) });
+      this.#events.emit(record.id, { type: "end", job: this.#snapshot(job) });
     }
   }
 
@@ -457,12 +272,12 @@ export class JobManager {
     return structuredClone({ ...job.record, history: job.history });
   }
 
-  /** Job `id` with its History; 404 when unknown. */
+  /** Job `id` with its History; `NotFoundError` when unknown. */
   async get(id: string): Promise<JobRecord> {
     const live = this.#live.get(id);
     if (live !== undefined) return this.#snapshot(live);
     const record = isId("job", id) ? await this.#store.getJob(id) : null;
-    if (record === null) throw notFound("job", id);
+    if (record === null) throw new NotFoundError("job", id);
     return { ...record, history: await this.#store.history(id) };
   }
 
@@ -486,8 +301,9 @@ export class JobManager {
 
   /**
    * Cancels job `id`: a queued job at once, a running one within a step or
-   * two (waiting up to `waitMs` for it). Resolves with the record. 404 when
-   * unknown, 409 when it already ended or runs on another server.
+   * two (waiting up to `waitMs` for it). Resolves with the record.
+   * `NotFoundError` when unknown, `JobNotCancellableError` when it already
+   * ended or runs on another server.
    */
   async cancel(id: string, waitMs = 10_000): Promise<JobRecord> {
     const job = this.#live.get(id);
@@ -496,18 +312,14 @@ export class JobManager {
       const why = TERMINAL_STATUSES.includes(record.status)
         ? `it already ended (${record.status})`
         : `it runs on another server (${record.owner})`;
-      throw new HttpError(409, "job_not_cancellable", `Cannot cancel job ${id}: ${why}`, {
-        details: { status: record.status },
-      });
+      throw new JobNotCancellableError(id, record.status, why);
     }
     await this.#stop(job, "cancelled", waitMs);
     return this.#live.has(id) ? this.#snapshot(job) : await this.get(id);
   }
 
   async #stop(job: LiveJob, reason: "cancelled" | "interrupted", waitMs: number): Promise<void> {
-    const queued = this.#queue.indexOf(job);
-    if (queued !== -1) {
-      this.#queue.splice(queued, 1);
+    if (this.#queue.remove(job)) {
       job.built.model.dispose();
       await this.#finish(job, reason);
       job.resolveDone();
@@ -535,11 +347,7 @@ export class JobManager {
     after: number,
     listener: (e: SequencedEvent) => void,
   ): Subscription | null {
-    const ch = this.#channels.get(id);
-    if (ch === undefined) return null;
-    const replay = ch.events.filter((e) => e.seq > after);
-    if (!ch.ended) ch.listeners.add(listener);
-    return { replay, ended: ch.ended, unsubscribe: () => ch.listeners.delete(listener) };
+    return this.#events.subscribe(id, after, listener);
   }
 
   /**
@@ -550,10 +358,10 @@ export class JobManager {
   async close(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
-    clearInterval(this.#timer);
-    await this.#ticking;
+    this.#queue.close();
+    await this.#lease.stop();
     const jobs = [...this.#live.values()];
-    for (const job of [...this.#queue].reverse()) await this.#stop(job, "interrupted", 0);
+    for (const job of this.#queue.waiting.reverse()) await this.#stop(job, "interrupted", 0);
     await Promise.all(
       jobs.map((job) => this.#stop(job, "interrupted", this.#o.shutdownTimeoutMs)),
     );
@@ -565,6 +373,6 @@ export class JobManager {
       await Promise.race([job.done, timeout.promise]);
       timeout.cancel();
     }));
-    await this.#store.removeServer(this.#owner).catch(() => {});
+    await this.#lease.release();
   }
 }

@@ -7,6 +7,7 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createApp } from "@dtrain/dtrain/server";
  * const dataDir = await Deno.makeTempDir();
  * const app = await createApp({ dataDir });
@@ -24,20 +25,15 @@
  * const { id } = await res.json();
  * await app.jobs.wait(id);
  * const job = await (await app.request(`/v1/jobs/${id}`)).json();
- * console.assert(job.status === "succeeded" && job.modelId !== null);
+ * assert.ok(job.status === "succeeded" && job.modelId !== null);
  * await app.close();
  * await Deno.remove(dataDir, { recursive: true });
  * ```
  * @module
  */
 export { type AppOptions, createApp, type DtrainApp } from "./app.ts";
-export {
-  type JobEvent,
-  JobManager,
-  type JobManagerOptions,
-  type SequencedEvent,
-  type Subscription,
-} from "./jobs.ts";
+export { JobManager, type JobManagerOptions } from "./jobs.ts";
+export type { JobEvent, SequencedEvent, Subscription } from "./job_events.ts";
 export { ModelRegistry, type ModelRegistryOptions } from "./registry.ts";
 export { type JobPage, Store, type StoredHistory } from "./store.ts";
 export type {
@@ -53,9 +49,11 @@ export type {
   JobStatus,
   LossName,
   MetricName,
+  MirroredStrategyRequest,
   MlpPreset,
   ModelRecord,
   ModelTopology,
   OptimizerName,
   StrategyRequest,
+  WorkerStrategyRequest,
 } from "./types.ts";

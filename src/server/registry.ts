@@ -7,6 +7,7 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tf } from "../../mod.ts";
  * import { ModelRegistry } from "./registry.ts";
  * import { Store } from "./store.ts";
@@ -17,7 +18,7 @@
  * model.compile({ optimizer: "sgd", loss: "meanSquaredError" });
  * const record = await registry.save(model, { jobId: null, metrics: {} });
  * const outputs = await registry.predict(record.id, [[1, 2]]);
- * console.assert(outputs.length === 1 && outputs[0]!.length === 1);
+ * assert.ok(outputs.length === 1 && outputs[0]!.length === 1);
  * registry.close();
  * store.close();
  * model.dispose();
@@ -27,7 +28,7 @@
  */
 import { join } from "node:path";
 import { fileHandler, tf } from "../../mod.ts";
-import { HttpError, notFound } from "./_errors.ts";
+import { InputError, ModelFilesMissingError, NotFoundError } from "./_domain_errors.ts";
 import { isId, newId } from "./_ids.ts";
 import type { ModelRecord } from "./types.ts";
 import type { Store } from "./store.ts";
@@ -144,7 +145,7 @@ class LoadedModel {
 
 /**
  * Trained models: files on disk, metadata in the store, an LRU of loaded
- * models for predict. Methods throw `HttpError` 404 for unknown ids.
+ * models for predict. Methods throw `NotFoundError` for unknown ids.
  */
 export class ModelRegistry {
   #dir: string;
@@ -192,10 +193,10 @@ export class ModelRegistry {
     return record;
   }
 
-  /** The metadata of model `id`; 404 when unknown. */
+  /** The metadata of model `id`; `NotFoundError` when unknown. */
   async get(id: string): Promise<ModelRecord> {
     const record = isId("mdl", id) ? await this.#store.getModel(id) : null;
-    if (record === null) throw notFound("model", id);
+    if (record === null) throw new NotFoundError("model", id);
     return record;
   }
 
@@ -204,16 +205,18 @@ export class ModelRegistry {
     return this.#store.listModels();
   }
 
-  /** Removes model `id` (metadata, files, loaded copy); 404 when unknown. */
+  /** Removes model `id` (metadata, files, loaded copy); `NotFoundError` when unknown. */
   async delete(id: string): Promise<void> {
-    if (!isId("mdl", id) || !(await this.#store.deleteModel(id))) throw notFound("model", id);
+    if (!isId("mdl", id) || !(await this.#store.deleteModel(id))) {
+      throw new NotFoundError("model", id);
+    }
     this.#evict(id);
     await Deno.remove(join(this.#dir, id), { recursive: true }).catch((e) => {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     });
   }
 
-  /** The bytes of `model.json`, or of a weight file it lists; 404 otherwise. */
+  /** The bytes of `model.json`, or of a weight file it lists; `NotFoundError` otherwise. */
   async file(id: string, name: string): Promise<Uint8Array<ArrayBuffer>> {
     await this.get(id);
     const folder = join(this.#dir, id);
@@ -221,7 +224,9 @@ export class ModelRegistry {
     if (name === "model.json") return json;
     const manifest = (JSON.parse(new TextDecoder().decode(json)) as tf.io.ModelJSON)
       .weightsManifest ?? [];
-    if (!manifest.some((group) => group.paths.includes(name))) throw notFound("file", name);
+    if (!manifest.some((group) => group.paths.includes(name))) {
+      throw new NotFoundError("file", name);
+    }
     return await this.#read(folder, name, id);
   }
 
@@ -230,9 +235,7 @@ export class ModelRegistry {
       return await Deno.readFile(join(folder, name));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) {
-        throw new HttpError(
-          500,
-          "model_files_missing",
+        throw new ModelFilesMissingError(
           `Model ${id} is registered but its file ${name} is missing from ${folder}`,
         );
       }
@@ -241,20 +244,20 @@ export class ModelRegistry {
   }
 
   /**
-   * Runs model `id` on `rows` (one flattened sample each). 404 for an
-   * unknown model, 400 when a row does not have the model's input size.
+   * Runs model `id` on `rows` (one flattened sample each). `NotFoundError`
+   * for an unknown model, `InputError` when a row does not have the model's
+   * input size.
    */
   async predict(id: string, rows: number[][]): Promise<number[][]> {
     await this.get(id);
     const loaded = await this.#load(id);
     rows.forEach((row, i) => {
       if (row.length !== loaded.inSize) {
-        throw new HttpError(
-          400,
+        throw new InputError(
           "shape_mismatch",
           `inputs[${i}] has ${row.length} values, expected ${loaded.inSize} ` +
             `(the model's input shape [${loaded.inShape.join(", ")}])`,
-          { details: { field: `inputs[${i}]`, expected: loaded.inSize, received: row.length } },
+          { field: `inputs[${i}]`, expected: loaded.inSize, received: row.length },
         );
       }
     });
@@ -282,7 +285,7 @@ export class ModelRegistry {
     while (this.#cache.size > this.#cacheSize) this.#evict(this.#cache.keys().next().value!);
     return entry.catch((e) => {
       throw e instanceof Deno.errors.NotFound
-        ? new HttpError(500, "model_files_missing", `Model ${id} is registered but ${e.message}`)
+        ? new ModelFilesMissingError(`Model ${id} is registered but ${e.message}`, { cause: e })
         : e;
     });
   }

@@ -5,17 +5,19 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { JobRequestSchema } from "./schemas.ts";
  * const job = JobRequestSchema.parse({
  *   model: { preset: "mlp", hidden: [8] },
  *   compile: { loss: "meanSquaredError" },
  *   data: { x: [[0, 1], [1, 0]], y: [[1], [1]] },
  * });
- * console.assert(job.fit.epochs === 1 && job.strategy.kind === "mirrored");
+ * assert.ok(job.fit.epochs === 1 && job.strategy.kind === "mirrored");
  * ```
  * @module
  */
 import { z } from "@hono/zod-openapi";
+import { STRATEGY_KINDS, type StrategyKind } from "../../mod.ts";
 import type {
   JobRecord,
   JobRequest,
@@ -190,14 +192,46 @@ export const FitSchema = z.strictObject({
   seed: z.int().optional(),
 }).prefault({}).openapi("Fit");
 
-/** Which strategy trains the job. */
-export const StrategySchema = z.strictObject({
-  kind: z.literal("mirrored").default("mirrored"),
+/** Backends a job's Workers may ask for in `strategy.backend` (`auto`: the server picks). */
+export const STRATEGY_BACKENDS = ["auto", "cpu", "wasm", "webgpu"] as const;
+
+const StrategyBackendSchema = z.enum(STRATEGY_BACKENDS).default("auto");
+
+const MirroredStrategySchema = z.strictObject({
+  kind: z.literal("mirrored").openapi({ description: STRATEGY_KINDS.mirrored.description }),
   replicas: z.int().min(1).max(256).optional().openapi({
     description: "Replica Workers (default: the server's defaultReplicas)",
   }),
-  backend: z.enum(["auto", "cpu", "wasm", "webgpu"]).default("auto"),
-}).prefault({}).openapi("Strategy");
+  backend: StrategyBackendSchema,
+}).openapi("MirroredStrategy");
+
+const WorkerStrategySchema = z.strictObject({
+  kind: z.literal("worker").openapi({ description: STRATEGY_KINDS.worker.description }),
+  workers: z.int().min(1).max(256).optional().openapi({
+    description: "Gradient Workers (default: the server's defaultReplicas)",
+  }),
+  staleness: z.int().min(0).max(1 << 16).optional(),
+  stalePolicy: z.enum(["drop", "scale"]).optional(),
+  backend: StrategyBackendSchema,
+}).openapi("WorkerStrategy");
+
+/**
+ * Which strategy trains the job, by `kind` (default `mirrored`): the options
+ * of that strategy's class.
+ */
+export const StrategySchema = z.preprocess(
+  (value) =>
+    typeof value === "object" && value !== null && !("kind" in value)
+      ? { ...value, kind: "mirrored" }
+      : value,
+  z.discriminatedUnion("kind", [MirroredStrategySchema, WorkerStrategySchema]),
+).prefault({}).openapi("Strategy");
+
+/** The built-in model presets (`model.preset`), from their schemas. */
+export const MODEL_PRESETS = [
+  MlpPresetSchema.shape.preset.value,
+  CnnPresetSchema.shape.preset.value,
+] as const;
 
 /** `POST /v1/jobs` body. */
 export const JobRequestSchema = z.strictObject({
@@ -330,3 +364,29 @@ export const BackendReportSchema = z.object({
 
 /** `GET /healthz` answer. */
 export const HealthSchema = z.object({ status: z.literal("ok") }).openapi("Health");
+
+/** One strategy kind in `GET /v1/options`. */
+export const StrategyOptionSchema = z.object({
+  kind: z.enum(Object.keys(STRATEGY_KINDS) as [StrategyKind, ...StrategyKind[]]),
+  description: z.string(),
+  countOption: z.enum(["replicas", "workers"]).openapi({
+    description: "The strategy option that sets how many Workers train",
+  }),
+  batchScope: z.enum(["global", "perWorker"]).openapi({
+    description: "fit.batchSize is the global batch or each worker's",
+  }),
+}).openapi("StrategyOption");
+
+/**
+ * `GET /v1/options` answer: the values a job request may name, from the
+ * same constants that validate it (a form fills its choices from it).
+ */
+export const OptionsSchema = z.object({
+  strategies: z.array(StrategyOptionSchema).openapi({ description: "strategy.kind" }),
+  backends: z.array(z.enum(STRATEGY_BACKENDS)).openapi({ description: "strategy.backend" }),
+  presets: z.array(z.enum(MODEL_PRESETS)).openapi({ description: "model.preset" }),
+  datasets: z.array(z.enum(DATASETS)).openapi({ description: "data.dataset" }),
+  optimizers: z.array(z.enum(OPTIMIZERS)).openapi({ description: "compile.optimizer" }),
+  losses: z.array(z.enum(LOSSES)).openapi({ description: "compile.loss" }),
+  metrics: z.array(z.enum(METRICS)).openapi({ description: "compile.metrics" }),
+}).openapi("Options");

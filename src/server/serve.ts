@@ -61,9 +61,10 @@ function intFlag(value: string | undefined, name: string, min: number): number |
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseServeArgs } from "./serve.ts";
  * const o = parseServeArgs(["--port", "9000"], { DTRAIN_TOKEN: "t" });
- * console.assert(o.port === 9000 && o.host === "127.0.0.1" && o.token === "t");
+ * assert.ok(o.port === 9000 && o.host === "127.0.0.1" && o.token === "t");
  * ```
  */
 export function parseServeArgs(
@@ -111,8 +112,9 @@ export function parseServeArgs(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { isLoopback } from "./serve.ts";
- * console.assert(isLoopback("127.0.0.1") && isLoopback("::1") && !isLoopback("0.0.0.0"));
+ * assert.ok(isLoopback("127.0.0.1") && isLoopback("::1") && !isLoopback("0.0.0.0"));
  * ```
  */
 export function isLoopback(host: string): boolean {

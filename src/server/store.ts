@@ -15,9 +15,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Store } from "./store.ts";
  * const store = new Store(await Deno.openKv(":memory:"));
- * console.assert((await store.getJob("job_00000000000000000")) === null);
+ * assert.ok((await store.getJob("job_00000000000000000")) === null);
  * store.close();
  * ```
  * @module

@@ -5,6 +5,7 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { JobRequest } from "./types.ts";
  * const job: JobRequest = {
  *   model: { preset: "mlp", hidden: [8], activation: "relu" },
@@ -13,7 +14,7 @@
  *   fit: { epochs: 1, batchSize: 1, validationSplit: 0, shuffle: true },
  *   strategy: { kind: "mirrored", backend: "cpu" },
  * };
- * console.assert(job.fit.epochs === 1);
+ * assert.ok(job.fit.epochs === 1);
  * ```
  * @module
  */
@@ -138,15 +139,32 @@ export interface FitRequest {
   seed?: number;
 }
 
-/** Which strategy trains the job. */
-export interface StrategyRequest {
-  /** Only `mirrored` for now. */
+/** A job trained by MirroredStrategy (synchronous replicas, global batch). */
+export interface MirroredStrategyRequest {
+  /** `mirrored`, the default. */
   kind: "mirrored";
   /** Replica Workers. */
   replicas?: number;
   /** Backend of the replicas. */
   backend: "auto" | "cpu" | "wasm" | "webgpu";
 }
+
+/** A job trained by WorkerStrategy (asynchronous parameter server, batch per worker). */
+export interface WorkerStrategyRequest {
+  /** `worker`. */
+  kind: "worker";
+  /** Gradient Workers. */
+  workers?: number;
+  /** Largest staleness applied as is. */
+  staleness?: number;
+  /** What happens to a stale gradient. */
+  stalePolicy?: "drop" | "scale";
+  /** Backend of the workers. */
+  backend: "auto" | "cpu" | "wasm" | "webgpu";
+}
+
+/** Which strategy trains the job: the options of its class, by kind. */
+export type StrategyRequest = MirroredStrategyRequest | WorkerStrategyRequest;
 
 /** A validated `POST /v1/jobs` body (defaults applied). */
 export interface JobRequest {

@@ -5,7 +5,7 @@
  * @module
  */
 import type * as tf from "../tf.ts";
-import type { CompileSpec } from "../replica/protocol.ts";
+import type { CompileSpec } from "./protocol.ts";
 
 /**
  * Checks that `model` is compiled and describes its compile arguments.

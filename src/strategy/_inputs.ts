@@ -6,7 +6,7 @@
  * @module
  */
 import * as tf from "../tf.ts";
-import type { SharedData } from "../replica/protocol.ts";
+import type { SharedData } from "./protocol.ts";
 
 /** What `fit`/`evaluate` accept for `x` and `y`. */
 export type Samples =

@@ -1,23 +1,15 @@
 /**
- * Option checks and the model source both strategies share.
+ * The model source both strategies share (the option checks are `core/checks.ts`).
  *
  * @module
  */
 import type * as tf from "../tf.ts";
-import type { ModelSource } from "../replica/protocol.ts";
+import type { ModelSource } from "./protocol.ts";
 
 /** A model module as Workers import it: an absolute URL and the export to call. */
 export interface ModelModule {
   url: string;
   exportName: string;
-}
-
-/** `value` when it is an integer >= 1; a RangeError naming `name` otherwise. */
-export function positiveInt(value: unknown, name: string): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
-    throw new RangeError(`${name} must be an integer >= 1, received ${value}`);
-  }
-  return value;
 }
 
 /** The `modelModule` option resolved: an absolute URL, `exportName` defaulting to `"default"`. */

@@ -22,24 +22,18 @@ import {
   type MirroredStrategyOptions,
 } from "./mirrored.ts";
 import type { Samples } from "./_inputs.ts";
-import { type WorkerFitOptions, WorkerStrategy, type WorkerStrategyOptions } from "./worker.ts";
+import {
+  WORKER_OPTIONS,
+  type WorkerFitOptions,
+  WorkerStrategy,
+  type WorkerStrategyOptions,
+} from "./worker.ts";
 
 /**
  * Options of the top-level {@linkcode fit}: those of `WorkerStrategy.fit`
  * plus the `WorkerStrategy` options (`workers`, `backend`, `staleness`, ...).
  */
 export interface KerasFitOptions extends WorkerFitOptions, WorkerStrategyOptions {}
-
-const STRATEGY_KEYS = [
-  "workers",
-  "staleness",
-  "stalePolicy",
-  "backend",
-  "threadsPerWorker",
-  "maxRestarts",
-  "modelModule",
-  "workerTimeoutMs",
-] as const;
 
 function checkModel(model: unknown, what: string): asserts model is tf.LayersModel {
   if (!(model instanceof tf.LayersModel)) {
@@ -60,6 +54,7 @@ function checkModel(model: unknown, what: string): asserts model is tf.LayersMod
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fit, tf } from "../../mod.ts";
  * const model = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2] })] });
  * model.compile({ optimizer: "sgd", loss: "meanSquaredError" });
@@ -69,7 +64,7 @@ function checkModel(model: unknown, what: string): asserts model is tf.LayersMod
  *   workers: 2,
  *   backend: "cpu",
  * });
- * console.assert(history.epoch.length === 2);
+ * assert.ok(history.epoch.length === 2);
  * ```
  */
 export async function fit(
@@ -81,7 +76,7 @@ export async function fit(
   checkModel(model, "fit()");
   const strategyOptions: WorkerStrategyOptions = {};
   const fitOptions: Record<string, unknown> = { ...options };
-  for (const key of STRATEGY_KEYS) {
+  for (const key of WORKER_OPTIONS) {
     if (key in options) (strategyOptions as Record<string, unknown>)[key] = options[key];
     delete fitOptions[key];
   }
@@ -106,13 +101,14 @@ export interface PredictOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parallelModel, tf } from "../../mod.ts";
  * const model = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2] })] });
  * await using parallel = parallelModel(model, { replicas: 2, backend: "cpu" });
  * parallel.compile({ optimizer: "sgd", loss: "meanSquaredError" });
  * await parallel.fit([[0, 1], [1, 0]], [[1], [1]], { epochs: 1, batchSize: 2 });
  * const y = parallel.predict([[1, 1]]);
- * console.assert(y.shape[0] === 1);
+ * assert.ok(y.shape[0] === 1);
  * y.dispose();
  * ```
  */
@@ -183,12 +179,13 @@ export class ParallelModel {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parallelModel, tf } from "../../mod.ts";
  * const model = tf.sequential({ layers: [tf.layers.dense({ units: 2, inputShape: [3] })] });
  * await using parallel = parallelModel(model, { replicas: 2, backend: "cpu" });
  * parallel.compile({ optimizer: "adam", loss: "meanSquaredError" });
  * const history = await parallel.fit([[1, 2, 3], [3, 2, 1]], [[1, 0], [0, 1]], { batchSize: 2 });
- * console.assert(history.history.loss?.length === 1);
+ * assert.ok(history.history.loss?.length === 1);
  * ```
  */
 export function parallelModel(

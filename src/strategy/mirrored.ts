@@ -18,14 +18,25 @@ import * as tf from "../tf.ts";
 import type { BackendName } from "../../backends/types.ts";
 import { BACKEND_NAMES } from "../../backends/types.ts";
 import { allReduceBytes } from "../collective/all_reduce.ts";
-import { flatStateBytes } from "../replica/_flat_optimizer.ts";
-import { sizeOf } from "../replica/_model.ts";
-import { type ModelModule, modelSource, positiveInt, resolveModelModule } from "./_options.ts";
-import { groupMemory } from "../collective/_kernels.ts";
+import { flatStateBytes } from "./_flat_optimizer.ts";
+import { sizeOf } from "./_model.ts";
+import { positiveInt, refuseUnknownOptions } from "../core/checks.ts";
+import {
+  type ClusterSpec,
+  type ClusterTlsOptions,
+  type Compression,
+  type NodeConfig,
+  rendezvous,
+  validateClusterSpec,
+} from "../cluster/mod.ts";
+import { HOST_LINK_SLOTS, serveHostLink } from "../collective/host_link.ts";
+import { type ModelModule, modelSource, resolveModelModule } from "./_options.ts";
+import { groupMemory } from "../collective/kernels.ts";
 import { RecordRing, RING_CONTROL_SLOTS } from "../collective/ring.ts";
-import { CONTROL_STOP, controlBytes, fusedLayout } from "../replica/_layout.ts";
-import { ReplicaPool } from "../replica/pool.ts";
-import { RECORD_HEADER, type Reply, type Request, type SharedData } from "../replica/protocol.ts";
+import { CONTROL_STOP, controlBytes, fusedLayout } from "./_layout.ts";
+import { ReplicaPool } from "./mirrored/replica_pool.ts";
+import { RECORD_HEADER } from "../core/records.ts";
+import type { Reply, Request, SharedData } from "./protocol.ts";
 import { callAll, History, type Logs, type TrainingCallbacks } from "../training/callbacks.ts";
 import { FitReporter, type FitReporterOptions } from "../training/reporter.ts";
 import {
@@ -35,11 +46,27 @@ import {
   loadCheckpointFiles,
   removeStaleTemp,
 } from "../io/checkpoint.ts";
-import { type DatasetLike, materializeDataset } from "./_dataset.ts";
+import type { DatasetLike } from "./_dataset.ts";
+import {
+  checkCommonFit,
+  type CheckedCommon,
+  Exclusive,
+  FIT_OPTIONS,
+  fitOnDataset,
+  refuseFitOptions,
+  splitSamples,
+} from "./_fit_checks.ts";
 import { compileSpec } from "./_compile.ts";
+import type {
+  EvaluateOptions,
+  FitOptions,
+  Strategy,
+  StrategyKind,
+  StrategyRunStats,
+} from "./strategy.ts";
 import { prepareSamples, type Samples, toShared } from "./_inputs.ts";
 
-export type { CheckpointOptions, DatasetLike, Samples };
+export type { CheckpointOptions, DatasetLike, EvaluateOptions, FitOptions, Samples };
 
 /**
  * What {@linkcode MirroredStrategy.fitPipeline} needs from an input pipeline
@@ -69,6 +96,17 @@ export interface EpochSource {
 }
 
 const RING_RECORDS = 1024;
+
+/** The option names {@linkcode MirroredStrategy} takes; any other is refused. */
+const MIRRORED_OPTIONS = [
+  "replicas",
+  "backend",
+  "threadsPerReplica",
+  "modelModule",
+  "replicaTimeoutMs",
+  "startTimeoutMs",
+  "cluster",
+] as const satisfies readonly (keyof MirroredStrategyOptions)[];
 
 /** Options for {@linkcode MirroredStrategy}. */
 export interface MirroredStrategyOptions {
@@ -107,46 +145,37 @@ export interface MirroredStrategyOptions {
    * @default 60000
    */
   startTimeoutMs?: number;
-}
-
-/** Options for {@linkcode MirroredStrategy.fit}. */
-export interface FitOptions {
-  /** Number of epochs to train. @default 1 */
-  epochs?: number;
-  /** Global batch size, split across replicas. @default 32 */
-  batchSize?: number;
-  /** Reshuffle the training samples every epoch. @default true */
-  shuffle?: boolean;
-  /** Seed of the shuffling. @default a random seed */
-  seed?: number;
-  /** Fraction of the samples (taken from the end, before shuffling) used for validation. @default 0 */
-  validationSplit?: number;
-  /** Explicit validation data (wins over validationSplit). @default undefined */
-  validationData?: [Samples, Samples];
-  /** Callbacks, or a list of them. @default [] */
-  callbacks?: TrainingCallbacks | TrainingCallbacks[];
-  /** 0 silent, 1 progress bar, 2 one line per epoch. @default 0 */
-  verbose?: 0 | 1 | 2;
-  /** Epoch to start from (for resuming). @default 0 */
-  initialEpoch?: number;
-  /** Stop with `NonFiniteLossError` when the loss becomes NaN or infinite. @default true */
-  terminateOnNaN?: boolean;
   /**
-   * Write checkpoints (weights, optimizer state, position, History) into
-   * `checkpoint.dir`; a later `fit` with the same dir resumes from the newest
-   * one, exactly where it stopped. @default undefined (no checkpoints)
+   * Train across hosts: this process is node `rank` of `nodes`, each running
+   * `replicas` replicas; `batchSize` is then the global batch of all hosts.
+   * Every node runs the same script on the same data; `clusterFromEnv()`
+   * reads this from launcher variables. @default undefined (one host)
    */
-  checkpoint?: CheckpointOptions;
+  cluster?: MirroredClusterOptions;
 }
 
-/** Options for {@linkcode MirroredStrategy.evaluate}. */
-export interface EvaluateOptions {
-  /** Samples per replica batch. @default 32 */
-  batchSize?: number;
+/** {@linkcode MirroredStrategyOptions.cluster}: where this host sits, and how hosts talk. */
+export interface MirroredClusterOptions extends ClusterSpec {
+  /** Deadline for all nodes to meet at the coordinator, each fit. @default 60000 */
+  rendezvousTimeoutMs?: number;
+  /** A peer silent this long is lost: `fit` rejects with `PeerLostError`. @default 30000 */
+  peerTimeoutMs?: number;
+  /**
+   * `"fp16"` halves the bytes on the wire (Horovod's `Compression.fp16`): the
+   * gradient sum is rounded to float16 between hosts, so results are close to,
+   * not equal to, one host's. @default "none"
+   */
+  compression?: Compression;
+  /** Address this node listens on. @default "0.0.0.0" */
+  hostname?: string;
+  /** Host the other nodes reach this node at. @default the address the coordinator sees */
+  advertiseHost?: string;
+  /** TLS certificate and key files for every cluster socket. @default plain TCP */
+  tls?: ClusterTlsOptions;
 }
 
 /** Measurements of the last run, for diagnostics and benchmarks. */
-export interface StrategyStats {
+export interface StrategyStats extends StrategyRunStats {
   /** Backend each replica runs. */
   backends: BackendName[];
   /** Why the backend was chosen (replica 0). */
@@ -163,25 +192,86 @@ export interface StrategyStats {
   computeMs: number;
   /** Mean gradient exchange time per step (replica 0), ms. */
   exchangeMs: number;
+  /**
+   * Across hosts: the cross-host sums of the last run (one per step, plus
+   * validation and epoch-end ones), the bytes this node sent and received,
+   * and the time its main thread spent in them. Undefined on one host.
+   */
+  crossHost?: { exchanges: number; bytesSent: number; bytesReceived: number; ms: number };
 }
 
 /** Fit options every fit variant shares, validated, with defaults applied. */
-interface CheckedFit {
-  epochs: number;
+interface CheckedFit extends CheckedCommon {
+  /** Global batch size. */
   batchSize: number;
-  initialEpoch: number;
-  split: number;
-  verbose: 0 | 1 | 2;
-  callbacks: TrainingCallbacks[];
 }
 
 interface Group {
   key: string;
   pool: ReplicaPool;
   control: Int32Array;
+  /** The all-reduce result (the host's, then the global sum), in group memory. */
+  result: Float32Array;
+  /** The replicas' link to this thread, the host's leader, across hosts. */
+  hostLink: Int32Array | null;
   weights: Float32Array;
   ring: RecordRing;
   metricsNames: string[];
+}
+
+/** dtrain's version, compared at every cluster rendezvous. */
+const VERSION = "0.1.0";
+
+/** The shuffle seed of a cluster fit that names none (every node must agree). */
+const CLUSTER_SEED = 42;
+
+const CLUSTER_OPTIONS = [
+  "nodes",
+  "rank",
+  "coordinator",
+  "token",
+  "rendezvousTimeoutMs",
+  "peerTimeoutMs",
+  "compression",
+  "hostname",
+  "advertiseHost",
+  "tls",
+] as const satisfies readonly (keyof MirroredClusterOptions)[];
+
+function checkCluster(
+  cluster: MirroredClusterOptions | undefined,
+): MirroredClusterOptions | undefined {
+  if (cluster === undefined) return undefined;
+  if (typeof cluster !== "object" || cluster === null) {
+    throw new TypeError(`cluster must be an object, received ${cluster}`);
+  }
+  refuseUnknownOptions(cluster, CLUSTER_OPTIONS, "MirroredStrategy's cluster");
+  validateClusterSpec(cluster);
+  const compression = cluster.compression ?? "none";
+  if (compression !== "none" && compression !== "fp16") {
+    throw new TypeError(
+      `cluster.compression must be "none" or "fp16", received ${JSON.stringify(compression)}`,
+    );
+  }
+  return { ...cluster };
+}
+
+/** What nodes compare about the model: its topology and its optimizer. */
+function describeModel(model: tf.LayersModel): NodeConfig {
+  const optimizer = model.optimizer;
+  return {
+    topology: fnv1a(JSON.stringify(model.toJSON(null, false))),
+    optimizer: optimizer.getClassName(),
+    optimizerConfig: fnv1a(JSON.stringify(optimizer.getConfig())),
+    loss: fnv1a(JSON.stringify(model.loss) ?? String(model.loss)),
+  };
+}
+
+/** FNV-1a of a string's UTF-16 code units, as 8 hex digits. */
+function fnv1a(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, "0");
 }
 
 /**
@@ -192,6 +282,7 @@ interface Group {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MirroredStrategy, tf } from "../../mod.ts";
  * const model = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2] })] });
  * model.compile({ optimizer: "sgd", loss: "meanSquaredError" });
@@ -200,10 +291,14 @@ interface Group {
  *   epochs: 2,
  *   batchSize: 4,
  * });
- * console.assert(history.history.loss?.length === 2);
+ * assert.ok(history.history.loss?.length === 2);
  * ```
  */
-export class MirroredStrategy {
+export class MirroredStrategy implements Strategy {
+  /** Always `"mirrored"`. */
+  readonly kind: StrategyKind = "mirrored";
+  /** `batchSize` is the global batch, split across replicas. */
+  readonly batchScope = "global" as const;
   /** Number of replicas. */
   readonly replicas: number;
   /** Backend requested for every replica. */
@@ -211,14 +306,16 @@ export class MirroredStrategy {
   /** WASM threads per replica. */
   readonly threadsPerReplica: number;
   #modelModule: ModelModule | undefined;
+  #cluster: MirroredClusterOptions | undefined;
   #timeoutMs: number;
   #startTimeoutMs: number;
   #group: Group | undefined;
   #stats: StrategyStats | undefined;
-  #busy = false;
+  #exclusive = new Exclusive();
 
   /** Validates the options; Workers start on the first `fit` or `evaluate`. */
   constructor(options: MirroredStrategyOptions = {}) {
+    refuseUnknownOptions(options, MIRRORED_OPTIONS, "MirroredStrategy");
     this.replicas = positiveInt(
       options.replicas ?? Math.max(1, navigator.hardwareConcurrency ?? 1),
       "replicas",
@@ -240,6 +337,18 @@ export class MirroredStrategy {
     );
     this.#startTimeoutMs = positiveInt(options.startTimeoutMs ?? 60_000, "startTimeoutMs");
     this.#modelModule = resolveModelModule(options.modelModule);
+    this.#cluster = checkCluster(options.cluster);
+  }
+
+  /** Where this host sits in a multi-host cluster, or undefined on one host. */
+  get cluster(): { rank: number; nodes: number } | undefined {
+    const c = this.#cluster;
+    return c === undefined ? undefined : { rank: c.rank, nodes: c.nodes };
+  }
+
+  /** The replicas: {@linkcode Strategy.parallelism}. */
+  get parallelism(): number {
+    return this.replicas;
   }
 
   /** Measurements of the last `fit` or `evaluate`, once one has run. */
@@ -289,7 +398,14 @@ export class MirroredStrategy {
       ),
       ring: new SharedArrayBuffer(RecordRing.bytes(RING_RECORDS, ringWidth)),
       ringControl: new SharedArrayBuffer(4 * RING_CONTROL_SLOTS),
+      hostLink: this.#cluster === undefined ? null : new SharedArrayBuffer(4 * HOST_LINK_SLOTS),
     };
+    const memory = buffers.group instanceof WebAssembly.Memory
+      ? buffers.group.buffer as SharedArrayBuffer
+      : buffers.group;
+    const result = new Float32Array(memory, this.replicas * layout.length * 4, layout.length);
+    const rank = this.#cluster?.rank ?? 0;
+    const nodes = this.#cluster?.nodes ?? 1;
     const weights = new Float32Array(buffers.weights);
     this.#writeWeights(model, weights);
     const control = new Int32Array(buffers.control);
@@ -301,6 +417,7 @@ export class MirroredStrategy {
         type: "init",
         replica: r,
         replicas: this.replicas,
+        shard: { index: rank * this.replicas + r, count: nodes * this.replicas },
         backend: this.backend,
         threads: this.threadsPerReplica,
         model: source,
@@ -310,7 +427,7 @@ export class MirroredStrategy {
         ringRecords: RING_RECORDS,
         ringWidth,
       }));
-      const replies = await pool.watch(init, this.#startTimeoutMs);
+      const replies = await pool.watch(init, this.#startTimeoutMs, "startTimeoutMs");
       const ready = replies.filter((
         r,
       ): r is Extract<Reply, { type: "ready" }> => r.type === "ready");
@@ -334,6 +451,8 @@ export class MirroredStrategy {
         key,
         pool,
         control,
+        result,
+        hostLink: buffers.hostLink === null ? null : new Int32Array(buffers.hostLink),
         weights,
         ring: new RecordRing(buffers.ring, buffers.ringControl, {
           records: RING_RECORDS,
@@ -364,27 +483,24 @@ export class MirroredStrategy {
     options: FitOptions = {},
   ): Promise<History> {
     const o = this.#checkFit(model, options);
-    const samples = prepareSamples(model, x, y);
-    let trainCount = samples.count;
-    let validation: SharedData | null = null;
-    if (options.validationData !== undefined) {
-      const [vx, vy] = options.validationData;
-      validation = toShared(prepareSamples(model, vx, vy));
-    } else if (o.split > 0) {
-      trainCount = Math.floor(samples.count * (1 - o.split));
-      validation = toShared(samples, trainCount, samples.count);
-    }
-    if (trainCount < 1) {
-      throw new RangeError(`No training samples left: received ${samples.count} samples`);
-    }
+    const split = splitSamples(model, x, y, {
+      validationData: options.validationData,
+      split: o.split,
+    });
+    const { samples, trainCount } = split;
+    const validation: SharedData | null = split.validation === undefined
+      ? null
+      : toShared(split.validation);
     const data = toShared(samples, 0, trainCount);
     const shuffle = options.shuffle ?? true;
-    let seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+    // Across hosts every node must shuffle alike: a fixed default seed.
+    let seed = options.seed ??
+      (this.#cluster === undefined ? Math.floor(Math.random() * 2 ** 31) : CLUSTER_SEED);
     const ckpt = options.checkpoint === undefined
       ? undefined
       : checkCheckpointOptions(options.checkpoint);
 
-    return await this.#exclusive(async () => {
+    return await this.#exclusive.run(async () => {
       // Resume from the newest complete checkpoint, if any.
       let startEpoch = o.initialEpoch, startStep = 0;
       let resumed: FitReporterOptions["resumed"];
@@ -429,27 +545,39 @@ export class MirroredStrategy {
           run: { seed, batchSize: o.batchSize, shuffle, trainCount },
         },
       });
-      const replies = await this.#run(group, reporter, {
-        type: "fit",
-        data,
+      const replies = await this.#acrossHosts(group, {
+        op: "fit",
+        ...describeModel(model),
         trainCount,
-        validation,
+        validationCount: validation?.count ?? 0,
         epochs: o.epochs,
-        initialEpoch: startEpoch,
+        startEpoch,
         startStep,
         batchSize: o.batchSize,
         shuffle,
         seed,
-        terminateOnNaN: options.terminateOnNaN ?? true,
-        validationBatchSize: Math.max(1, Math.ceil(o.batchSize / this.replicas)),
-        checkpoint: ckpt === undefined ? null : {
-          dir: ckpt.dir,
-          everySteps: ckpt.everySteps,
-          everyEpoch: ckpt.everyEpoch,
-          runId,
-        },
-        resumeFrom,
-      });
+      }, () =>
+        this.#run(group, reporter, {
+          type: "fit",
+          data,
+          trainCount,
+          validation,
+          epochs: o.epochs,
+          initialEpoch: startEpoch,
+          startStep,
+          batchSize: o.batchSize,
+          shuffle,
+          seed,
+          terminateOnNaN: options.terminateOnNaN ?? true,
+          validationBatchSize: Math.max(1, Math.ceil(o.batchSize / this.replicas)),
+          checkpoint: ckpt === undefined ? null : {
+            dir: ckpt.dir,
+            everySteps: ckpt.everySteps,
+            everyEpoch: ckpt.everyEpoch,
+            runId,
+          },
+          resumeFrom,
+        }));
       return await this.#finish(model, group, reporter, replies, o.callbacks);
     });
   }
@@ -470,6 +598,12 @@ export class MirroredStrategy {
     pipeline: EpochSource,
     options: Omit<FitOptions, "validationSplit" | "shuffle" | "seed" | "checkpoint"> = {},
   ): Promise<History> {
+    if (this.#cluster !== undefined) {
+      throw new TypeError(
+        "fitPipeline() trains on one host: use fit() with the cluster option, " +
+          "or a MirroredStrategy without it",
+      );
+    }
     for (const key of ["validationSplit", "shuffle", "seed", "checkpoint"]) {
       if (key in options) {
         throw new TypeError(
@@ -499,7 +633,7 @@ export class MirroredStrategy {
     const validation = options.validationData === undefined
       ? null
       : toShared(prepareSamples(model, options.validationData[0], options.validationData[1]));
-    return await this.#exclusive(async () => {
+    return await this.#exclusive.run(async () => {
       const { group, reporter } = await this.#begin(model, o, new History(), pipeline.count, {});
       const base = {
         type: "fit" as const,
@@ -533,46 +667,25 @@ export class MirroredStrategy {
 
   /** Validates the options every fit variant shares. */
   #checkFit(model: tf.LayersModel, options: FitOptions): CheckedFit {
-    const epochs = positiveInt(options.epochs ?? 1, "epochs");
+    refuseFitOptions(options, FIT_OPTIONS, "MirroredStrategy.fit()");
+    const common = checkCommonFit(options);
     const batchSize = positiveInt(options.batchSize ?? 32, "batchSize");
-    const initialEpoch = options.initialEpoch ?? 0;
-    if (!Number.isInteger(initialEpoch) || initialEpoch < 0) {
-      throw new RangeError(`initialEpoch must be an integer >= 0, received ${initialEpoch}`);
-    }
-    if (batchSize < this.replicas) {
+    const nodes = this.#cluster?.nodes ?? 1;
+    if (batchSize < this.replicas * nodes) {
       throw new RangeError(
-        `Cannot shard a batch of ${batchSize} across ${this.replicas} replicas: ` +
-          "batchSize must be >= replicas",
+        nodes === 1
+          ? `Cannot shard a batch of ${batchSize} across ${this.replicas} replicas: ` +
+            "batchSize must be >= replicas"
+          : `Cannot shard a batch of ${batchSize} across ${nodes} nodes x ${this.replicas} ` +
+            "replicas: batchSize (the global batch of all nodes) must be >= nodes x replicas",
       );
-    }
-    const split = options.validationSplit ?? 0;
-    if (!(split >= 0 && split < 1)) {
-      throw new RangeError(`validationSplit must be in [0, 1), received ${split}`);
     }
     compileSpec(model, {
       hasModule: this.#modelModule !== undefined,
       who: "replica",
       optimizer: "model",
     });
-    return {
-      epochs,
-      batchSize,
-      initialEpoch,
-      split,
-      verbose: options.verbose ?? 0,
-      callbacks: options.callbacks === undefined ? [] : [options.callbacks].flat(),
-    };
-  }
-
-  /** Runs `work` unless another fit or evaluate is running. */
-  async #exclusive<T>(work: () => Promise<T>): Promise<T> {
-    if (this.#busy) throw new Error("This strategy is already running fit or evaluate");
-    this.#busy = true;
-    try {
-      return await work();
-    } finally {
-      this.#busy = false;
-    }
+    return { ...common, batchSize };
   }
 
   /** Starts (or reuses) the replicas and the reporter, and calls onTrainBegin. */
@@ -628,6 +741,50 @@ export class MirroredStrategy {
     return replies;
   }
 
+  /**
+   * Runs `work` (a fit or evaluate of the replicas) with this thread as the
+   * host's leader across hosts: the nodes meet at the coordinator and check
+   * they agree on `config`, then every cross-host request of the replicas is
+   * summed over the ring. A lost peer aborts the replica group, so `work`
+   * rejects with the `PeerLostError`. On one host, just `work()`.
+   */
+  async #acrossHosts<T>(group: Group, config: NodeConfig, work: () => Promise<T>): Promise<T> {
+    const c = this.#cluster;
+    if (c === undefined || group.hostLink === null) return await work();
+    const { compression = "none", ...rest } = c;
+    const { nodes, rank, coordinator, token, ...options } = rest;
+    const cluster = await rendezvous({ nodes, rank, coordinator, token }, {
+      ...options,
+      config: { dtrain: VERSION, replicasPerNode: this.replicas, ...config },
+    });
+    const stop = new AbortController();
+    const staging = new Float32Array(group.result.length);
+    const counts = { exchanges: 0, bytesSent: 0, bytesReceived: 0, ms: 0 };
+    const served = serveHostLink(group.hostLink, async (offset, length) => {
+      // Sockets take plain buffers: the range goes through a private copy.
+      const part = staging.subarray(offset, offset + length);
+      part.set(group.result.subarray(offset, offset + length));
+      const t = await cluster.allReduce(part, { compression });
+      group.result.set(part, offset);
+      counts.exchanges++;
+      counts.bytesSent += t.bytesSent;
+      counts.bytesReceived += t.bytesReceived;
+      counts.ms += t.totalMs;
+    }, stop.signal).catch((e: unknown) => {
+      group.pool.fail(e instanceof Error ? e : new Error(String(e)));
+    });
+    try {
+      return await work();
+    } catch (e) {
+      throw group.pool.crash ?? e;
+    } finally {
+      stop.abort();
+      await served;
+      await cluster.close();
+      if (this.#stats !== undefined) this.#stats = { ...this.#stats, crossHost: counts };
+    }
+  }
+
   /** Records the run's stats, copies the weights into `model`, calls onTrainEnd. */
   async #finish(
     model: tf.LayersModel,
@@ -661,15 +818,7 @@ export class MirroredStrategy {
     dataset: DatasetLike,
     options: FitOptions = {},
   ): Promise<History> {
-    const { x, y } = await materializeDataset(dataset, {
-      x: model.inputs[0]?.shape.slice(1) ?? [],
-      y: model.outputs[0]?.shape.slice(1) ?? [],
-    });
-    try {
-      return await this.fit(model, x, y, options);
-    } finally {
-      tf.dispose([x, y]);
-    }
+    return await fitOnDataset(model, dataset, (x, y) => this.fit(model, x, y, options));
   }
 
   /**
@@ -689,23 +838,22 @@ export class MirroredStrategy {
       optimizer: "model",
     });
     const data = toShared(prepareSamples(model, x, y));
-    if (this.#busy) {
-      throw new Error("This strategy is already running fit or evaluate");
-    }
-    this.#busy = true;
-    try {
+    return await this.#exclusive.run(async () => {
       const group = await this.#ensureGroup(model);
-      const replies = await group.pool.watch(
-        group.pool.all(() => ({ type: "evaluate", data, batchSize })),
-        this.#timeoutMs,
+      const replies = await this.#acrossHosts(
+        group,
+        { op: "evaluate", ...describeModel(model), count: data.count, batchSize },
+        () =>
+          group.pool.watch(
+            group.pool.all(() => ({ type: "evaluate", data, batchSize })),
+            this.#timeoutMs,
+          ),
       );
       const values = replies[0]!.type === "done" ? replies[0]!.values : [];
       const logs: Logs = {};
       group.metricsNames.forEach((name, i) => (logs[name] = values[i]!));
       return logs;
-    } finally {
-      this.#busy = false;
-    }
+    });
   }
 
   /** Copies the replicas' latest synced weights into `model`. */

@@ -5,10 +5,10 @@
  * variables and the optimizer (they are the user's compiled model itself),
  * publishes the weights into a versioned shared buffer, and applies each
  * gradient a worker hands over, in arrival order, under the staleness rule
- * (`_parameter_server.ts`); it also runs callbacks, History, progress and
- * validation (`_ps_reporter.ts`), and decides when a failed worker is
- * replaced. The elastic set of workers (`_worker_set.ts`) starts, watches,
- * replaces, adds and removes them. Each worker (`replica/ps_worker.ts`) owns
+ * (`ps/_parameter_server.ts`); it also runs callbacks, History, progress and
+ * validation (`ps/_reporter.ts`), and decides when a failed worker is
+ * replaced. The elastic set of workers (`ps/_worker_set.ts`) starts, watches,
+ * replaces, adds and removes them. Each worker (`ps/ps_worker.ts`) owns
  * a copy of the model without optimizer state: it claims batches from a
  * shared cursor, copies the latest published weights, computes loss and
  * gradients on its batch, and writes them into its own shared gradient slot.
@@ -25,18 +25,36 @@
  */
 import * as tf from "../tf.ts";
 import { BACKEND_NAMES, type BackendName } from "../../backends/types.ts";
-import { NonFiniteLossError, ReplicaCrashedError } from "../errors.ts";
+import { NonFiniteLossError, WorkerCrashedError } from "../errors.ts";
 import { VersionedBuffer } from "../collective/versioned_buffer.ts";
-import { fusedLayout } from "../replica/_layout.ts";
-import { sizeOf } from "../replica/_model.ts";
-import { type ModelModule, modelSource, positiveInt, resolveModelModule } from "./_options.ts";
-import { PS_CONTROL_INTS, PS_DOORBELL } from "../replica/_ps_layout.ts";
+import { fusedLayout } from "./_layout.ts";
+import { sizeOf } from "./_model.ts";
+import { nonNegativeInt, positiveInt, refuseUnknownOptions } from "../core/checks.ts";
+import { type ModelModule, modelSource, resolveModelModule } from "./_options.ts";
+import { PS_CONTROL_INTS, PS_DOORBELL } from "./ps/_layout.ts";
 import { callAll, History, type Logs } from "../training/callbacks.ts";
-import type { EvaluateOptions, FitOptions } from "./mirrored.ts";
+import type {
+  EvaluateOptions,
+  FitOptions,
+  Strategy,
+  StrategyKind,
+  StrategyRunStats,
+} from "./strategy.ts";
 import { compileSpec } from "./_compile.ts";
+import type { DatasetLike } from "./_dataset.ts";
+import {
+  checkCommonFit,
+  type CheckedCommon,
+  Exclusive,
+  FIT_OPTIONS,
+  fitOnDataset,
+  refuseFitOptions,
+  splitSamples,
+} from "./_fit_checks.ts";
 import { type Prepared, prepareSamples, type Samples, toShared } from "./_inputs.ts";
-import { ParameterServer, type StalePolicy } from "./_parameter_server.ts";
-import { AsyncFitReporter } from "./_ps_reporter.ts";
+import type { SharedData } from "./protocol.ts";
+import { ParameterServer, type StalePolicy } from "./ps/_parameter_server.ts";
+import { AsyncFitReporter } from "./ps/_reporter.ts";
 import { shardRange } from "./_sharding.ts";
 import {
   type Crash,
@@ -44,12 +62,24 @@ import {
   type WorkerBackend,
   WorkerSet,
   type WorkerStats,
-} from "./_worker_set.ts";
+} from "./ps/_worker_set.ts";
 
 export type { StalePolicy, WorkerBackend, WorkerStats };
 
 /** The server yields to the event loop at least this often while applying. */
 const YIELD_MS = 20;
+
+/** The option names {@linkcode WorkerStrategy} takes; any other is refused. */
+export const WORKER_OPTIONS = [
+  "workers",
+  "staleness",
+  "stalePolicy",
+  "backend",
+  "threadsPerWorker",
+  "maxRestarts",
+  "modelModule",
+  "workerTimeoutMs",
+] as const satisfies readonly (keyof WorkerStrategyOptions)[];
 
 /** Options for {@linkcode WorkerStrategy}. */
 export interface WorkerStrategyOptions {
@@ -127,8 +157,11 @@ export interface AddWorkerOptions {
   backend?: WorkerBackend;
 }
 
-/** Measurements of the last run, for diagnostics and tests. */
-export interface WorkerStrategyStats {
+/**
+ * Measurements of the last run, for diagnostics and tests. `backends`,
+ * `backendReason` and `threads` cover the workers that started.
+ */
+export interface WorkerStrategyStats extends StrategyRunStats {
   /** Every worker that took part in the last run, crashed and removed ones included. */
   workers: WorkerStats[];
   /** The main thread's tfjs backend: where the optimizer runs. */
@@ -151,13 +184,6 @@ export interface WorkerStrategyStats {
   version: number;
 }
 
-function nonNegativeInt(value: unknown, name: string): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
-    throw new RangeError(`${name} must be an integer >= 0, received ${value}`);
-  }
-  return value;
-}
-
 function checkBackend(value: unknown, what: string): WorkerBackend {
   if (value === "auto" || BACKEND_NAMES.includes(value as BackendName)) {
     return value as WorkerBackend;
@@ -167,11 +193,6 @@ function checkBackend(value: unknown, what: string): WorkerBackend {
       JSON.stringify(value)
     }`,
   );
-}
-
-function detailOf(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return message.replace(/^Replica -?\d+ crashed: /, "");
 }
 
 function tick(): Promise<void> {
@@ -210,6 +231,7 @@ interface Run {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tf, WorkerStrategy } from "../../mod.ts";
  * const model = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2] })] });
  * model.compile({ optimizer: "sgd", loss: "meanSquaredError" });
@@ -218,10 +240,14 @@ interface Run {
  *   epochs: 2,
  *   batchSize: 2, // per worker: an epoch is ceil(4 / 2) = 2 applied gradients
  * });
- * console.assert(history.history.loss?.length === 2 && history.history.dropped !== undefined);
+ * assert.ok(history.history.loss?.length === 2 && history.history.dropped !== undefined);
  * ```
  */
-export class WorkerStrategy {
+export class WorkerStrategy implements Strategy {
+  /** Always `"worker"`. */
+  readonly kind: StrategyKind = "worker";
+  /** `batchSize` is per worker: each gradient is one worker's batch. */
+  readonly batchScope = "perWorker" as const;
   /** Largest staleness applied as is. */
   readonly staleness: number;
   /** What happens to stale gradients. */
@@ -235,11 +261,12 @@ export class WorkerStrategy {
   #set: WorkerSet;
   #run: Run | undefined;
   #runDone: Promise<void> | undefined;
-  #stats: Omit<WorkerStrategyStats, "workers"> | undefined;
-  #busy = false;
+  #stats: Omit<WorkerStrategyStats, "workers" | keyof StrategyRunStats> | undefined;
+  #exclusive = new Exclusive();
 
   /** Validates the options; Workers start on the first `fit` or `evaluate`. */
   constructor(options: WorkerStrategyOptions = {}) {
+    refuseUnknownOptions(options, WORKER_OPTIONS, "WorkerStrategy");
     const workers = positiveInt(
       options.workers ?? Math.max(1, navigator.hardwareConcurrency ?? 1),
       "workers",
@@ -278,10 +305,23 @@ export class WorkerStrategy {
     return this.#set.serving;
   }
 
+  /** The workers in service: {@linkcode Strategy.parallelism}. */
+  get parallelism(): number {
+    return this.workers;
+  }
+
   /** Measurements of the last `fit`, once one has run. */
   get stats(): WorkerStrategyStats | undefined {
     if (this.#stats === undefined) return undefined;
-    return { ...this.#stats, workers: this.#set.stats };
+    const workers = this.#set.stats;
+    const started = workers.filter((w) => w.backend !== undefined);
+    return {
+      ...this.#stats,
+      workers,
+      backends: started.map((w) => w.backend!),
+      backendReason: started[0]?.backendReason ?? "",
+      threads: started.map((w) => w.threads),
+    };
   }
 
   #spawn(model: tf.LayersModel): Spawn {
@@ -310,7 +350,7 @@ export class WorkerStrategy {
    * server's state (its variables and its optimizer), so it holds the latest
    * weights at every moment, also when `fit` rejects. `batchSize` is per
    * worker. Resolves with the History (logs add `stale`, `dropped`,
-   * `restarts`). Rejects with `ReplicaCrashedError` when every worker is gone
+   * `restarts`). Rejects with `WorkerCrashedError` (`role: "worker"`) when every worker is gone
    * for good, and `NonFiniteLossError` when a loss stops being finite.
    */
   async fit(
@@ -319,44 +359,57 @@ export class WorkerStrategy {
     y: Samples,
     options: WorkerFitOptions = {},
   ): Promise<History> {
-    const epochs = positiveInt(options.epochs ?? 1, "epochs");
+    refuseFitOptions(options, FIT_OPTIONS, "WorkerStrategy.fit()");
+    const common = checkCommonFit(options);
     const batchSize = options.batchSize ?? 32;
     if (typeof batchSize !== "number" || !Number.isInteger(batchSize) || batchSize < 1) {
       throw new RangeError(
         `batchSize must be an integer >= 1 (samples per gradient, per worker), received ${batchSize}`,
       );
     }
-    const initialEpoch = nonNegativeInt(options.initialEpoch ?? 0, "initialEpoch");
     if ((options as FitOptions).checkpoint !== undefined) {
       throw new TypeError(
         "WorkerStrategy does not write checkpoints: remove the checkpoint option " +
           "(or save the model and its optimizer state from a callback)",
       );
     }
-    const split = options.validationSplit ?? 0;
-    if (!(split >= 0 && split < 1)) {
-      throw new RangeError(`validationSplit must be in [0, 1), received ${split}`);
-    }
-    const verbose = options.verbose ?? 0;
-    const callbacks = options.callbacks === undefined ? [] : [options.callbacks].flat();
     const spawn = this.#spawn(model);
-    const samples = prepareSamples(model, x, y);
-    let trainCount = samples.count;
-    let validation: Prepared | undefined;
-    if (options.validationData !== undefined) {
-      const [vx, vy] = options.validationData;
-      validation = prepareSamples(model, vx, vy);
-    } else if (split > 0) {
-      trainCount = Math.floor(samples.count * (1 - split));
-      validation = slicePrepared(samples, trainCount, samples.count);
-    }
-    if (trainCount < 1) {
-      throw new RangeError(`No training samples left: received ${samples.count} samples`);
-    }
+    const { samples, trainCount, validation } = splitSamples(model, x, y, {
+      validationData: options.validationData,
+      split: common.split,
+    });
     const data = toShared(samples, 0, trainCount);
+    return await this.#exclusive.run(() =>
+      this.#fit(model, { ...options, ...common, batchSize }, {
+        spawn,
+        data,
+        trainCount,
+        validation,
+      })
+    );
+  }
 
-    if (this.#busy) throw new Error("This strategy is already running fit or evaluate");
-    this.#busy = true;
+  /**
+   * Trains on a tfjs-data `Dataset` of `{ xs, ys }` elements (single samples
+   * or `.batch(n)` batches): the dataset is read once into shared memory and
+   * trained like {@linkcode WorkerStrategy.fit}, with the same options.
+   * Meant for finite datasets that fit in memory.
+   */
+  async fitDataset(
+    model: tf.LayersModel,
+    dataset: DatasetLike,
+    options: WorkerFitOptions = {},
+  ): Promise<History> {
+    return await fitOnDataset(model, dataset, (x, y) => this.fit(model, x, y, options));
+  }
+
+  async #fit(
+    model: tf.LayersModel,
+    options: WorkerFitOptions & CheckedCommon & { batchSize: number },
+    input: { spawn: Spawn; data: SharedData; trainCount: number; validation: Prepared | undefined },
+  ): Promise<History> {
+    const { epochs, initialEpoch, batchSize, verbose, callbacks } = options;
+    const { spawn, data, trainCount, validation } = input;
     let ended: () => void = () => {};
     this.#runDone = new Promise<void>((r) => (ended = r));
     let run: Run | undefined;
@@ -439,7 +492,6 @@ export class WorkerStrategy {
       return history;
     } finally {
       tf.dispose(run?.validation ?? []);
-      this.#busy = false;
       ended();
     }
   }
@@ -521,11 +573,11 @@ export class WorkerStrategy {
    * Replaces the workers that crashed since the last call while restarts are
    * left. Returns the error that ends the run when no worker is left.
    */
-  #replaceCrashed(run: Run): ReplicaCrashedError | undefined {
+  #replaceCrashed(run: Run): WorkerCrashedError | undefined {
     let last: Crash | undefined;
     for (const crash of this.#set.takeCrashes()) {
       last = crash;
-      const detail = detailOf(crash.error);
+      const detail = crash.error.detail;
       if (run.restarts < this.maxRestarts) {
         run.restarts++;
         run.reporter.restart();
@@ -547,9 +599,10 @@ export class WorkerStrategy {
       }
     }
     if (this.#set.hasLive()) return undefined;
-    return new ReplicaCrashedError(
+    return new WorkerCrashedError(
+      "worker",
       last?.member.id ?? -1,
-      `${last === undefined ? "no worker left" : detailOf(last.error)}; every worker ` +
+      `${last === undefined ? "no worker left" : last.error.detail}; every worker ` +
         `is gone (${run.restarts} of maxRestarts ${this.maxRestarts} restarts used): ` +
         `training stopped after ${run.ps.counts.applied} applied gradients, and the model ` +
         `holds the server's latest weights`,
@@ -570,9 +623,7 @@ export class WorkerStrategy {
     const batchSize = positiveInt(options.batchSize ?? 32, "batchSize");
     const spawn = this.#spawn(model);
     const data = toShared(prepareSamples(model, x, y));
-    if (this.#busy) throw new Error("This strategy is already running fit or evaluate");
-    this.#busy = true;
-    try {
+    return await this.#exclusive.run(async () => {
       await this.#set.prepare(spawn);
       const weights = publishWeights(model);
       const members = this.#set.idle();
@@ -589,9 +640,7 @@ export class WorkerStrategy {
       const logs: Logs = {};
       model.metricsNames.forEach((name, i) => (logs[name] = sums[i]! / Math.max(1, data.count)));
       return logs;
-    } finally {
-      this.#busy = false;
-    }
+    });
   }
 
   /**
@@ -651,18 +700,6 @@ function publishWeights(model: tf.LayersModel): SharedArrayBuffer {
     }
   });
   return buffer;
-}
-
-/** Samples `[from, to)` of prepared data. */
-function slicePrepared(p: Prepared, from: number, to: number): Prepared {
-  const part = (f: Prepared["x"]) => {
-    const width = f.shape.slice(1).reduce((a, b) => a * b, 1);
-    return {
-      data: f.data.slice(from * width, to * width),
-      shape: [to - from, ...f.shape.slice(1)],
-    };
-  };
-  return { x: part(p.x), y: part(p.y), count: to - from };
 }
 
 /** Loss and metrics of `model` on (x, y), on the main thread. */

@@ -32,10 +32,11 @@ export interface TrainingCallbacks {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { History } from "./callbacks.ts";
  * const h = new History();
  * h.record(0, { loss: 0.5 });
- * console.assert(h.history.loss?.[0] === 0.5);
+ * assert.ok(h.history.loss?.[0] === 0.5);
  * ```
  */
 export class History {

@@ -44,13 +44,14 @@ function formatSeconds(s: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ProgressBar } from "./progress.ts";
  * let out = "";
  * const bar = new ProgressBar({ epochs: 1, steps: 2, write: (t) => (out += t) });
  * bar.epochBegin(0);
  * bar.step(1, { loss: 1 }, 256);
  * bar.epochEnd({ loss: 1 });
- * console.assert(out.includes("2/2"));
+ * assert.ok(out.includes("2/2"));
  * ```
  */
 export class ProgressBar {

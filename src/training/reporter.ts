@@ -7,7 +7,7 @@
  */
 import { NonFiniteLossError } from "../errors.ts";
 import { checkpointTempPath, commitCheckpoint } from "../io/checkpoint.ts";
-import { RECORD_HEADER, RecordKind } from "../replica/protocol.ts";
+import { RECORD_HEADER, RecordField, RecordKind } from "../core/records.ts";
 import { callAll, type History, type Logs, type TrainingCallbacks } from "./callbacks.ts";
 import { ProgressBar } from "./progress.ts";
 
@@ -44,6 +44,7 @@ export interface FitReporterOptions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FitReporter } from "./reporter.ts";
  * import { History } from "./callbacks.ts";
  * const r = new FitReporter({
@@ -52,7 +53,7 @@ export interface FitReporterOptions {
  * });
  * await r.handle(Float64Array.from([1, 0, 0, 8, 1, 0.1, 0.5]));
  * await r.handle(Float64Array.from([2, 0, 0, 0, 0, 0, 0]));
- * console.assert(r.history.history.loss?.[0] === 0.5);
+ * assert.ok(r.history.history.loss?.[0] === 0.5);
  * ```
  */
 export class FitReporter {
@@ -87,7 +88,8 @@ export class FitReporter {
 
   /** Handles one record; resolves once its callbacks have run. */
   async handle(rec: Float64Array): Promise<void> {
-    const kind = rec[0]!, epoch = rec[1]!, step = rec[2]!, n = rec[3]!;
+    const kind = rec[RecordField.kind]!, epoch = rec[RecordField.epoch]!;
+    const step = rec[RecordField.step]!, n = rec[RecordField.samples]!;
     const names = this.#o.names;
     if (kind === RecordKind.NonFinite) {
       this.failure = new NonFiniteLossError(epoch, step, rec[RECORD_HEADER]!);
@@ -106,8 +108,8 @@ export class FitReporter {
       });
       this.#samples += n;
       this.timing.steps++;
-      this.timing.computeMs += rec[4]!;
-      this.timing.exchangeMs += rec[5]!;
+      this.timing.computeMs += rec[RecordField.computeMs]!;
+      this.timing.exchangeMs += rec[RecordField.exchangeMs]!;
       this.#bar?.step(step + 1, logs, n);
       await callAll(this.#o.callbacks, "onBatchEnd", step, { ...logs, batch: step, size: n });
     } else if (kind === RecordKind.EpochEnd) {

@@ -37,6 +37,25 @@ for (
       "--checkpoint works with --strategy mirrored only",
     ],
     [["serve", "--port", "abc"], '--port must be an integer >= 0, received "abc"'],
+    [["train", "--nnodes", "2"], "missing --node-rank, --coordinator"],
+    [
+      ["train", "--nnodes", "2", "--node-rank", "2", "--coordinator", "127.0.0.1:1"],
+      "rank must be in 0..1, received 2",
+    ],
+    [
+      [
+        "train",
+        "--strategy",
+        "worker",
+        "--nnodes",
+        "2",
+        "--node-rank",
+        "0",
+        "--coordinator",
+        "h:1",
+      ],
+      "--nnodes (training across hosts) works with --strategy mirrored only",
+    ],
     [["train", "--dataset", "imagenet"], "--dataset must be mnist, fashion-mnist"],
     [["predict", "--model", "x"], "predict needs --model DIR and --input FILE"],
     [["bench", "--model", "resnet"], '--model must be mlp or cnn, received "resnet"'],
@@ -151,5 +170,66 @@ Deno.test(
     assert.equal(result.replicas, 2);
     assert.equal(result.backend, "cpu");
     assert.ok(result.testAccuracy > 0.6, `test accuracy ${result.testAccuracy}`);
+  },
+);
+
+Deno.test(
+  "dtrain train --nnodes 2 trains one job on two processes; rank 0 saves the model",
+  opts,
+  async () => {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = l.addr.port;
+    l.close();
+    const dir = await Deno.makeTempDir({ prefix: "dtrain_cli_nodes_" });
+    try {
+      const node = (rank: number) =>
+        new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "-A",
+            MAIN,
+            "train",
+            "--limit",
+            "1200",
+            "--epochs",
+            "2",
+            "--hidden",
+            "32",
+            "--replicas",
+            "1",
+            "--backend",
+            "cpu",
+            "--batch-size",
+            "64",
+            "--nnodes",
+            "2",
+            "--node-rank",
+            String(rank),
+            "--coordinator",
+            `127.0.0.1:${port}`,
+            "--save",
+            join(dir, "model"),
+            "--json",
+          ],
+          env: { DTRAIN_TOKEN: "cli-test-token" },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+      const outs = await Promise.all([node(0), node(1)]);
+      const results = outs.map((o) => {
+        const text = new TextDecoder().decode(o.stdout);
+        assert.equal(o.code, 0, new TextDecoder().decode(o.stderr));
+        return JSON.parse(text.trim().split("\n").pop()!);
+      });
+      assert.deepEqual(results.map((r) => [r.rank, r.nodes]), [[0, 2], [1, 2]]);
+      assert.deepEqual(results[1].history, results[0].history, "one job: the same History");
+      assert.equal(results[0].testLoss, results[1].testLoss);
+      assert.equal(results[0].saved, join(dir, "model"));
+      assert.equal(results[1].saved, null, "only rank 0 saves");
+      assert.ok((await Deno.stat(join(dir, "model", "model.json"))).isFile);
+      assert.ok(results[0].testAccuracy > 0.6, `test accuracy ${results[0].testAccuracy}`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 );

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { groupKernels, groupMemory } from "../../src/collective/_kernels.ts";
+import { groupKernels, groupMemory } from "../../src/collective/kernels.ts";
 
 function random(n: number, seed: number): Float32Array {
   let s = seed;

@@ -177,7 +177,7 @@ Deno.test("fashionMnistClassNames lists the 10 classes in label order", () => {
 
 Deno.test({
   name:
-    "loadFashionMnist() returns 60000/10000 28x28 examples with labels 0..9 when dataset-fashion-mnist is installed",
+    "loadFashionMnist() returns 60000/10000 28x28 examples with labels 0..9 when dataset-fashion-mnist is installed (skipped without it: apt-get install dataset-fashion-mnist)",
   ignore: !installed,
   async fn() {
     const { train, test } = await loadFashionMnist();
@@ -202,5 +202,8 @@ Deno.test({
     }
     // first training label of the official files is 9 (ankle boot)
     assert.equal(train.y[0], 9);
+    // The module's doc example.
+    const small = await loadFashionMnist({ limit: 1000 });
+    assert.ok(small.train.count === 1000 && small.test.x.length === 1000 * 784);
   },
 });

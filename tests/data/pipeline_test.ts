@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PipelineError } from "../../src/errors.ts";
+import { PipelineError, WorkerCrashedError } from "../../src/errors.ts";
 import {
   type MappedEpoch,
   ParallelMap,
@@ -7,7 +7,7 @@ import {
   sampleRandom,
 } from "../../src/data/pipeline.ts";
 import type { LabeledData } from "../../src/data/labeled_data.ts";
-import { epochOrder } from "../../src/strategy/_sharding.ts";
+import { epochOrder } from "../../src/core/random.ts";
 import { augment } from "../../examples/augment.ts";
 import { assertRejectsWith, assertThrowsWith } from "./_assert.ts";
 
@@ -367,6 +367,10 @@ Deno.test("ParallelMap.epochs() rejects with PipelineError when a Worker dies si
   );
   assert.equal(err.worker, 0);
   assert.equal(err.epoch, 0);
+  // The runtime's crash error says which map Worker died and how.
+  assert.ok(err.cause instanceof WorkerCrashedError);
+  assert.deepEqual([err.cause.role, err.cause.index], ["map", 0]);
+  assert.match(err.cause.detail, /^no heartbeat for \d+ ms .*workerTimeoutMs is 1000\)$/);
 });
 
 Deno.test("ParallelMap.epochs() rejects with PipelineError when a Worker throws an uncaught error", async () => {
@@ -379,6 +383,9 @@ Deno.test("ParallelMap.epochs() rejects with PipelineError when a Worker throws 
     /^Pipeline worker 0 died: .*uncaught in the worker$/,
   );
   assert.equal(err.worker, 0);
+  assert.ok(err.cause instanceof WorkerCrashedError);
+  assert.deepEqual([err.cause.role, err.cause.index], ["map", 0]);
+  assert.equal(err.cause.message, `Map worker 0 crashed: ${err.cause.detail}`);
 });
 
 Deno.test("ParallelMap.close() rejects a pending epoch with PipelineError when called mid-epoch", async () => {

@@ -232,3 +232,25 @@ Deno.test("writeFileAtomic() leaves no temp file behind when the write or the re
     assert.deepEqual(names, ["target", "x.bin"]);
   });
 });
+
+Deno.test("importing dtrain makes file:// save and load work without registerFileIO()", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dtrain_fileio_" });
+  try {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("../fixtures/file_io_on_import.ts", import.meta.url).pathname,
+        dir,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(stderr);
+    assert.equal(code, 0, err);
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(stdout)), { saved: 8, loaded: 8 });
+    assert.ok((await Deno.stat(`${dir}/m/weights.bin`)).size === 8 * 4);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -144,6 +144,40 @@ Deno.test({
         /POST \/v1\/jobs failed \(HTTP 400 invalid_request\): fit\.batchSize: cannot shard a batch of 1 across 2 replicas/,
       );
 
+      // The form's choices come from GET /v1/options; kind worker sends its count as `workers`.
+      assert.deepEqual(
+        await page.evaluate(
+          '[...document.querySelectorAll("#job-form [name=strategy] option")].map((o) => o.value)',
+        ),
+        ["mirrored", "worker"],
+      );
+      assert.equal(await form.locator("[name=loss]").inputValue(), "categoricalCrossentropy");
+      await form.locator("[name=strategy]").selectOption("worker");
+      assert.equal(await page.textContent("#job-count-label"), "Workers");
+      await form.locator("[name=workers]").fill("2");
+      let sent: Record<string, unknown> | undefined;
+      await page.route("**/v1/jobs*", async (route) => {
+        if (route.request().method() !== "POST") return await route.continue();
+        sent = route.request().postDataJSON();
+        await route.fulfill({
+          status: 400,
+          contentType: "application/json",
+          body: JSON.stringify({ error: { code: "test", message: "intercepted by the test" } }),
+        });
+      });
+      await page.click("#job-submit");
+      await page.locator("#job-form-error", { hasText: "intercepted by the test" }).waitFor();
+      await page.unroute("**/v1/jobs*");
+      assert.deepEqual(sent?.strategy, { kind: "worker", workers: 2, backend: "cpu" });
+      assert.deepEqual(sent?.compile, {
+        optimizer: "adam",
+        loss: "categoricalCrossentropy",
+        metrics: ["accuracy"],
+      });
+      await form.locator("[name=strategy]").selectOption("mirrored");
+      assert.equal(await page.textContent("#job-count-label"), "Replicas");
+      assert.equal(await form.locator("[name=replicas]").inputValue(), "2");
+
       // Start a small job; the loss chart gains points while it trains.
       // (Code run in the page is a string: this file is type-checked without the DOM.)
       await page.evaluate(`{
@@ -228,6 +262,18 @@ Deno.test("createApp() serves GET / and the dashboard assets without a token, /v
       assert.equal(again.status, 304, asset);
       await again.body?.cancel();
     }
+    // Every module the page's script imports (transitively) is served, with a JS type.
+    const modules = ["app.js"];
+    for (let i = 0; i < modules.length; i++) {
+      const res = await app.request(`/assets/${modules[i]}`);
+      assert.equal(res.status, 200, modules[i]);
+      assert.match(res.headers.get("content-type") ?? "", /^text\/javascript/, modules[i]);
+      for (const m of (await res.text()).matchAll(/^import [^;]*? from "\.\/([a-z_]+\.js)";/gms)) {
+        if (!modules.includes(m[1]!)) modules.push(m[1]!);
+      }
+    }
+    assert.ok(modules.length >= 10, `the script is split into modules: ${modules}`);
+    assert.ok(modules.includes("job_form.js") && modules.includes("api.js"), `${modules}`);
     const uplot = await (await app.request("/assets/uPlot.iife.min.js")).text();
     assert.match(uplot, /uPlot/);
     assert.equal((await app.request("/v1/jobs")).status, 401);

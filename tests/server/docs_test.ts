@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { call, tempApp, TOKEN } from "./_helpers.ts";
+import { STRATEGY_KINDS } from "../../mod.ts";
+import {
+  DATASETS,
+  JobRequestSchema,
+  LOSSES,
+  METRICS,
+  OPTIMIZERS,
+} from "../../src/server/schemas.ts";
+import { call, jobBody, tempApp, TOKEN } from "./_helpers.ts";
 
 const AUTH = { Authorization: `Bearer ${TOKEN}` };
 
@@ -26,6 +34,7 @@ Deno.test("GET /openapi.json documents every route from the request schemas", as
         "GET /v1/models/{id}",
         "GET /v1/models/{id}/model.json",
         "GET /v1/models/{id}/{file}",
+        "GET /v1/options",
         "POST /v1/jobs",
         "POST /v1/models/{id}/predict",
       ],
@@ -57,6 +66,78 @@ Deno.test("GET /openapi.json documents every route from the request schemas", as
     assert.equal(
       submit.responses["400"].content["application/json"].schema.$ref,
       "#/components/schemas/Error",
+    );
+  } finally {
+    await app.dispose();
+  }
+});
+
+Deno.test("GET /v1/options lists exactly the values POST /v1/jobs accepts", async () => {
+  const app = await tempApp({ token: TOKEN });
+  try {
+    assert.equal((await call(app, "GET", "/v1/options")).status, 401, "it needs the token");
+    const res = await call(app, "GET", "/v1/options", undefined, AUTH);
+    assert.equal(res.status, 200);
+    const options = await res.json();
+    assert.deepEqual(Object.keys(options), [
+      "strategies",
+      "backends",
+      "presets",
+      "datasets",
+      "optimizers",
+      "losses",
+      "metrics",
+    ]);
+    assert.deepEqual(
+      options.strategies,
+      Object.entries(STRATEGY_KINDS).map(([kind, info]) => ({
+        kind,
+        description: info.description,
+        countOption: info.countOption,
+        batchScope: info.batchScope,
+      })),
+    );
+    assert.deepEqual(
+      options.strategies.map((s: { kind: string; countOption: string }) => [s.kind, s.countOption]),
+      [["mirrored", "replicas"], ["worker", "workers"]],
+    );
+    assert.deepEqual(options.backends, ["auto", "cpu", "wasm", "webgpu"]);
+    assert.deepEqual(options.presets, ["mlp", "cnn"]);
+    assert.deepEqual(options.datasets, [...DATASETS]);
+    assert.deepEqual(options.optimizers, [...OPTIMIZERS]);
+    assert.deepEqual(options.losses, [...LOSSES]);
+    assert.deepEqual(options.metrics, [...METRICS]);
+
+    // Every value offered is one the job schema takes, in the field it is offered for.
+    const accepts = (over: Record<string, unknown>) => {
+      const result = JobRequestSchema.safeParse(jobBody(over));
+      return result.success || JSON.stringify(result.error.issues);
+    };
+    for (const s of options.strategies) {
+      for (const backend of options.backends) {
+        const strategy = { kind: s.kind, [s.countOption]: 2, backend };
+        assert.equal(accepts({ strategy }), true, JSON.stringify(strategy));
+      }
+    }
+    for (const preset of options.presets) assert.equal(accepts({ model: { preset } }), true);
+    for (const dataset of options.datasets) {
+      assert.equal(accepts({ data: { dataset, limit: 10 } }), true, dataset);
+    }
+    for (const optimizer of options.optimizers) {
+      assert.equal(accepts({ compile: { optimizer, loss: "hinge" } }), true, optimizer);
+    }
+    for (const loss of options.losses) assert.equal(accepts({ compile: { loss } }), true, loss);
+    for (const metric of options.metrics) {
+      assert.equal(accepts({ compile: { loss: "hinge", metrics: [metric] } }), true, metric);
+    }
+    // ... and the count option of one kind is refused by the other.
+    assert.notEqual(accepts({ strategy: { kind: "worker", replicas: 2 } }), true);
+    assert.notEqual(accepts({ strategy: { kind: "mirrored", workers: 2 } }), true);
+
+    const spec = await (await call(app, "GET", "/openapi.json", undefined, AUTH)).json();
+    assert.equal(
+      spec.paths["/v1/options"].get.responses["200"].content["application/json"].schema.$ref,
+      "#/components/schemas/Options",
     );
   } finally {
     await app.dispose();

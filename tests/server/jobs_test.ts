@@ -68,6 +68,35 @@ Deno.test("POST /v1/jobs trains through MirroredStrategy and GET /v1/jobs/:id re
   }
 });
 
+Deno.test("POST /v1/jobs with strategy kind worker trains through WorkerStrategy", async () => {
+  const app = await tempApp();
+  try {
+    const id = await submit(
+      app,
+      jobBody({
+        fit: { epochs: 3, batchSize: 8, seed: 3 },
+        strategy: { kind: "worker", workers: 2, staleness: 2, backend: "cpu" },
+      }),
+    );
+    const job = await waitForJob(app, id, (j) => j.status !== "queued" && j.status !== "running");
+    assert.equal(job.status, "succeeded", JSON.stringify(job.error));
+    assert.deepEqual(job.spec, {
+      ...(job.spec as object),
+      strategy: { kind: "worker", workers: 2, staleness: 2, backend: "cpu" },
+    });
+    assert.equal(job.backend, "cpu");
+    // An epoch is ceil(64 / 8) = 8 applied gradients, batchSize per worker.
+    assert.deepEqual(job.progress, { epoch: 3, epochs: 3, step: 8, steps: 8 });
+    const history = job.history as { epoch: number[]; history: Record<string, number[]> };
+    assert.deepEqual(history.epoch, [0, 1, 2]);
+    assert.ok(history.history.stale !== undefined, "WorkerStrategy's epoch logs reach the job");
+    assert.ok(history.history.loss![2]! < history.history.loss![0]!, "the loss went down");
+    assert.match(String(job.modelId), /^mdl_/);
+  } finally {
+    await app.dispose();
+  }
+});
+
 Deno.test("POST /v1/jobs trains a model sent as model.toJSON(null, false)", async () => {
   const app = await tempApp();
   const local = tf.sequential({

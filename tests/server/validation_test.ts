@@ -116,10 +116,16 @@ const MALFORMED: [string, unknown, string, string | RegExp][] = [
     /data\.dataset: Invalid option: expected one of "mnist"\|"fashion-mnist", received "cifar10"/,
   ],
   [
-    "strategy kind worker",
-    jobBody({ strategy: { kind: "worker" } }),
+    "an unknown strategy kind",
+    jobBody({ strategy: { kind: "ring" } }),
     "invalid_request",
     "strategy.kind",
+  ],
+  [
+    "a mirrored option on a worker strategy",
+    jobBody({ strategy: { kind: "worker", replicas: 2 } }),
+    "invalid_request",
+    'Unrecognized key: "replicas"',
   ],
   ["backend tpu", jobBody({ strategy: { backend: "tpu" } }), "invalid_request", "strategy.backend"],
   ["zero replicas", jobBody({ strategy: { replicas: 0 } }), "invalid_request", "strategy.replicas"],

@@ -48,6 +48,23 @@ async function killWhen(
   }
 }
 
+/** Every file under `dir` with its size and modification time, sorted by path. */
+async function snapshot(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (at: string) => {
+    for await (const entry of Deno.readDir(at)) {
+      const path = join(at, entry.name);
+      if (entry.isDirectory) await walk(path);
+      else {
+        const info = await Deno.stat(path);
+        out.push(`${path.slice(dir.length)} ${info.size} ${info.mtime?.getTime()}`);
+      }
+    }
+  };
+  await walk(dir);
+  return out.sort();
+}
+
 function maxDiff(a: number[][], b: number[][]): number {
   let m = 0;
   a.forEach((w, i) => w.forEach((v, j) => (m = Math.max(m, Math.abs(v - b[i]![j]!)))));
@@ -99,9 +116,15 @@ Deno.test("MirroredStrategy.fit() with a finished checkpoint returns its History
   try {
     const dir = join(root, "ckpt");
     const first = await train(dir, join(root, "a.json"));
+    const written = await snapshot(dir);
+    assert.ok(written.length > 0, "the first run wrote checkpoints");
     const again = await train(dir, join(root, "b.json"));
     assert.deepEqual(again.weights, first.weights);
     assert.deepEqual(again.epochs, first.epochs);
+    assert.deepEqual(again.history, first.history);
+    // Training again from scratch would end with the same weights (the run is
+    // seeded); only an untouched checkpoint folder shows that nothing trained.
+    assert.deepEqual(await snapshot(dir), written, "the second run wrote checkpoints");
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { tf } from "../../mod.ts";
-import { FlatOptimizer, flatStateBytes } from "../../src/replica/_flat_optimizer.ts";
-import { groupKernels, groupMemory } from "../../src/collective/_kernels.ts";
+import { FlatOptimizer, flatStateBytes } from "../../src/strategy/_flat_optimizer.ts";
+import { groupKernels, groupMemory } from "../../src/collective/kernels.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 

@@ -345,9 +345,25 @@ for (
         model.getWeights().map((w) => Array.from(w.dataSync())),
         before,
       );
-      // The strategy recovers: a new fit starts fresh Workers.
+      // The strategy recovers: a new fit starts fresh Workers. Replica 1 fails on
+      // the 3rd training step its Worker runs, so a 2-step fit only succeeds in a
+      // fresh Worker (the old one is past its 3rd step, or gone).
+      const [x2, y2] = [tf.slice(x, 0, 64), tf.slice(y, 0, 64)];
+      const expected = buildCustom();
+      await expected.fit(x2, y2, { epochs: 1, batchSize: 32, shuffle: false, verbose: 0 });
+      const history = await strategy.fit(model, x2, y2, {
+        epochs: 1,
+        batchSize: 32,
+        shuffle: false,
+      });
+      assert.deepEqual(history.epoch, [0]);
+      assert.equal(strategy.stats!.steps, 2);
+      assert.equal(new Set(strategy.stats!.weightsDigests).size, 1);
+      const diff = maxWeightDiff(model, expected);
+      assert.ok(diff <= TOL, `after the restart: max |weight difference| ${diff}`);
       await strategy.close();
-      tf.dispose([x, y]);
+      tf.dispose([x, y, x2, y2]);
+      expected.dispose();
       model.dispose();
     },
   );
@@ -448,20 +464,21 @@ Deno.test(
       replicas: 2,
       backend: BACKEND,
     });
-    await assert.rejects(
-      () =>
-        strategy.fit(model, bad.toTensor(), y, {
-          epochs: 2,
-          batchSize: 32,
-          shuffle: false,
-        }),
-      {
-        name: "NonFiniteLossError",
-        message: /^Loss became NaN at epoch 1, step 2: expected a finite loss/,
-      },
+    const badX = bad.toTensor();
+    const err = await strategy.fit(model, badX, y, {
+      epochs: 2,
+      batchSize: 32,
+      shuffle: false,
+    }).then(
+      () => assert.fail("expected fit to reject"),
+      (e: unknown) => e,
     );
-    assert.ok(NonFiniteLossError);
-    tf.dispose([x, y]);
+    assert.ok(err instanceof NonFiniteLossError, `got ${err}`);
+    assert.equal(err.name, "NonFiniteLossError");
+    assert.match(err.message, /^Loss became NaN at epoch 1, step 2: expected a finite loss/);
+    // Zero-based, as the message counts from 1.
+    assert.deepEqual([err.epoch, err.step], [0, 1]);
+    tf.dispose([x, y, badX]);
     model.dispose();
   },
 );

@@ -6,11 +6,12 @@ import {
   tf,
   toTensors,
   type TrainingCallbacks,
+  WorkerCrashedError,
   WorkerStrategy,
 } from "../../mod.ts";
 import { GradientSlot } from "../../src/collective/gradient_slot.ts";
 import { VersionedBuffer } from "../../src/collective/versioned_buffer.ts";
-import { ParameterServer, type StalePolicy } from "../../src/strategy/_parameter_server.ts";
+import { ParameterServer, type StalePolicy } from "../../src/strategy/ps/_parameter_server.ts";
 import { buildMnist, buildSmall, FAULTY, plainMnist, SLOW_MS } from "../fixtures/ps_model.ts";
 import { classifier, dataset as synthetic } from "./_models.ts";
 
@@ -338,7 +339,7 @@ Deno.test(
 );
 
 Deno.test(
-  "WorkerStrategy.fit() rejects with ReplicaCrashedError when every worker is gone for good",
+  "WorkerStrategy.fit() rejects with WorkerCrashedError when every worker is gone for good",
   opts,
   async () => {
     const { x, y } = synthetic(256);
@@ -354,11 +355,16 @@ Deno.test(
       () => assert.fail("expected fit to reject"),
       (e: unknown) => e,
     );
-    assert.ok(err instanceof ReplicaCrashedError, `got ${err}`);
-    assert.equal(err.name, "ReplicaCrashedError");
+    assert.ok(err instanceof WorkerCrashedError, `got ${err}`);
+    assert.ok(!(err instanceof ReplicaCrashedError), "a gradient worker is not a replica");
+    assert.equal(err.name, "WorkerCrashedError");
+    assert.equal(err.role, "worker");
+    assert.ok(err.index === 0 || err.index === 1 || err.index === 2, `index ${err.index}`);
+    assert.match(err.detail, /^Error: Fault failed on purpose; every worker is gone/);
+    assert.ok(err.cause instanceof WorkerCrashedError, "the last worker's crash is the cause");
     assert.match(
       err.message,
-      /^Replica \d crashed: Error: Fault failed on purpose; every worker is gone \(1 of maxRestarts 1 restarts used\): training stopped after (\d+) applied gradients, and the model holds the server's latest weights$/,
+      /^Worker \d crashed: Error: Fault failed on purpose; every worker is gone \(1 of maxRestarts 1 restarts used\): training stopped after (\d+) applied gradients, and the model holds the server's latest weights$/,
     );
     const applied = Number(err.message.match(/after (\d+) applied/)![1]);
     assert.ok(applied > 0);
@@ -367,10 +373,26 @@ Deno.test(
     assert.equal(strategy.stats!.workers.filter((w) => w.status === "crashed").length, 3);
     // The model is the server: it holds the weights after the last applied gradient.
     assert.notDeepEqual(weightsOf(model), before);
-    // The strategy recovers: the next fit starts fresh Workers.
+    // The strategy recovers: the next fit starts fresh Workers. Every worker fails
+    // on the 3rd training step its Worker runs, so a 2-gradient fit only succeeds
+    // on fresh Workers (the old ones are gone, or past their 3rd step).
     assert.equal(strategy.workers, 2);
+    const firstIds = strategy.stats!.workers.map((w) => w.id);
+    const trained = weightsOf(model);
+    const [x2, y2] = [tf.slice(x, 0, 32), tf.slice(y, 0, 32)];
+    const history = await strategy.fit(model, x2, y2, { epochs: 1, batchSize: 16 });
+    assert.deepEqual(history.epoch, [0]);
+    const stats = strategy.stats!;
+    assert.equal(stats.applied, 2);
+    assert.equal(stats.restarts, 0);
+    assert.deepEqual(history.history.restarts, [0]);
+    assert.equal(stats.workers.length, 2, JSON.stringify(stats.workers));
+    // Fresh Workers: none of the first fit's. (A worker may start a third step
+    // before the run ends and fail then, after the two gradients were applied.)
+    assert.ok(stats.workers.every((w) => !firstIds.includes(w.id)), JSON.stringify(stats.workers));
+    assert.notDeepEqual(weightsOf(model), trained, "the second fit trained the model");
     await strategy.close();
-    tf.dispose([x, y]);
+    tf.dispose([x, y, x2, y2]);
     model.dispose();
   },
 );

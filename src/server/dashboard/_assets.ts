@@ -2,12 +2,45 @@
 // `/assets/*` with no authentication (the page asks for the token and sends it
 // on every `/v1` call). The page's own files and uPlot (from its npm package)
 // are text imports, so they are part of the module graph: they work offline,
-// with `deno run`, `deno compile` and a remote import alike.
+// with `deno run`, `deno compile` and a remote import alike. The script is a
+// set of ES modules (`app.js` imports the others by relative URL, so each is
+// served at `/assets/<name>.js`): add a new module to MODULES below.
 import uplotCss from "uplot/dist/uPlot.min.css" with { type: "text" };
 import uplotJs from "uplot/dist/uPlot.iife.min.js" with { type: "text" };
+import apiJs from "./api.js" with { type: "text" };
 import appJs from "./app.js" with { type: "text" };
+import backendsJs from "./backends.js" with { type: "text" };
+import chartJs from "./chart.js" with { type: "text" };
+import domJs from "./dom.js" with { type: "text" };
+import errorsJs from "./errors.js" with { type: "text" };
 import indexHtml from "./index.html" with { type: "text" };
+import jobFormJs from "./job_form.js" with { type: "text" };
+import jobViewJs from "./job_view.js" with { type: "text" };
+import jobsJs from "./jobs.js" with { type: "text" };
+import modelsJs from "./models.js" with { type: "text" };
+import predictJs from "./predict.js" with { type: "text" };
+import sseJs from "./sse.js" with { type: "text" };
+import stateJs from "./state.js" with { type: "text" };
 import styleCss from "./style.css" with { type: "text" };
+import tokenJs from "./token.js" with { type: "text" };
+
+/** The dashboard's script modules, by file name. */
+const MODULES: Record<string, string> = {
+  "app.js": appJs,
+  "api.js": apiJs,
+  "backends.js": backendsJs,
+  "chart.js": chartJs,
+  "dom.js": domJs,
+  "errors.js": errorsJs,
+  "job_form.js": jobFormJs,
+  "job_view.js": jobViewJs,
+  "jobs.js": jobsJs,
+  "models.js": modelsJs,
+  "predict.js": predictJs,
+  "sse.js": sseJs,
+  "state.js": stateJs,
+  "token.js": tokenJs,
+};
 
 interface Asset {
   type: string;
@@ -37,7 +70,10 @@ const CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inl
 
 const ASSETS: ReadonlyMap<string, Asset> = new Map([
   ["/", asset("text/html; charset=utf-8", indexHtml, { "content-security-policy": CSP })],
-  ["/assets/app.js", asset("text/javascript; charset=utf-8", appJs)],
+  ...Object.entries(MODULES).map(([name, body]): [string, Asset] => [
+    `/assets/${name}`,
+    asset("text/javascript; charset=utf-8", body),
+  ]),
   ["/assets/style.css", asset("text/css; charset=utf-8", styleCss)],
   ["/assets/uPlot.iife.min.js", asset("text/javascript; charset=utf-8", uplotJs)],
   ["/assets/uPlot.min.css", asset("text/css; charset=utf-8", uplotCss)],
@@ -48,8 +84,9 @@ const ASSETS: ReadonlyMap<string, Asset> = new Map([
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DASHBOARD_PATHS } from "./_assets.ts";
- * console.assert(DASHBOARD_PATHS.includes("/") && DASHBOARD_PATHS.includes("/assets/app.js"));
+ * assert.ok(DASHBOARD_PATHS.includes("/") && DASHBOARD_PATHS.includes("/assets/app.js"));
  * ```
  */
 export const DASHBOARD_PATHS: readonly string[] = [...ASSETS.keys()];
@@ -61,11 +98,12 @@ export const DASHBOARD_PATHS: readonly string[] = [...ASSETS.keys()];
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dashboardResponse } from "./_assets.ts";
  * const page = dashboardResponse("/");
- * console.assert(page.headers.get("content-type") === "text/html; charset=utf-8");
+ * assert.ok(page.headers.get("content-type") === "text/html; charset=utf-8");
  * const etag = page.headers.get("etag") ?? "";
- * console.assert(dashboardResponse("/", etag).status === 304);
+ * assert.ok(dashboardResponse("/", etag).status === 304);
  * await page.body?.cancel();
  * ```
  */

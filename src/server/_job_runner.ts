@@ -1,0 +1,146 @@
+// Private: the job-to-strategy adapter. `runJob` trains one admitted job: it
+// builds the strategy its spec names through the public `createStrategy()`
+// factory, turns the strategy's callbacks into progress, events and stored
+// epochs, saves the trained model to the registry, and hands the outcome to
+// the job manager's `finish`. It owns the job's model and strategy from start
+// to finish; others only ask it to stop (`stopReason`, `model.stopTraining`).
+import {
+  createStrategy,
+  type Strategy,
+  type StrategySpec,
+  type TrainingCallbacks,
+} from "../../mod.ts";
+import type { BuiltJob } from "./_build.ts";
+import { errorCode } from "./_domain_errors.ts";
+import type { JobEvent } from "./job_events.ts";
+import type { ModelRegistry } from "./registry.ts";
+import type { Store, StoredHistory } from "./store.ts";
+import type { JobRecord, JobRequest, JobStatus } from "./types.ts";
+
+/** A job this server admitted: queued or running. */
+export interface LiveJob {
+  /** The job's record; `runJob` and the manager's `finish` write it. */
+  record: JobRecord;
+  /** The compiled model and its data. */
+  built: BuiltJob;
+  /** The strategy to build, as the factory takes it. */
+  spec: StrategySpec;
+  /** Options of `strategy.fit`. */
+  fit: JobRequest["fit"];
+  /** Epoch logs so far. */
+  history: StoredHistory;
+  /** Why the job was asked to stop, if it was. */
+  stopReason: "cancelled" | "interrupted" | null;
+  /** The strategy while `fit` runs. */
+  strategy: Strategy | undefined;
+  /** Resolves once the job ended. */
+  done: Promise<void>;
+  /** Resolves `done`. */
+  resolveDone: () => void;
+}
+
+/** What `runJob` needs from the job manager. */
+export interface RunContext {
+  /** Where the record and epochs are stored. */
+  store: Store;
+  /** Where the trained model goes. */
+  registry: ModelRegistry;
+  /** Publishes one of the job's events. */
+  emit(event: JobEvent): void;
+  /** Records how the job ended (its last write, and its `end` event). */
+  finish(status: JobStatus, error?: JobRecord["error"]): Promise<void>;
+}
+
+function cleanLogs(logs: Record<string, number> | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(logs ?? {})) {
+    if (k !== "batch" && k !== "size") out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * Trains `job` to its end: succeeded (model saved), failed (the error's code
+ * and message recorded), or stopped for its `stopReason`. Disposes the model
+ * and resolves `job.done` in every case.
+ */
+export async function runJob(job: LiveJob, ctx: RunContext): Promise<void> {
+  const { record, built } = job;
+  const model = built.model;
+  try {
+    record.status = "running";
+    record.startedAt = new Date().toISOString();
+    await ctx.store.putJob(record);
+    ctx.emit({ type: "status", status: "running" });
+    const data = await built.loadData();
+    if (job.stopReason !== null) return await ctx.finish(job.stopReason);
+    const strategy = createStrategy(job.spec);
+    job.strategy = strategy;
+    const progress = record.progress;
+    const stopIfAsked = () => {
+      if (job.stopReason !== null) model.stopTraining = true;
+    };
+    const callbacks: TrainingCallbacks = {
+      onTrainBegin: () => {
+        record.backend = strategy.stats?.backends[0] ?? null;
+        stopIfAsked();
+      },
+      onEpochBegin: (epoch) => {
+        progress.epoch = epoch + 1;
+        progress.step = 0;
+        stopIfAsked();
+      },
+      onBatchEnd: (step, logs) => {
+        progress.step = step + 1;
+        ctx.emit({
+          type: "batch",
+          epoch: progress.epoch,
+          step: step + 1,
+          steps: progress.steps,
+          logs: cleanLogs(logs),
+        });
+        stopIfAsked();
+      },
+      onEpochEnd: async (epoch, logs) => {
+        const clean = cleanLogs(logs);
+        job.history.epoch.push(epoch);
+        for (const [k, v] of Object.entries(clean)) (job.history.history[k] ??= []).push(v);
+        ctx.emit({ type: "epoch", epoch: epoch + 1, epochs: progress.epochs, logs: clean });
+        await ctx.store.appendEpoch(record.id, epoch, clean);
+        await ctx.store.putJob(record);
+        stopIfAsked();
+      },
+    };
+    try {
+      await strategy.fit(model, data.x, data.y, {
+        epochs: job.fit.epochs,
+        batchSize: job.fit.batchSize,
+        validationSplit: job.fit.validationSplit,
+        shuffle: job.fit.shuffle,
+        seed: job.fit.seed,
+        callbacks,
+      });
+      // A parameter server knows its workers' backends once the run is over.
+      record.backend ??= strategy.stats?.backends[0] ?? null;
+    } finally {
+      job.strategy = undefined;
+      await strategy.close();
+    }
+    if (job.stopReason !== null) return await ctx.finish(job.stopReason);
+    const last = job.history.epoch.length - 1;
+    const metrics: Record<string, number> = {};
+    for (const [k, v] of Object.entries(job.history.history)) metrics[k] = v[last]!;
+    const saved = await ctx.registry.save(model, { jobId: record.id, metrics });
+    record.modelId = saved.id;
+    await ctx.finish("succeeded");
+  } catch (e) {
+    if (job.stopReason !== null) return await ctx.finish(job.stopReason);
+    await ctx.finish("failed", {
+      code: errorCode(e),
+      message: e instanceof Error ? e.message : String(e),
+    });
+  } finally {
+    model.dispose();
+    job.resolveDone();
+  }
+}

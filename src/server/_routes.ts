@@ -1,0 +1,210 @@
+// Private: the route table. Every route of the API as an OpenAPI definition
+// (method, path, request schemas, responses), the document's metadata, and
+// nothing else: the handlers (`_*_handlers.ts`, `_event_stream.ts`) attach to
+// these, and `/openapi.json` is generated from them.
+import { createRoute, z } from "@hono/zod-openapi";
+import {
+  BackendReportSchema,
+  ErrorSchema,
+  HealthSchema,
+  JobAcceptedSchema,
+  JobListSchema,
+  JobRecordSchema,
+  JobRequestSchema,
+  ListQuerySchema,
+  ModelListSchema,
+  ModelRecordSchema,
+  OptionsSchema,
+  PredictRequestSchema,
+  PredictResponseSchema,
+} from "./schemas.ts";
+
+const VERSION = "0.1.0";
+
+/** The error responses of a route, one entry per status, all with the Error schema. */
+function errors(...statuses: number[]) {
+  const text: Record<number, string> = {
+    400: "Invalid request (the message names the field)",
+    401: "Missing or wrong bearer token",
+    404: "Unknown id",
+    409: "Conflict with the job's state",
+    413: "Request body too large",
+    415: "Body is not application/json",
+    429: "Job queue full",
+    500: "Server error",
+    503: "Shutting down or backend unavailable",
+  };
+  return Object.fromEntries(statuses.map((s) => [s, {
+    description: text[s] ?? "Error",
+    content: { "application/json": { schema: ErrorSchema } },
+  }]));
+}
+
+const JobId = z.object({
+  id: z.string().openapi({ param: { name: "id", in: "path" }, example: "job_0mb1x2y3zabcdefgh" }),
+});
+const ModelId = z.object({
+  id: z.string().openapi({ param: { name: "id", in: "path" }, example: "mdl_0mb1x2y3zabcdefgh" }),
+});
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
+/** Every route of the OpenAPI document, by handler name. */
+export const ROUTES = {
+  health: createRoute({
+    method: "get",
+    path: "/healthz",
+    summary: "Liveness (no authentication)",
+    security: [],
+    responses: { 200: json(HealthSchema, "The server is up") },
+  }),
+  options: createRoute({
+    method: "get",
+    path: "/v1/options",
+    summary: "The values a job may name: strategy kinds, backends, presets, datasets, ...",
+    description: "Built from the constants that validate POST /v1/jobs, so a form that offers " +
+      "these values offers exactly what the server accepts.",
+    responses: { 200: json(OptionsSchema, "The choices"), ...errors(401) },
+  }),
+  backends: createRoute({
+    method: "get",
+    path: "/v1/backends",
+    summary: "Backends this server can run, and which one auto picks",
+    responses: { 200: json(BackendReportSchema, "The report"), ...errors(401) },
+  }),
+  submit: createRoute({
+    method: "post",
+    path: "/v1/jobs",
+    summary: "Submit a training job",
+    description: "Checked (model, shapes, batch size vs replicas) before it is queued; " +
+      "trained by the strategy its `strategy.kind` names (mirrored or worker); " +
+      "the trained model lands in the registry.",
+    request: {
+      body: { content: { "application/json": { schema: JobRequestSchema } }, required: true },
+    },
+    responses: {
+      202: json(JobAcceptedSchema, "Queued"),
+      ...errors(400, 401, 413, 415, 429, 503),
+    },
+  }),
+  listJobs: createRoute({
+    method: "get",
+    path: "/v1/jobs",
+    summary: "Jobs, newest first",
+    request: { query: ListQuerySchema },
+    responses: { 200: json(JobListSchema, "A page of jobs"), ...errors(400, 401) },
+  }),
+  getJob: createRoute({
+    method: "get",
+    path: "/v1/jobs/{id}",
+    summary: "A job: status, progress, History so far, error, modelId",
+    request: { params: JobId },
+    responses: { 200: json(JobRecordSchema, "The job"), ...errors(401, 404) },
+  }),
+  events: createRoute({
+    method: "get",
+    path: "/v1/jobs/{id}/events",
+    summary: "Server-Sent Events of a job",
+    description: "Events `status`, `batch` (every step: epoch, step, steps, logs), `epoch` " +
+      "(epoch logs), and a final `end` carrying the job record. Ids count from 1; send " +
+      "Last-Event-ID to resume.",
+    request: { params: JobId },
+    responses: {
+      200: {
+        description: "An event stream",
+        content: { "text/event-stream": { schema: z.string() } },
+      },
+      ...errors(401, 404),
+    },
+  }),
+  cancel: createRoute({
+    method: "delete",
+    path: "/v1/jobs/{id}",
+    summary: "Cancel a job",
+    description: "A queued job is cancelled at once; a running one stops within a step or two " +
+      "(200 once stopped, 202 if still stopping after the wait).",
+    request: { params: JobId },
+    responses: {
+      200: json(JobRecordSchema, "Cancelled"),
+      202: json(JobRecordSchema, "Stopping"),
+      ...errors(401, 404, 409),
+    },
+  }),
+  listModels: createRoute({
+    method: "get",
+    path: "/v1/models",
+    summary: "Trained models, newest first",
+    responses: { 200: json(ModelListSchema, "The registry"), ...errors(401) },
+  }),
+  getModel: createRoute({
+    method: "get",
+    path: "/v1/models/{id}",
+    summary: "A model's metadata",
+    request: { params: ModelId },
+    responses: { 200: json(ModelRecordSchema, "The model"), ...errors(401, 404) },
+  }),
+  modelJson: createRoute({
+    method: "get",
+    path: "/v1/models/{id}/model.json",
+    summary: "The model in tfjs layers format",
+    description: 'tf.loadLayersModel("http://HOST/v1/models/ID/model.json") loads it ' +
+      "(weights are fetched from the paths its manifest lists, next to it).",
+    request: { params: ModelId },
+    responses: {
+      200: json(z.looseObject({}), "model.json"),
+      ...errors(401, 404),
+    },
+  }),
+  weights: createRoute({
+    method: "get",
+    path: "/v1/models/{id}/{file}",
+    summary: "A weight file listed in the model's manifest",
+    request: {
+      params: ModelId.extend({
+        file: z.string().openapi({ param: { name: "file", in: "path" }, example: "weights.bin" }),
+      }),
+    },
+    responses: {
+      200: {
+        description: "The bytes",
+        content: { "application/octet-stream": { schema: z.string() } },
+      },
+      ...errors(401, 404),
+    },
+  }),
+  predict: createRoute({
+    method: "post",
+    path: "/v1/models/{id}/predict",
+    summary: "Run a model",
+    request: {
+      params: ModelId,
+      body: { content: { "application/json": { schema: PredictRequestSchema } }, required: true },
+    },
+    responses: {
+      200: json(PredictResponseSchema, "One output row per input row"),
+      ...errors(400, 401, 404, 413, 415),
+    },
+  }),
+  deleteModel: createRoute({
+    method: "delete",
+    path: "/v1/models/{id}",
+    summary: "Remove a model",
+    request: { params: ModelId },
+    responses: { 204: { description: "Removed" }, ...errors(401, 404) },
+  }),
+};
+
+/** The OpenAPI document's metadata (served at `/openapi.json`, rendered at `/docs`). */
+export const DOC_CONFIG = {
+  openapi: "3.0.0",
+  info: {
+    title: "dtrain",
+    version: VERSION,
+    description: "Data-parallel TensorFlow.js training as a service: submit jobs, follow " +
+      'them, serve the trained models. Errors are {"error": {"code", "message", ' +
+      '"details"?}}. Send "Authorization: Bearer <token>" when the server has a token.',
+  },
+  security: [{ bearerAuth: [] }],
+};

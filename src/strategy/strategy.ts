@@ -1,0 +1,153 @@
+/**
+ * The Strategy contract: what every way of training offers (`fit`,
+ * `fitDataset`, `evaluate`, `stats`, `close`, async disposal), the option
+ * and stats types they share, and the table of strategy kinds the CLI, the
+ * HTTP service and the dashboard read instead of naming kinds themselves.
+ * Strategies are built from a plain spec by `createStrategy()`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { STRATEGY_KINDS } from "./strategy.ts";
+ * assert.deepEqual(Object.keys(STRATEGY_KINDS), ["mirrored", "worker"]);
+ * assert.equal(STRATEGY_KINDS.worker.batchScope, "perWorker");
+ * ```
+ * @module
+ */
+import type * as tf from "../tf.ts";
+import type { BackendName } from "../../backends/types.ts";
+import type { CheckpointOptions } from "../io/checkpoint.ts";
+import type { History, Logs, TrainingCallbacks } from "../training/callbacks.ts";
+import type { DatasetLike } from "./_dataset.ts";
+import type { Samples } from "./_inputs.ts";
+
+/** The strategies dtrain has. */
+export type StrategyKind = "mirrored" | "worker";
+
+/** What the CLI, the service and the dashboard need to know about a kind. */
+export interface StrategyKindInfo {
+  /** One line for help texts and the dashboard. */
+  description: string;
+  /** The option that sets how many Workers train (`replicas` or `workers`). */
+  countOption: "replicas" | "workers";
+  /** The option that sets WASM threads per Worker. */
+  threadsOption: "threadsPerReplica" | "threadsPerWorker";
+  /** What the Workers are called in messages. */
+  unit: string;
+  /** `batchSize` is the global batch (`"global"`) or each worker's (`"perWorker"`). */
+  batchScope: "global" | "perWorker";
+  /** Whether `fit` takes the `checkpoint` option. */
+  checkpoints: boolean;
+  /**
+   * What the main thread computes: `"none"` (it only prepares data and
+   * reports, the CPU backend is enough) or `"optimizer"` (it is the
+   * parameter server and applies every update: pick a fast backend).
+   */
+  mainThread: "none" | "optimizer";
+}
+
+/** Every strategy kind, in the order help texts list them. */
+export const STRATEGY_KINDS: Readonly<Record<StrategyKind, StrategyKindInfo>> = {
+  mirrored: {
+    description: "synchronous data-parallel: replicas split each global batch and " +
+      "all-reduce gradients; equal to one replica on the same batch",
+    countOption: "replicas",
+    threadsOption: "threadsPerReplica",
+    unit: "replicas",
+    batchScope: "global",
+    checkpoints: true,
+    mainThread: "none",
+  },
+  worker: {
+    description: "asynchronous parameter server: workers compute gradients on their own " +
+      "batches and the server applies them within a staleness bound",
+    countOption: "workers",
+    threadsOption: "threadsPerWorker",
+    unit: "asynchronous workers",
+    batchScope: "perWorker",
+    checkpoints: false,
+    mainThread: "optimizer",
+  },
+};
+
+/** Whether `value` names a strategy kind. */
+export function isStrategyKind(value: unknown): value is StrategyKind {
+  return typeof value === "string" && Object.hasOwn(STRATEGY_KINDS, value);
+}
+
+/**
+ * Options of {@linkcode Strategy.fit}, as `model.fit` names them. What
+ * `batchSize` means is the strategy's {@linkcode Strategy.batchScope}:
+ * MirroredStrategy splits a global batch, WorkerStrategy computes one
+ * gradient per worker batch. WorkerStrategy refuses `checkpoint`.
+ */
+export interface FitOptions {
+  /** Number of epochs to train. @default 1 */
+  epochs?: number;
+  /** Samples per step: the global batch (mirrored) or per worker (worker). @default 32 */
+  batchSize?: number;
+  /** Reshuffle the training samples every epoch. @default true */
+  shuffle?: boolean;
+  /** Seed of the shuffling. @default a random seed */
+  seed?: number;
+  /** Fraction of the samples (taken from the end, before shuffling) used for validation. @default 0 */
+  validationSplit?: number;
+  /** Explicit validation data (wins over validationSplit). @default undefined */
+  validationData?: [Samples, Samples];
+  /** Callbacks, or a list of them. @default [] */
+  callbacks?: TrainingCallbacks | TrainingCallbacks[];
+  /** 0 silent, 1 progress bar, 2 one line per epoch. @default 0 */
+  verbose?: 0 | 1 | 2;
+  /** Epoch to start from (for resuming). @default 0 */
+  initialEpoch?: number;
+  /** Stop with `NonFiniteLossError` when the loss becomes NaN or infinite. @default true */
+  terminateOnNaN?: boolean;
+  /**
+   * Write checkpoints (weights, optimizer state, position, History) into
+   * `checkpoint.dir`; a later `fit` with the same dir resumes from the newest
+   * one, exactly where it stopped. @default undefined (no checkpoints)
+   */
+  checkpoint?: CheckpointOptions;
+}
+
+/** Options of {@linkcode Strategy.evaluate}. */
+export interface EvaluateOptions {
+  /** Samples per replica batch. @default 32 */
+  batchSize?: number;
+}
+
+/** What every strategy measures in its last run. */
+export interface StrategyRunStats {
+  /** Backend each Worker runs. */
+  backends: BackendName[];
+  /** Why the backend was chosen (the first Worker). */
+  backendReason: string;
+  /** WASM threads each Worker runs. */
+  threads: number[];
+}
+
+/**
+ * A way of training a compiled `tf.LayersModel` on many Workers. Build one
+ * with `createStrategy({ kind, ...options })` or its class
+ * (`MirroredStrategy`, `WorkerStrategy`); `await using` closes it.
+ */
+export interface Strategy {
+  /** Which strategy this is. */
+  readonly kind: StrategyKind;
+  /** Workers that train: replicas (mirrored) or gradient workers (worker). */
+  readonly parallelism: number;
+  /** What `batchSize` means for this strategy. */
+  readonly batchScope: "global" | "perWorker";
+  /** Measurements of the last run, once one has run. */
+  readonly stats: StrategyRunStats | undefined;
+  /** Trains `model` on x/y; resolves with the History, as `model.fit` does. */
+  fit(model: tf.LayersModel, x: Samples, y: Samples, options?: FitOptions): Promise<History>;
+  /** Trains on a finite tfjs-data `Dataset` of `{ xs, ys }`, read into memory once. */
+  fitDataset(model: tf.LayersModel, dataset: DatasetLike, options?: FitOptions): Promise<History>;
+  /** Loss and metrics of `model` on x/y, averaged over all samples. */
+  evaluate(model: tf.LayersModel, x: Samples, y: Samples, options?: EvaluateOptions): Promise<Logs>;
+  /** Shuts every Worker down. Idempotent. */
+  close(): Promise<void>;
+  /** `await using` closes the strategy on scope exit. */
+  [Symbol.asyncDispose](): Promise<void>;
+}

@@ -1,0 +1,239 @@
+// MirroredStrategy across hosts: separate processes on loopback are nodes of
+// one synchronous job. Oracles: N nodes x R replicas == one process with
+// N x R replicas == model.fit on the same global batch.
+import assert from "node:assert/strict";
+import { MirroredStrategy, tf } from "../../mod.ts";
+import { classifier, dataset } from "../strategy/_models.ts";
+import { freePort } from "./_loopback.ts";
+
+const NODE = new URL("../fixtures/mirrored_node.ts", import.meta.url).pathname;
+const TOL = 1e-5;
+const opts = { sanitizeOps: false, sanitizeResources: false };
+
+interface NodeResult {
+  rank: number;
+  weights?: number[][];
+  digests?: number[];
+  history?: Record<string, number[]>;
+  scores?: Record<string, number> | null;
+  tensors?: number[];
+  leaks?: { before: unknown; after: unknown } | null;
+  error?: { name: string; message: string; peer?: number };
+}
+
+interface Job {
+  nodes: number;
+  replicas: number;
+  optimizer: "sgd" | "adam";
+  samples: number;
+  batchSize: number;
+  epochs: number;
+  validationSplit?: number;
+  evaluate?: boolean;
+  leakCheck?: boolean;
+  [key: string]: unknown;
+}
+
+/** Starts one process per node; resolves with every node's result line. */
+function startNodes(job: Job, per: (rank: number) => Record<string, unknown> = () => ({})) {
+  const port = freePort();
+  const children = Array.from(
+    { length: job.nodes },
+    (_, rank) =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", NODE, JSON.stringify({ ...job, rank, port, ...per(rank) })],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn(),
+  );
+  // A broken implementation must fail the test, not hang it.
+  const deadline = setTimeout(() => {
+    for (const c of children) {
+      try {
+        c.kill("SIGKILL");
+      } catch { /* exited */ }
+    }
+  }, 90_000);
+  const exited = Promise.allSettled(children.map((c) => c.status)).then(() =>
+    clearTimeout(deadline)
+  );
+  const results = children.map(async (child) => {
+    const out = await child.output();
+    await exited.catch(() => {});
+    const text = new TextDecoder().decode(out.stdout).trim();
+    const line = text.split("\n").at(-1) ?? "";
+    try {
+      return JSON.parse(line) as NodeResult;
+    } catch {
+      throw new Error(
+        `a node printed no result (exit ${out.code}): ${text}\n${
+          new TextDecoder().decode(out.stderr)
+        }`,
+      );
+    }
+  });
+  return { children, results };
+}
+
+async function oneProcess(job: Job): Promise<{ mirrored: number[][]; fit: number[][] }> {
+  await tf.setBackend("cpu");
+  const optimizer = job.optimizer === "sgd" ? () => tf.train.sgd(0.1) : () => tf.train.adam(0.01);
+  const { x, y } = dataset(job.samples);
+  const a = classifier(optimizer);
+  await using strategy = new MirroredStrategy({
+    replicas: job.nodes * job.replicas,
+    backend: "cpu",
+  });
+  await strategy.fit(a, x, y, {
+    epochs: job.epochs,
+    batchSize: job.batchSize,
+    seed: 7,
+    validationSplit: job.validationSplit,
+  });
+  const b = classifier(optimizer);
+  // model.fit shuffles with its own order: compare it on unshuffled data... the
+  // strategies' own order is seeded, so the oracle is MirroredStrategy with one replica.
+  await using single = new MirroredStrategy({ replicas: 1, backend: "cpu" });
+  await single.fit(b, x, y, {
+    epochs: job.epochs,
+    batchSize: job.batchSize,
+    seed: 7,
+    validationSplit: job.validationSplit,
+  });
+  const out = {
+    mirrored: a.getWeights().map((w) => Array.from(w.dataSync())),
+    fit: b.getWeights().map((w) => Array.from(w.dataSync())),
+  };
+  tf.dispose([x, y]);
+  a.dispose();
+  b.dispose();
+  return out;
+}
+
+function maxDiff(a: number[][], b: number[][]): number {
+  let m = 0;
+  a.forEach((w, i) => w.forEach((v, j) => (m = Math.max(m, Math.abs(v - b[i]![j]!)))));
+  return m;
+}
+
+for (
+  const job of [
+    { nodes: 2, replicas: 1, optimizer: "sgd", samples: 90, batchSize: 16, epochs: 2 },
+    {
+      nodes: 2,
+      replicas: 1,
+      optimizer: "adam",
+      samples: 64,
+      batchSize: 16,
+      epochs: 1,
+      leakCheck: true,
+    },
+    {
+      nodes: 2,
+      replicas: 2,
+      optimizer: "adam",
+      samples: 90,
+      batchSize: 20,
+      epochs: 2,
+      validationSplit: 0.2,
+      evaluate: true,
+    },
+    { nodes: 3, replicas: 1, optimizer: "adam", samples: 70, batchSize: 12, epochs: 1 },
+  ] satisfies Job[]
+) {
+  Deno.test(
+    `MirroredStrategy with cluster: ${job.nodes} nodes x ${job.replicas} replicas (${job.optimizer}` +
+      `${job.validationSplit ? ", validation" : ""}, uneven last batch) equals one process with ` +
+      `${job.nodes * job.replicas} replicas and one replica`,
+    opts,
+    async () => {
+      const nodes = await Promise.all(startNodes(job).results);
+      for (const n of nodes) assert.equal(n.error, undefined, JSON.stringify(n.error));
+      const digests = nodes.flatMap((n) => n.digests!);
+      assert.equal(new Set(digests).size, 1, `every replica of every node: ${digests}`);
+      const oracle = await oneProcess(job);
+      for (const n of nodes) {
+        const d = maxDiff(n.weights!, oracle.mirrored);
+        assert.ok(d <= TOL, `node ${n.rank} vs one process: max |dw| ${d}`);
+        const e = maxDiff(n.weights!, oracle.fit);
+        assert.ok(e <= TOL, `node ${n.rank} vs one replica: max |dw| ${e}`);
+        assert.deepEqual(n.history, nodes[0]!.history, "every node reports the same History");
+        assert.equal(n.history!.loss!.length, job.epochs);
+        if (job.validationSplit) assert.equal(n.history!.val_loss!.length, job.epochs);
+        if (job.evaluate) assert.deepEqual(n.scores, nodes[0]!.scores);
+        if (job.leakCheck) assert.deepEqual(n.leaks!.after, n.leaks!.before, "no tensor leaks");
+      }
+    },
+  );
+}
+
+Deno.test(
+  "MirroredStrategy with cluster: nodes that disagree on the batch size fail with the field named",
+  opts,
+  async () => {
+    const job = { nodes: 2, replicas: 1, optimizer: "sgd", samples: 64, batchSize: 16, epochs: 1 };
+    const nodes = await Promise.all(
+      startNodes(job as Job, (rank) => (rank === 1 ? { batchSize: 32 } : {})).results,
+    );
+    for (const n of nodes) {
+      assert.equal(n.error?.name, "ClusterConfigMismatchError", JSON.stringify(n));
+      assert.match(n.error!.message, /batchSize/);
+      assert.match(n.error!.message, /16/);
+      assert.match(n.error!.message, /32/);
+    }
+  },
+);
+
+Deno.test(
+  "MirroredStrategy with cluster: a node with the wrong token is refused and no node trains",
+  opts,
+  async () => {
+    const job = {
+      nodes: 2,
+      replicas: 1,
+      optimizer: "sgd",
+      samples: 64,
+      batchSize: 16,
+      epochs: 1,
+      rendezvousTimeoutMs: 4000,
+    };
+    const nodes = await Promise.all(
+      startNodes(job as Job, (rank) => (rank === 1 ? { token: "not-the-token" } : {})).results,
+    );
+    for (const n of nodes) {
+      assert.ok(n.error !== undefined, `node ${n.rank} must not train: ${JSON.stringify(n)}`);
+      assert.match(n.error.name, /^Cluster(Auth|Timeout)Error$/, JSON.stringify(n.error));
+    }
+    assert.equal(nodes[1]!.error!.name, "ClusterAuthError", "the stranger learns why");
+  },
+);
+
+Deno.test(
+  "MirroredStrategy with cluster: a node killed mid-epoch makes the other reject with PeerLostError",
+  opts,
+  async () => {
+    const job = {
+      nodes: 2,
+      replicas: 1,
+      optimizer: "sgd",
+      samples: 512,
+      batchSize: 16,
+      epochs: 50,
+      slowStepMs: 20,
+      peerTimeoutMs: 3000,
+    };
+    const { children, results } = startNodes(job as Job);
+    const lost = results[1]!.catch(() => {}); // the killed node prints nothing
+    // Let training start, then kill node 1 outright.
+    await new Promise((r) => setTimeout(r, 6000));
+    const t0 = performance.now();
+    children[1]!.kill("SIGKILL");
+    const first = await results[0]!;
+    const waited = performance.now() - t0;
+    assert.equal((await children[1]!.status).signal, "SIGKILL", "node 1 was killed");
+    await lost;
+    assert.equal(first!.error?.name, "PeerLostError", JSON.stringify(first));
+    assert.equal(first!.error?.peer, 1, "the error names the lost rank");
+    assert.ok(waited < 3000 + 10_000, `rejected after ${Math.round(waited)} ms`);
+  },
+);
