@@ -8,7 +8,9 @@
  *
  * @module
  */
+import type * as tf from "../tf.ts";
 import { BARRIER_SLOTS } from "../collective/barrier.ts";
+import { weightSize } from "../core/weights.ts";
 
 /** Index of the stop-request word in the control array. */
 export const CONTROL_STOP = BARRIER_SLOTS;
@@ -58,4 +60,13 @@ export function fusedLayout(
     stop: loss + 1 + metricCount,
     length: loss + 2 + metricCount,
   };
+}
+
+/** The fused layout of a compiled model: its weights, and its loss and metrics. */
+export function modelLayout(model: tf.LayersModel): FusedLayout {
+  return fusedLayout(
+    model.trainableWeights.map(weightSize),
+    model.nonTrainableWeights.map(weightSize),
+    Math.max(0, model.metricsNames.length - 1),
+  );
 }

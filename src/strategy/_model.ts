@@ -5,6 +5,7 @@
  * @module
  */
 import * as tf from "../tf.ts";
+import { weightSize } from "../core/weights.ts";
 import type { CompileSpec, ModelSource } from "./protocol.ts";
 import type { FusedLayout } from "./_layout.ts";
 
@@ -67,11 +68,6 @@ export function lossOf(
     );
   }
   return fns[0]!;
-}
-
-/** Floats in a weight. */
-export function sizeOf(w: tf.LayerVariable): number {
-  return (w.shape as number[]).reduce((a, b) => a * b, 1);
 }
 
 /**
@@ -160,7 +156,7 @@ export function writeNonTrainable(
 ): void {
   tf.tidy(() => {
     for (const w of model.nonTrainableWeights) {
-      const size = sizeOf(w);
+      const size = weightSize(w);
       w.write(fromShared(values.subarray(offset, offset + size), w.shape as number[]));
       offset += size;
     }

@@ -8,8 +8,8 @@
 import type * as tf from "../tf.ts";
 import { type BackendReport, selectBackend } from "../../backends/select.ts";
 import type { BackendName } from "../../backends/types.ts";
-import { type FusedLayout, fusedLayout } from "./_layout.ts";
-import { buildModel, sizeOf } from "./_model.ts";
+import { type FusedLayout, modelLayout } from "./_layout.ts";
+import { buildModel } from "./_model.ts";
 import type { CompileSpec, ModelSource } from "./protocol.ts";
 
 /**
@@ -31,11 +31,7 @@ export async function prepareWorkerModel(options: {
     threads: options.threads,
   });
   const model = await buildModel(options.model, options.compile);
-  const layout = fusedLayout(
-    model.trainableWeights.map(sizeOf),
-    model.nonTrainableWeights.map(sizeOf),
-    model.metricsNames.length - 1,
-  );
+  const layout = modelLayout(model);
   if (layout.length !== options.expectedLength) {
     throw new RangeError(
       `${options.who} rebuilt a model whose gradient layout has ${layout.length} floats, ` +

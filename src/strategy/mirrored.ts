@@ -12,40 +12,24 @@
  * the whole vector into its variables, so every replica's weights stay
  * bit-identical.
  *
+ * This file is the run's orchestration (options, fit, evaluate, the record
+ * loop); `mirrored/_group.ts` starts the group and its memory,
+ * `mirrored/_resume.ts` finds where a checkpointed fit resumes,
+ * `mirrored/_cluster.ts` makes this thread the host's leader across hosts,
+ * `mirrored/replica_worker.ts` is a replica.
+ *
  * @module
  */
 import * as tf from "../tf.ts";
 import type { BackendName } from "../../backends/types.ts";
 import { BACKEND_NAMES } from "../../backends/types.ts";
-import { allReduceBytes } from "../collective/all_reduce.ts";
-import { flatStateBytes } from "./_flat_optimizer.ts";
-import { sizeOf } from "./_model.ts";
+import type { NodeConfig } from "../cluster/mod.ts";
 import { positiveInt, refuseUnknownOptions } from "../core/checks.ts";
-import {
-  type ClusterSpec,
-  type ClusterTlsOptions,
-  type Compression,
-  type NodeConfig,
-  rendezvous,
-  validateClusterSpec,
-} from "../cluster/mod.ts";
-import { HOST_LINK_SLOTS, serveHostLink } from "../collective/host_link.ts";
-import { type ModelModule, modelSource, resolveModelModule } from "./_options.ts";
-import { groupMemory } from "../collective/kernels.ts";
-import { RecordRing, RING_CONTROL_SLOTS } from "../collective/ring.ts";
-import { CONTROL_STOP, controlBytes, fusedLayout } from "./_layout.ts";
-import { ReplicaPool } from "./mirrored/replica_pool.ts";
-import { RECORD_HEADER } from "../core/records.ts";
-import type { Reply, Request, SharedData } from "./protocol.ts";
+import { packWeights, unpackWeights } from "../core/weights.ts";
 import { callAll, History, type Logs, type TrainingCallbacks } from "../training/callbacks.ts";
 import { FitReporter, type FitReporterOptions } from "../training/reporter.ts";
-import {
-  checkCheckpointOptions,
-  type CheckpointOptions,
-  latestCheckpoint,
-  loadCheckpointFiles,
-  removeStaleTemp,
-} from "../io/checkpoint.ts";
+import { checkCheckpointOptions, type CheckpointOptions } from "../io/checkpoint.ts";
+import { compileSpec } from "./_compile.ts";
 import type { DatasetLike } from "./_dataset.ts";
 import {
   checkCommonFit,
@@ -56,7 +40,20 @@ import {
   refuseFitOptions,
   splitSamples,
 } from "./_fit_checks.ts";
-import { compileSpec } from "./_compile.ts";
+import { prepareSamples, type Samples, toShared } from "./_inputs.ts";
+import { CONTROL_STOP } from "./_layout.ts";
+import { type ModelModule, modelSource, resolveModelModule } from "./_options.ts";
+import {
+  acrossHosts,
+  checkCluster,
+  CLUSTER_SEED,
+  type CrossHostStats,
+  describeModel,
+  type MirroredClusterOptions,
+} from "./mirrored/_cluster.ts";
+import { type Group, startGroup } from "./mirrored/_group.ts";
+import { resumePoint } from "./mirrored/_resume.ts";
+import type { Reply, Request, SharedData } from "./protocol.ts";
 import type {
   EvaluateOptions,
   FitOptions,
@@ -64,8 +61,8 @@ import type {
   StrategyKind,
   StrategyRunStats,
 } from "./strategy.ts";
-import { prepareSamples, type Samples, toShared } from "./_inputs.ts";
 
+export type { CrossHostStats, MirroredClusterOptions };
 export type { CheckpointOptions, DatasetLike, EvaluateOptions, FitOptions, Samples };
 
 /**
@@ -94,8 +91,6 @@ export interface EpochSource {
     };
   }>;
 }
-
-const RING_RECORDS = 1024;
 
 /** The option names {@linkcode MirroredStrategy} takes; any other is refused. */
 const MIRRORED_OPTIONS = [
@@ -154,26 +149,6 @@ export interface MirroredStrategyOptions {
   cluster?: MirroredClusterOptions;
 }
 
-/** {@linkcode MirroredStrategyOptions.cluster}: where this host sits, and how hosts talk. */
-export interface MirroredClusterOptions extends ClusterSpec {
-  /** Deadline for all nodes to meet at the coordinator, each fit. @default 60000 */
-  rendezvousTimeoutMs?: number;
-  /** A peer silent this long is lost: `fit` rejects with `PeerLostError`. @default 30000 */
-  peerTimeoutMs?: number;
-  /**
-   * `"fp16"` halves the bytes on the wire (Horovod's `Compression.fp16`): the
-   * gradient sum is rounded to float16 between hosts, so results are close to,
-   * not equal to, one host's. @default "none"
-   */
-  compression?: Compression;
-  /** Address this node listens on. @default "0.0.0.0" */
-  hostname?: string;
-  /** Host the other nodes reach this node at. @default the address the coordinator sees */
-  advertiseHost?: string;
-  /** TLS certificate and key files for every cluster socket. @default plain TCP */
-  tls?: ClusterTlsOptions;
-}
-
 /** Measurements of the last run, for diagnostics and benchmarks. */
 export interface StrategyStats extends StrategyRunStats {
   /** Backend each replica runs. */
@@ -197,81 +172,13 @@ export interface StrategyStats extends StrategyRunStats {
    * validation and epoch-end ones), the bytes this node sent and received,
    * and the time its main thread spent in them. Undefined on one host.
    */
-  crossHost?: { exchanges: number; bytesSent: number; bytesReceived: number; ms: number };
+  crossHost?: CrossHostStats;
 }
 
 /** Fit options every fit variant shares, validated, with defaults applied. */
 interface CheckedFit extends CheckedCommon {
   /** Global batch size. */
   batchSize: number;
-}
-
-interface Group {
-  key: string;
-  pool: ReplicaPool;
-  control: Int32Array;
-  /** The all-reduce result (the host's, then the global sum), in group memory. */
-  result: Float32Array;
-  /** The replicas' link to this thread, the host's leader, across hosts. */
-  hostLink: Int32Array | null;
-  weights: Float32Array;
-  ring: RecordRing;
-  metricsNames: string[];
-}
-
-/** dtrain's version, compared at every cluster rendezvous. */
-const VERSION = "0.1.0";
-
-/** The shuffle seed of a cluster fit that names none (every node must agree). */
-const CLUSTER_SEED = 42;
-
-const CLUSTER_OPTIONS = [
-  "nodes",
-  "rank",
-  "coordinator",
-  "token",
-  "rendezvousTimeoutMs",
-  "peerTimeoutMs",
-  "compression",
-  "hostname",
-  "advertiseHost",
-  "tls",
-] as const satisfies readonly (keyof MirroredClusterOptions)[];
-
-function checkCluster(
-  cluster: MirroredClusterOptions | undefined,
-): MirroredClusterOptions | undefined {
-  if (cluster === undefined) return undefined;
-  if (typeof cluster !== "object" || cluster === null) {
-    throw new TypeError(`cluster must be an object, received ${cluster}`);
-  }
-  refuseUnknownOptions(cluster, CLUSTER_OPTIONS, "MirroredStrategy's cluster");
-  validateClusterSpec(cluster);
-  const compression = cluster.compression ?? "none";
-  if (compression !== "none" && compression !== "fp16") {
-    throw new TypeError(
-      `cluster.compression must be "none" or "fp16", received ${JSON.stringify(compression)}`,
-    );
-  }
-  return { ...cluster };
-}
-
-/** What nodes compare about the model: its topology and its optimizer. */
-function describeModel(model: tf.LayersModel): NodeConfig {
-  const optimizer = model.optimizer;
-  return {
-    topology: fnv1a(JSON.stringify(model.toJSON(null, false))),
-    optimizer: optimizer.getClassName(),
-    optimizerConfig: fnv1a(JSON.stringify(optimizer.getConfig())),
-    loss: fnv1a(JSON.stringify(model.loss) ?? String(model.loss)),
-  };
-}
-
-/** FNV-1a of a string's UTF-16 code units, as 8 hex digits. */
-function fnv1a(text: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return (h >>> 0).toString(16).padStart(8, "0");
 }
 
 /**
@@ -378,95 +285,19 @@ export class MirroredStrategy implements Strategy {
     this.#group = undefined;
     await existing?.pool.close();
 
-    const layout = fusedLayout(
-      model.trainableWeights.map(sizeOf),
-      model.nonTrainableWeights.map(sizeOf),
-      Math.max(0, model.metricsNames.length - 1),
-    );
-    const ringWidth = RECORD_HEADER + 1 + layout.metricCount;
-    // One memory for the all-reduce and the sharded optimizer state, so the
-    // replicas' SIMD kernels reach both.
-    const optimizerOffset = Math.ceil(allReduceBytes(this.replicas, layout.length) / 16) * 16;
-    const groupBytes = optimizerOffset +
-      flatStateBytes(model.optimizer, layout.trainable.reduce((a, b) => a + b, 0));
-    const buffers = {
-      control: new SharedArrayBuffer(controlBytes(this.replicas)),
-      group: groupMemory(groupBytes) ?? new SharedArrayBuffer(groupBytes),
-      optimizerOffset,
-      weights: new SharedArrayBuffer(
-        Math.max(4, model.weights.reduce((s, w) => s + sizeOf(w), 0) * 4),
-      ),
-      ring: new SharedArrayBuffer(RecordRing.bytes(RING_RECORDS, ringWidth)),
-      ringControl: new SharedArrayBuffer(4 * RING_CONTROL_SLOTS),
-      hostLink: this.#cluster === undefined ? null : new SharedArrayBuffer(4 * HOST_LINK_SLOTS),
-    };
-    const memory = buffers.group instanceof WebAssembly.Memory
-      ? buffers.group.buffer as SharedArrayBuffer
-      : buffers.group;
-    const result = new Float32Array(memory, this.replicas * layout.length * 4, layout.length);
-    const rank = this.#cluster?.rank ?? 0;
-    const nodes = this.#cluster?.nodes ?? 1;
-    const weights = new Float32Array(buffers.weights);
-    this.#writeWeights(model, weights);
-    const control = new Int32Array(buffers.control);
-    const pool = new ReplicaPool(this.replicas, control);
-    try {
-      // Replicas do not beat while they initialise; a silently dead one is
-      // declared dead after a generous start-up allowance instead of hanging.
-      const init = pool.all((r) => ({
-        type: "init",
-        replica: r,
-        replicas: this.replicas,
-        shard: { index: rank * this.replicas + r, count: nodes * this.replicas },
-        backend: this.backend,
-        threads: this.threadsPerReplica,
-        model: source,
-        compile,
-        buffers,
-        reduceLength: layout.length,
-        ringRecords: RING_RECORDS,
-        ringWidth,
-      }));
-      const replies = await pool.watch(init, this.#startTimeoutMs, "startTimeoutMs");
-      const ready = replies.filter((
-        r,
-      ): r is Extract<Reply, { type: "ready" }> => r.type === "ready");
-      const backends = ready.map((r) => r.backend);
-      if (new Set(backends).size !== 1) {
-        throw new RangeError(
-          `Replicas chose different backends (${backends.join(", ")}): pass an explicit backend`,
-        );
-      }
-      this.#stats = {
-        backends,
-        backendReason: ready[0]!.backendReason,
-        threads: ready.map((r) => r.threads),
-        replicaTensors: ready.map((r) => r.tensors),
-        weightsDigests: [],
-        steps: 0,
-        computeMs: 0,
-        exchangeMs: 0,
-      };
-      const group: Group = {
-        key,
-        pool,
-        control,
-        result,
-        hostLink: buffers.hostLink === null ? null : new Int32Array(buffers.hostLink),
-        weights,
-        ring: new RecordRing(buffers.ring, buffers.ringControl, {
-          records: RING_RECORDS,
-          width: ringWidth,
-        }),
-        metricsNames: ready[0]!.metricsNames,
-      };
-      this.#group = group;
-      return group;
-    } catch (e) {
-      const crash = pool.crash;
-      await pool.close();
-      throw crash ?? e;
-    }
+    const { group, stats } = await startGroup(model, {
+      key,
+      replicas: this.replicas,
+      backend: this.backend,
+      threads: this.threadsPerReplica,
+      source,
+      compile,
+      cluster: this.#cluster,
+      startTimeoutMs: this.#startTimeoutMs,
+    });
+    this.#stats = { ...stats, weightsDigests: [], steps: 0, computeMs: 0, exchangeMs: 0 };
+    this.#group = group;
+    return group;
   }
 
   /**
@@ -502,39 +333,17 @@ export class MirroredStrategy implements Strategy {
 
     return await this.#exclusive.run(async () => {
       // Resume from the newest complete checkpoint, if any.
-      let startEpoch = o.initialEpoch, startStep = 0;
-      let resumed: FitReporterOptions["resumed"];
-      let resumeFrom: string | null = null;
       const history = new History();
-      if (ckpt !== undefined) {
-        await Deno.mkdir(ckpt.dir, { recursive: true });
-        await removeStaleTemp(ckpt.dir);
-        const found = await latestCheckpoint(ckpt.dir);
-        if (found !== undefined) {
-          const st = found.state;
-          for (
-            const [key, want] of [["batchSize", o.batchSize], ["trainCount", trainCount]] as const
-          ) {
-            if (st[key] !== want) {
-              throw new RangeError(
-                `The checkpoint in ${found.path} was written with ${key} ${st[key]}, ` +
-                  `this fit has ${want}: use the same data and batchSize, or another checkpoint dir`,
-              );
-            }
-          }
-          await loadCheckpointFiles(model, found.path);
-          seed = st.seed;
-          startEpoch = st.epoch;
-          startStep = st.step;
-          resumeFrom = found.path;
-          st.history.epoch.forEach((e, i) => {
-            const logs: Logs = {};
-            for (const [k, v] of Object.entries(st.history.history)) logs[k] = v[i]!;
-            history.record(e, logs);
-          });
-          if (st.step > 0) resumed = { epoch: st.epoch, ...st.partial };
-        }
-      }
+      const at = ckpt === undefined
+        ? { startEpoch: o.initialEpoch, startStep: 0, seed, resumed: undefined, resumeFrom: null }
+        : await resumePoint(ckpt.dir, model, history, {
+          batchSize: o.batchSize,
+          trainCount,
+          initialEpoch: o.initialEpoch,
+          seed,
+        });
+      const { startEpoch, startStep, resumed, resumeFrom } = at;
+      seed = at.seed;
       const runId = crypto.randomUUID().slice(0, 8);
       const { group, reporter } = await this.#begin(model, o, history, trainCount, {
         resumed,
@@ -741,48 +550,15 @@ export class MirroredStrategy implements Strategy {
     return replies;
   }
 
-  /**
-   * Runs `work` (a fit or evaluate of the replicas) with this thread as the
-   * host's leader across hosts: the nodes meet at the coordinator and check
-   * they agree on `config`, then every cross-host request of the replicas is
-   * summed over the ring. A lost peer aborts the replica group, so `work`
-   * rejects with the `PeerLostError`. On one host, just `work()`.
-   */
+  /** {@linkcode acrossHosts} for this strategy: `work` with this thread as the host's leader. */
   async #acrossHosts<T>(group: Group, config: NodeConfig, work: () => Promise<T>): Promise<T> {
-    const c = this.#cluster;
-    if (c === undefined || group.hostLink === null) return await work();
-    const { compression = "none", ...rest } = c;
-    const { nodes, rank, coordinator, token, ...options } = rest;
-    const cluster = await rendezvous({ nodes, rank, coordinator, token }, {
-      ...options,
-      config: { dtrain: VERSION, replicasPerNode: this.replicas, ...config },
-    });
-    const stop = new AbortController();
-    const staging = new Float32Array(group.result.length);
-    const counts = { exchanges: 0, bytesSent: 0, bytesReceived: 0, ms: 0 };
-    const served = serveHostLink(group.hostLink, async (offset, length) => {
-      // Sockets take plain buffers: the range goes through a private copy.
-      const part = staging.subarray(offset, offset + length);
-      part.set(group.result.subarray(offset, offset + length));
-      const t = await cluster.allReduce(part, { compression });
-      group.result.set(part, offset);
-      counts.exchanges++;
-      counts.bytesSent += t.bytesSent;
-      counts.bytesReceived += t.bytesReceived;
-      counts.ms += t.totalMs;
-    }, stop.signal).catch((e: unknown) => {
-      group.pool.fail(e instanceof Error ? e : new Error(String(e)));
-    });
-    try {
-      return await work();
-    } catch (e) {
-      throw group.pool.crash ?? e;
-    } finally {
-      stop.abort();
-      await served;
-      await cluster.close();
-      if (this.#stats !== undefined) this.#stats = { ...this.#stats, crossHost: counts };
-    }
+    if (this.#cluster === undefined) return await work();
+    return await acrossHosts(this.#cluster, group, {
+      config: { replicasPerNode: this.replicas, ...config },
+      onStats: (crossHost) => {
+        if (this.#stats !== undefined) this.#stats = { ...this.#stats, crossHost };
+      },
+    }, work);
   }
 
   /** Records the run's stats, copies the weights into `model`, calls onTrainEnd. */
@@ -879,25 +655,11 @@ export class MirroredStrategy implements Strategy {
   }
 
   #writeWeights(model: tf.LayersModel, weights: Float32Array): void {
-    let offset = 0;
-    for (const w of model.weights) {
-      const data = w.read().dataSync();
-      weights.set(data, offset);
-      offset += data.length;
-    }
+    packWeights(model.weights, weights);
   }
 
   #readWeights(model: tf.LayersModel, weights: Float32Array): void {
-    let offset = 0;
-    const tensors = model.weights.map((w) => {
-      const size = sizeOf(w);
-      const t = tf.tensor(
-        weights.slice(offset, offset + size),
-        w.shape as number[],
-      );
-      offset += size;
-      return t;
-    });
+    const tensors = unpackWeights(weights, model.weights);
     model.setWeights(tensors);
     tf.dispose(tensors);
   }

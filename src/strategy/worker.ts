@@ -27,9 +27,9 @@ import * as tf from "../tf.ts";
 import { BACKEND_NAMES, type BackendName } from "../../backends/types.ts";
 import { NonFiniteLossError, WorkerCrashedError } from "../errors.ts";
 import { VersionedBuffer } from "../collective/versioned_buffer.ts";
-import { fusedLayout } from "./_layout.ts";
-import { sizeOf } from "./_model.ts";
+import { modelLayout } from "./_layout.ts";
 import { nonNegativeInt, positiveInt, refuseUnknownOptions } from "../core/checks.ts";
+import { packWeights, weightsLength } from "../core/weights.ts";
 import { type ModelModule, modelSource, resolveModelModule } from "./_options.ts";
 import { PS_CONTROL_INTS, PS_DOORBELL } from "./ps/_layout.ts";
 import { callAll, History, type Logs } from "../training/callbacks.ts";
@@ -331,11 +331,7 @@ export class WorkerStrategy implements Strategy {
       optimizer: "placeholder",
     });
     const source = modelSource(model, this.#modelModule);
-    const layout = fusedLayout(
-      model.trainableWeights.map(sizeOf),
-      model.nonTrainableWeights.map(sizeOf),
-      Math.max(0, model.metricsNames.length - 1),
-    );
+    const layout = modelLayout(model);
     return {
       key: JSON.stringify([source, compile, this.threadsPerWorker]),
       source,
@@ -689,16 +685,9 @@ export class WorkerStrategy implements Strategy {
 /** The model's weights as version 0 of a new versioned buffer. */
 function publishWeights(model: tf.LayersModel): SharedArrayBuffer {
   const weights = [...model.trainableWeights, ...model.nonTrainableWeights];
-  const count = weights.reduce((n, w) => n + sizeOf(w), 0);
+  const count = weightsLength(weights);
   const buffer = new SharedArrayBuffer(VersionedBuffer.bytes(count));
-  new VersionedBuffer(buffer, count).publish((into) => {
-    let offset = 0;
-    for (const w of weights) {
-      const d = w.read().dataSync() as Float32Array;
-      into.set(d, offset);
-      offset += d.length;
-    }
-  });
+  new VersionedBuffer(buffer, count).publish((into) => packWeights(weights, into));
   return buffer;
 }
 

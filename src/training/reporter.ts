@@ -9,6 +9,7 @@ import { NonFiniteLossError } from "../errors.ts";
 import { checkpointTempPath, commitCheckpoint } from "../io/checkpoint.ts";
 import { RECORD_HEADER, RecordField, RecordKind } from "../core/records.ts";
 import { callAll, type History, type Logs, type TrainingCallbacks } from "./callbacks.ts";
+import { EpochMean } from "./epoch_mean.ts";
 import { ProgressBar } from "./progress.ts";
 
 /** Where and how checkpoints are committed. */
@@ -66,11 +67,11 @@ export class FitReporter {
   #o: FitReporterOptions;
   #bar: ProgressBar | undefined;
   #epoch = -1;
-  #sums: number[] = [];
-  #samples = 0;
+  #mean: EpochMean;
 
   constructor(options: FitReporterOptions) {
     this.#o = options;
+    this.#mean = new EpochMean(options.names);
     this.history = options.history;
     if (options.verbose === 1) {
       this.#bar = new ProgressBar({ epochs: options.epochs, steps: options.steps });
@@ -80,8 +81,7 @@ export class FitReporter {
   async #beginEpoch(epoch: number): Promise<void> {
     this.#epoch = epoch;
     const r = this.#o.resumed;
-    this.#sums = r?.epoch === epoch ? [...r.sums] : new Array(this.#o.names.length).fill(0);
-    this.#samples = r?.epoch === epoch ? r.samples : 0;
+    this.#mean.reset(r?.epoch === epoch ? r : undefined);
     this.#bar?.epochBegin(epoch);
     await callAll(this.#o.callbacks, "onEpochBegin", epoch, {});
   }
@@ -101,20 +101,17 @@ export class FitReporter {
     }
     if (this.#epoch !== epoch) await this.#beginEpoch(epoch);
     if (kind === RecordKind.Batch) {
+      const values = rec.subarray(RECORD_HEADER, RECORD_HEADER + names.length);
       const logs: Logs = {};
-      names.forEach((name, i) => {
-        logs[name] = rec[RECORD_HEADER + i]!;
-        this.#sums[i]! += rec[RECORD_HEADER + i]! * n;
-      });
-      this.#samples += n;
+      names.forEach((name, i) => (logs[name] = values[i]!));
+      this.#mean.add(values, n);
       this.timing.steps++;
       this.timing.computeMs += rec[RecordField.computeMs]!;
       this.timing.exchangeMs += rec[RecordField.exchangeMs]!;
       this.#bar?.step(step + 1, logs, n);
       await callAll(this.#o.callbacks, "onBatchEnd", step, { ...logs, batch: step, size: n });
     } else if (kind === RecordKind.EpochEnd) {
-      const logs: Logs = {};
-      names.forEach((name, i) => (logs[name] = this.#sums[i]! / Math.max(1, this.#samples)));
+      const logs = this.#mean.logs();
       if (n > 0) names.forEach((name, i) => (logs[`val_${name}`] = rec[RECORD_HEADER + i]!));
       this.#o.onEpochSynced();
       this.history.record(epoch, logs);
@@ -137,9 +134,7 @@ export class FitReporter {
       step,
       ...c.run,
       history: { epoch: [...this.history.epoch], history: structuredClone(this.history.history) },
-      partial: midEpoch
-        ? { sums: [...this.#sums], samples: this.#samples }
-        : { sums: [], samples: 0 },
+      partial: midEpoch ? this.#mean.snapshot() : { sums: [], samples: 0 },
     }, c.keep);
   }
 }

@@ -21,17 +21,11 @@ import {
 import { registerFileIO } from "../../io/file_handler.ts";
 import { RecordRing } from "../../collective/ring.ts";
 import { epochOrder } from "../../core/random.ts";
+import { packWeightsAsync, unpackWeights } from "../../core/weights.ts";
 import { gatherRows, shardRange } from "../_sharding.ts";
 import { CONTROL_STOP, type FusedLayout, heartbeatIndex } from "../_layout.ts";
 import { FlatOptimizer } from "../_flat_optimizer.ts";
-import {
-  fromShared,
-  lossAndGradients,
-  lossOf,
-  sizeOf,
-  writeNonTrainable,
-  writeStep,
-} from "../_model.ts";
+import { fromShared, lossAndGradients, lossOf, writeNonTrainable, writeStep } from "../_model.ts";
 import { prepareWorkerModel } from "../_worker_model.ts";
 import { closeWorker, serveRequests } from "../../workers/worker_loop.ts";
 import { RecordKind } from "../../core/records.ts";
@@ -60,27 +54,13 @@ interface State {
 let state: State | undefined;
 
 function loadWeights(s: State): void {
-  let offset = 0;
-  const tensors = s.model.weights.map((w) => {
-    const size = sizeOf(w);
-    const t = tf.tensor(
-      s.weights.slice(offset, offset + size),
-      w.shape as number[],
-    );
-    offset += size;
-    return t;
-  });
+  const tensors = unpackWeights(s.weights, s.model.weights);
   s.model.setWeights(tensors);
   tf.dispose(tensors);
 }
 
 async function storeWeights(s: State): Promise<void> {
-  let offset = 0;
-  for (const w of s.model.weights) {
-    const data = await w.read().data() as Float32Array;
-    s.weights.set(data, offset);
-    offset += data.length;
-  }
+  await packWeightsAsync(s.model.weights, s.weights);
 }
 
 async function init(req: Extract<Request, { type: "init" }>): Promise<Reply> {

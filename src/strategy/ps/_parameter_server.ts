@@ -13,10 +13,11 @@
  * @module
  */
 import * as tf from "../../tf.ts";
+import { packWeights } from "../../core/weights.ts";
 import type { GradientSlot } from "../../collective/gradient_slot.ts";
 import { VersionedBuffer } from "../../collective/versioned_buffer.ts";
-import { type FusedLayout, fusedLayout } from "../_layout.ts";
-import { sizeOf, writeNonTrainable } from "../_model.ts";
+import { type FusedLayout, modelLayout } from "../_layout.ts";
+import { writeNonTrainable } from "../_model.ts";
 import { FlatOptimizer, flatStateBytes } from "../_flat_optimizer.ts";
 import { type GroupKernels, groupKernels, groupMemory } from "../../collective/kernels.ts";
 
@@ -130,11 +131,7 @@ export class ParameterServer {
   constructor(model: tf.LayersModel, options: ParameterServerOptions) {
     this.#model = model;
     this.#options = options;
-    this.layout = fusedLayout(
-      model.trainableWeights.map(sizeOf),
-      model.nonTrainableWeights.map(sizeOf),
-      Math.max(0, model.metricsNames.length - 1),
-    );
+    this.layout = modelLayout(model);
     this.weightsBuffer = new SharedArrayBuffer(VersionedBuffer.bytes(this.layout.loss));
     this.#weights = new VersionedBuffer(this.weightsBuffer, this.layout.loss);
     this.#vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
@@ -196,11 +193,7 @@ export class ParameterServer {
         into.set(flat.params);
         offset = flat.params.length;
       }
-      for (const w of weights) {
-        const data = w.read().dataSync() as Float32Array;
-        into.set(data, offset);
-        offset += data.length;
-      }
+      packWeights(weights, into, offset);
     });
     return this.#version;
   }

@@ -11,6 +11,7 @@ import {
   type Logs,
   type TrainingCallbacks,
 } from "../../training/callbacks.ts";
+import { EpochMean } from "../../training/epoch_mean.ts";
 import { ProgressBar } from "../../training/progress.ts";
 
 /** Options of {@linkcode AsyncFitReporter}. */
@@ -57,14 +58,14 @@ export class AsyncFitReporter {
   readonly history: History;
   #o: AsyncFitReporterOptions;
   #bar: ProgressBar | undefined;
-  #sums: number[] = [];
-  #samples = 0;
+  #mean: EpochMean;
   #stale = 0;
   #dropped = 0;
   #restarts = 0;
 
   constructor(options: AsyncFitReporterOptions) {
     this.#o = options;
+    this.#mean = new EpochMean(options.names);
     this.history = options.history;
     if (options.verbose === 1) {
       this.#bar = new ProgressBar({ epochs: options.epochs, steps: options.steps });
@@ -73,8 +74,7 @@ export class AsyncFitReporter {
 
   /** Starts an epoch: resets the sums, calls `onEpochBegin`. */
   async beginEpoch(epoch: number): Promise<void> {
-    this.#sums = new Array(this.#o.names.length).fill(0);
-    this.#samples = 0;
+    this.#mean.reset();
     this.#stale = 0;
     this.#dropped = 0;
     this.#restarts = 0;
@@ -85,12 +85,8 @@ export class AsyncFitReporter {
   /** Reports the `step`-th applied gradient of the epoch (from 0). */
   async step(step: number, applied: AppliedStep): Promise<void> {
     const logs: Logs = {};
-    this.#o.names.forEach((name, i) => {
-      const v = applied.values[i]!;
-      logs[name] = v;
-      this.#sums[i]! += v * applied.samples;
-    });
-    this.#samples += applied.samples;
+    this.#o.names.forEach((name, i) => (logs[name] = applied.values[i]!));
+    this.#mean.add(applied.values, applied.samples);
     this.#bar?.step(step + 1, logs, applied.samples);
     await callAll(this.#o.callbacks, "onBatchEnd", step, {
       ...logs,
@@ -118,9 +114,7 @@ export class AsyncFitReporter {
    * History and calls `onEpochEnd`. Resolves with the logs.
    */
   async endEpoch(epoch: number, validation: Logs | undefined): Promise<Logs> {
-    const logs: Logs = {};
-    const names = this.#o.names;
-    names.forEach((name, i) => (logs[name] = this.#sums[i]! / Math.max(1, this.#samples)));
+    const logs = this.#mean.logs();
     if (validation !== undefined) {
       for (const [k, v] of Object.entries(validation)) logs[`val_${k}`] = v;
     }

@@ -14,9 +14,10 @@ import * as tf from "../../tf.ts";
 import { GradientSlot } from "../../collective/gradient_slot.ts";
 import { VersionedBuffer } from "../../collective/versioned_buffer.ts";
 import { epochOrder } from "../../core/random.ts";
+import { unpackWeights } from "../../core/weights.ts";
 import { gatherRows } from "../_sharding.ts";
 import type { FusedLayout } from "../_layout.ts";
-import { lossAndGradients, lossOf, sizeOf, writeStep } from "../_model.ts";
+import { lossAndGradients, lossOf, writeStep } from "../_model.ts";
 import { prepareWorkerModel } from "../_worker_model.ts";
 import { closeWorker, serveRequests } from "../../workers/worker_loop.ts";
 import { PS_CURSOR, PS_DOORBELL, PS_STOP, PS_TICKET } from "./_layout.ts";
@@ -73,13 +74,8 @@ function pullWeights(s: State, source: VersionedBuffer): number {
   const flat = new Float32Array(s.weightCount);
   const version = source.read(flat, () => beat(s));
   tf.tidy(() => {
-    let offset = 0;
-    for (const w of s.weights) {
-      const size = sizeOf(w);
-      // slice: tensors must not alias a buffer that is reused.
-      w.write(tf.tensor(flat.slice(offset, offset + size), w.shape as number[]));
-      offset += size;
-    }
+    // Copies: tensors must not alias a buffer that is reused.
+    unpackWeights(flat, s.weights).forEach((t, i) => s.weights[i]!.write(t));
   });
   return version;
 }

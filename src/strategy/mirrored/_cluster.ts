@@ -1,0 +1,165 @@
+/**
+ * MirroredStrategy across hosts, the main thread's part: the cluster option
+ * and its checks, what nodes must agree on, and the host's leader, which
+ * meets the other nodes at the coordinator and sums each range the replicas
+ * hand over (through the host link) across hosts by the ring all-reduce.
+ *
+ * @module
+ */
+import type * as tf from "../../tf.ts";
+import { refuseUnknownOptions } from "../../core/checks.ts";
+import { serveHostLink } from "../../collective/host_link.ts";
+import {
+  type ClusterSpec,
+  type ClusterTlsOptions,
+  type Compression,
+  type NodeConfig,
+  rendezvous,
+  validateClusterSpec,
+} from "../../cluster/mod.ts";
+import type { ReplicaPool } from "./replica_pool.ts";
+
+/** `MirroredStrategyOptions.cluster`: where this host sits, and how hosts talk. */
+export interface MirroredClusterOptions extends ClusterSpec {
+  /** Deadline for all nodes to meet at the coordinator, each fit. @default 60000 */
+  rendezvousTimeoutMs?: number;
+  /** A peer silent this long is lost: `fit` rejects with `PeerLostError`. @default 30000 */
+  peerTimeoutMs?: number;
+  /**
+   * `"fp16"` halves the bytes on the wire (Horovod's `Compression.fp16`): the
+   * gradient sum is rounded to float16 between hosts, so results are close to,
+   * not equal to, one host's. @default "none"
+   */
+  compression?: Compression;
+  /** Address this node listens on. @default "0.0.0.0" */
+  hostname?: string;
+  /** Host the other nodes reach this node at. @default the address the coordinator sees */
+  advertiseHost?: string;
+  /** TLS certificate and key files for every cluster socket. @default plain TCP */
+  tls?: ClusterTlsOptions;
+}
+
+/** What the cross-host sums of one run cost this node. */
+export interface CrossHostStats {
+  /** Cross-host sums (one per step, plus validation and epoch-end ones). */
+  exchanges: number;
+  /** Bytes this node sent. */
+  bytesSent: number;
+  /** Bytes this node received. */
+  bytesReceived: number;
+  /** Time this node's main thread spent in them, ms. */
+  ms: number;
+}
+
+/** dtrain's version, compared at every cluster rendezvous. */
+export const VERSION = "0.1.0";
+
+/** The shuffle seed of a cluster fit that names none (every node must agree). */
+export const CLUSTER_SEED = 42;
+
+const CLUSTER_OPTIONS = [
+  "nodes",
+  "rank",
+  "coordinator",
+  "token",
+  "rendezvousTimeoutMs",
+  "peerTimeoutMs",
+  "compression",
+  "hostname",
+  "advertiseHost",
+  "tls",
+] as const satisfies readonly (keyof MirroredClusterOptions)[];
+
+/** Checks the cluster option (names, spec, compression); undefined stays undefined. */
+export function checkCluster(
+  cluster: MirroredClusterOptions | undefined,
+): MirroredClusterOptions | undefined {
+  if (cluster === undefined) return undefined;
+  if (typeof cluster !== "object" || cluster === null) {
+    throw new TypeError(`cluster must be an object, received ${cluster}`);
+  }
+  refuseUnknownOptions(cluster, CLUSTER_OPTIONS, "MirroredStrategy's cluster");
+  validateClusterSpec(cluster);
+  const compression = cluster.compression ?? "none";
+  if (compression !== "none" && compression !== "fp16") {
+    throw new TypeError(
+      `cluster.compression must be "none" or "fp16", received ${JSON.stringify(compression)}`,
+    );
+  }
+  return { ...cluster };
+}
+
+/** What nodes compare about the model: its topology and its optimizer. */
+export function describeModel(model: tf.LayersModel): NodeConfig {
+  const optimizer = model.optimizer;
+  return {
+    topology: fnv1a(JSON.stringify(model.toJSON(null, false))),
+    optimizer: optimizer.getClassName(),
+    optimizerConfig: fnv1a(JSON.stringify(optimizer.getConfig())),
+    loss: fnv1a(JSON.stringify(model.loss) ?? String(model.loss)),
+  };
+}
+
+/** FNV-1a of a string's UTF-16 code units, as 8 hex digits. */
+function fnv1a(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, "0");
+}
+
+/** What the leader needs of a replica group. */
+export interface LeaderGroup {
+  /** The all-reduce result in group memory: summed across hosts in place. */
+  result: Float32Array;
+  /** The replicas' link to the leader. */
+  hostLink: Int32Array | null;
+  /** The group, aborted when a peer is lost. */
+  pool: ReplicaPool;
+}
+
+/**
+ * Runs `work` (a fit or evaluate of the replicas) with this thread as the
+ * host's leader: the nodes meet at the coordinator and check they agree on
+ * `config`, then every cross-host request of the replicas is summed over the
+ * ring. A lost peer aborts the replica group, so `work` rejects with the
+ * `PeerLostError`. `onStats` gets what the sums cost, whatever the outcome.
+ */
+export async function acrossHosts<T>(
+  cluster: MirroredClusterOptions,
+  group: LeaderGroup,
+  options: { config: NodeConfig; onStats: (stats: CrossHostStats) => void },
+  work: () => Promise<T>,
+): Promise<T> {
+  if (group.hostLink === null) return await work();
+  const { compression = "none", nodes, rank, coordinator, token, ...rest } = cluster;
+  const ring = await rendezvous({ nodes, rank, coordinator, token }, {
+    ...rest,
+    config: { dtrain: VERSION, ...options.config },
+  });
+  const stop = new AbortController();
+  const staging = new Float32Array(group.result.length);
+  const counts: CrossHostStats = { exchanges: 0, bytesSent: 0, bytesReceived: 0, ms: 0 };
+  const served = serveHostLink(group.hostLink, async (offset, length) => {
+    // Sockets take plain buffers: the range goes through a private copy.
+    const part = staging.subarray(offset, offset + length);
+    part.set(group.result.subarray(offset, offset + length));
+    const t = await ring.allReduce(part, { compression });
+    group.result.set(part, offset);
+    counts.exchanges++;
+    counts.bytesSent += t.bytesSent;
+    counts.bytesReceived += t.bytesReceived;
+    counts.ms += t.totalMs;
+  }, stop.signal).catch((e: unknown) => {
+    group.pool.fail(e instanceof Error ? e : new Error(String(e)));
+  });
+  try {
+    return await work();
+  } catch (e) {
+    throw group.pool.crash ?? e;
+  } finally {
+    stop.abort();
+    await served;
+    await ring.close();
+    options.onStats(counts);
+  }
+}
