@@ -13,9 +13,10 @@ tf.env().set("PROD", true);
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { cpuBackend } from "./cpu.ts";
  * const probe = await cpuBackend.probe();
- * console.assert(probe.available);
+ * assert.ok(probe.available);
  * ```
  */
 export const cpuBackend: Backend = {

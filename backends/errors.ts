@@ -12,11 +12,12 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { BackendUnavailableError } from "./errors.ts";
  * const err = new BackendUnavailableError("webgpu required but unavailable", {
  *   tried: [{ name: "webgpu", available: false, reason: "navigator.gpu missing" }],
  * });
- * console.assert(err.tried.length === 1);
+ * assert.ok(err.tried.length === 1);
  * ```
  */
 export class BackendUnavailableError extends Error {

@@ -79,9 +79,10 @@ function fallback(cpuKernel: KernelFunc): KernelFunc {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import "@tensorflow/tfjs-backend-wasm";
  * import { registerWasmFallbacks } from "./_cpu_fallback.ts";
- * console.assert(registerWasmFallbacks().includes("Conv2DBackpropFilter") || true);
+ * assert.ok(registerWasmFallbacks().includes("Conv2DBackpropFilter") || true);
  * ```
  */
 export function registerWasmFallbacks(): string[] {

@@ -353,6 +353,7 @@ function isThreaded(backend: BackendWasm): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import * as tf from "@tensorflow/tfjs-core";
  * import {
  *   enableWasmThreads,
@@ -361,9 +362,9 @@ function isThreaded(backend: BackendWasm): boolean {
  * } from "./_threads.ts";
  *
  * const planned = await enableWasmThreads(2);
- * console.assert(planned === 2);
+ * assert.ok(planned === 2);
  * await tf.setBackend("wasm");
- * console.assert(wasmThreadsRunning() === planned);
+ * assert.ok(wasmThreadsRunning() === planned);
  * tf.matMul(tf.ones([64, 64]), tf.ones([64, 64])).dispose();
  * shutdownWasmThreads();
  * ```
@@ -434,12 +435,13 @@ export async function enableWasmThreads(threads: number): Promise<number> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import * as tf from "@tensorflow/tfjs-core";
  * import "@tensorflow/tfjs-backend-wasm";
  * import { wasmThreadsRunning } from "./_threads.ts";
  *
  * await tf.setBackend("wasm");
- * console.assert(wasmThreadsRunning() >= 1);
+ * assert.ok(wasmThreadsRunning() >= 1);
  * ```
  */
 export function wasmThreadsRunning(): number {
@@ -463,11 +465,12 @@ export function wasmThreadsRunning(): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { shutdownWasmThreads, wasmThreadsRunning } from "./_threads.ts";
  *
  * shutdownWasmThreads();
  * shutdownWasmThreads();
- * console.assert(wasmThreadsRunning() <= 1);
+ * assert.ok(wasmThreadsRunning() <= 1);
  * ```
  */
 export function shutdownWasmThreads(): void {
