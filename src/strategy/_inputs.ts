@@ -97,6 +97,40 @@ function checkShape(
   }
 }
 
+const SPARSE_LOSSES = new Set(["sparseCategoricalCrossentropy", "sparse_categorical_crossentropy"]);
+
+/** Whether the model's (single) loss takes class indices rather than one-hot labels. */
+function sparseLoss(model: tf.LayersModel): boolean {
+  const loss = Array.isArray(model.loss) ? model.loss[0] : model.loss;
+  return typeof loss === "string" && SPARSE_LOSSES.has(loss);
+}
+
+/**
+ * Sparse labels as `[n, 1]` class indices, checked: integers in
+ * `[0, classes)` where `classes` is the model's last output dimension.
+ */
+function sparseLabels(y: Samples, outShape: (number | null)[]): Flat {
+  const fy = flatten(y, "y", [1]);
+  const per = fy.shape.slice(1);
+  if (!(per.length === 0 || (per.length === 1 && per[0] === 1))) {
+    throw new RangeError(
+      `y holds class indices for the sparse loss: expected shape [n] or [n, 1], ` +
+        `received [${fy.shape.join(", ")}]`,
+    );
+  }
+  const classes = outShape.at(-1);
+  for (let i = 0; i < fy.data.length; i++) {
+    const v = fy.data[i]!;
+    if (!Number.isInteger(v) || v < 0 || (typeof classes === "number" && v >= classes)) {
+      throw new RangeError(
+        `y[${i}] is ${v}: a sparse categorical label must be an integer in ` +
+          `[0, ${classes ?? "classes"})`,
+      );
+    }
+  }
+  return { data: fy.data, shape: [fy.shape[0]!, 1] };
+}
+
 /** Flat, shape-checked x and y. */
 export interface Prepared {
   x: Flat;
@@ -119,9 +153,11 @@ export function prepareSamples(
   const inShape = model.inputs[0]!.shape.slice(1);
   const outShape = model.outputs[0]!.shape.slice(1);
   const fx = flatten(x, "x", inShape);
-  const fy = flatten(y, "y", outShape);
+  const sparse = sparseLoss(model);
+  // Sparse categorical labels are class indices, [n] or [n, 1], as model.fit takes them.
+  const fy = sparse ? sparseLabels(y, outShape) : flatten(y, "y", outShape);
   checkShape(fx, inShape, "x");
-  checkShape(fy, outShape, "y");
+  if (!sparse) checkShape(fy, outShape, "y");
   if (fx.shape[0] !== fy.shape[0]) {
     throw new RangeError(
       `x and y must have the same number of samples, received ${fx.shape[0]} and ${fy.shape[0]}`,
