@@ -71,6 +71,8 @@ Across hosts (mirrored; every node runs the same command with its own rank):
   --coordinator H:P     rank 0's address and port
   --peer-timeout-ms MS  a silent peer is lost after MS (default 30000)
   --compression fp16    halve the bytes between hosts (inexact; default none)
+  --max-restarts N      after a lost node, re-form the group and resume from the
+                        newest checkpoint up to N times (needs --checkpoint)
   The token comes from DTRAIN_TOKEN. Without these flags, clusterFromEnv()
   reads DTRAIN_NNODES/DTRAIN_NODE_RANK/DTRAIN_COORDINATOR, torchrun's
   MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK, JOB_COMPLETION_INDEX or TF_CONFIG.`,
@@ -165,8 +167,11 @@ function clusterFlags(
     throw new UsageError(`--compression must be none or fp16, received "${compression}"`);
   }
   if (spec === undefined || spec.nodes === 1) {
-    if (f.compression !== undefined || f["peer-timeout-ms"] !== undefined) {
-      throw new UsageError("--compression and --peer-timeout-ms need --nnodes > 1");
+    if (
+      f.compression !== undefined || f["peer-timeout-ms"] !== undefined ||
+      f["max-restarts"] !== undefined
+    ) {
+      throw new UsageError("--compression, --peer-timeout-ms and --max-restarts need --nnodes > 1");
     }
     return undefined;
   }
@@ -179,6 +184,7 @@ function clusterFlags(
     ...spec,
     compression,
     peerTimeoutMs: intFlag(f["peer-timeout-ms"] as string, "peer-timeout-ms", 30_000),
+    maxRestarts: intFlag(f["max-restarts"] as string, "max-restarts", 0, 0),
   };
 }
 
@@ -210,6 +216,7 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
     coordinator: s,
     "peer-timeout-ms": s,
     compression: s,
+    "max-restarts": s,
   });
   const json = f.json === true;
   const epochs = intFlag(f.epochs as string, "epochs", 5);

@@ -175,8 +175,9 @@ async function listCheckpoints(dir: string): Promise<string[]> {
 }
 
 /**
- * The newest complete checkpoint in `dir`, or `undefined` when there is none.
- * Temporary folders (interrupted writes) are ignored.
+ * The newest complete checkpoint in `dir`, or `undefined` when there is none;
+ * with `notAfter`, the newest at or before that position (the one every node
+ * of a cluster has). Temporary folders (interrupted writes) are ignored.
  *
  * @example
  * ```ts
@@ -187,15 +188,21 @@ async function listCheckpoints(dir: string): Promise<string[]> {
  * await Deno.remove(dir);
  * ```
  */
-export async function latestCheckpoint(dir: string): Promise<FoundCheckpoint | undefined> {
+export async function latestCheckpoint(
+  dir: string,
+  options: { notAfter?: { epoch: number; step: number } } = {},
+): Promise<FoundCheckpoint | undefined> {
   const names = await listCheckpoints(dir);
+  const bound = options.notAfter;
   for (const name of names.reverse()) {
     const path = join(dir, name);
     try {
       const state = JSON.parse(
         await Deno.readTextFile(join(path, "state.json")),
       ) as CheckpointState;
-      if (state.format === FORMAT && state.version === 1) return { path, state };
+      const after = bound !== undefined &&
+        (state.epoch > bound.epoch || (state.epoch === bound.epoch && state.step > bound.step));
+      if (state.format === FORMAT && state.version === 1 && !after) return { path, state };
     } catch {
       // An unreadable checkpoint is skipped in favour of an older one.
     }

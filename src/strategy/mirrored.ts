@@ -23,7 +23,7 @@
 import * as tf from "../tf.ts";
 import type { BackendName } from "../../backends/types.ts";
 import { BACKEND_NAMES } from "../../backends/types.ts";
-import type { NodeConfig } from "../cluster/mod.ts";
+import { type NodeConfig, PeerLostError } from "../cluster/mod.ts";
 import { positiveInt, refuseUnknownOptions } from "../core/checks.ts";
 import { packWeights, unpackWeights } from "../core/weights.ts";
 import { callAll, History, type Logs, type TrainingCallbacks } from "../training/callbacks.ts";
@@ -45,6 +45,7 @@ import { CONTROL_STOP } from "./_layout.ts";
 import { type ModelModule, modelSource, resolveModelModule } from "./_options.ts";
 import {
   acrossHosts,
+  agreeOnCheckpoint,
   checkCluster,
   CLUSTER_SEED,
   type CrossHostStats,
@@ -52,7 +53,7 @@ import {
   type MirroredClusterOptions,
 } from "./mirrored/_cluster.ts";
 import { type Group, startGroup } from "./mirrored/_group.ts";
-import { resumePoint } from "./mirrored/_resume.ts";
+import { newestPosition, resumePoint } from "./mirrored/_resume.ts";
 import type { Reply, Request, SharedData } from "./protocol.ts";
 import type {
   EvaluateOptions,
@@ -331,9 +332,24 @@ export class MirroredStrategy implements Strategy {
       ? undefined
       : checkCheckpointOptions(options.checkpoint);
 
-    return await this.#exclusive.run(async () => {
+    const maxRestarts = this.#cluster?.maxRestarts ?? 0;
+    if (maxRestarts > 0 && ckpt === undefined) {
+      throw new TypeError(
+        "cluster.maxRestarts needs the checkpoint option: a re-formed group resumes from " +
+          "the newest checkpoint",
+      );
+    }
+    const attempt = async () => {
       // Resume from the newest complete checkpoint, if any.
       const history = new History();
+      // Across hosts, the nodes first agree on the checkpoint they all have.
+      const notAfter = ckpt === undefined || this.#cluster === undefined
+        ? undefined
+        : await agreeOnCheckpoint(this.#cluster, await newestPosition(ckpt.dir), {
+          ...describeModel(model),
+          trainCount,
+          batchSize: o.batchSize,
+        });
       const at = ckpt === undefined
         ? { startEpoch: o.initialEpoch, startStep: 0, seed, resumed: undefined, resumeFrom: null }
         : await resumePoint(ckpt.dir, model, history, {
@@ -341,7 +357,7 @@ export class MirroredStrategy implements Strategy {
           trainCount,
           initialEpoch: o.initialEpoch,
           seed,
-        });
+        }, { notAfter });
       const { startEpoch, startStep, resumed, resumeFrom } = at;
       seed = at.seed;
       const runId = crypto.randomUUID().slice(0, 8);
@@ -388,6 +404,20 @@ export class MirroredStrategy implements Strategy {
           resumeFrom,
         }));
       return await this.#finish(model, group, reporter, replies, o.callbacks);
+    };
+    return await this.#exclusive.run(async () => {
+      for (let restart = 1;; restart++) {
+        try {
+          return await attempt();
+        } catch (e) {
+          if (!(e instanceof PeerLostError) || restart > maxRestarts) throw e;
+          console.error(
+            `dtrain rank ${this.#cluster!.rank}: ${e.message}; waiting for the group to ` +
+              `re-form, then resuming from the newest checkpoint (restart ${restart} of ` +
+              `${maxRestarts})`,
+          );
+        }
+      }
     });
   }
 

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { MirroredStrategy, tf } from "../../mod.ts";
 import { classifier, dataset } from "../strategy/_models.ts";
 import { freePort } from "./_loopback.ts";
+import { latestCheckpoint } from "../../src/io/checkpoint.ts";
 
 const NODE = new URL("../fixtures/mirrored_node.ts", import.meta.url).pathname;
 const TOL = 1e-5;
@@ -18,6 +19,7 @@ interface NodeResult {
   scores?: Record<string, number> | null;
   tensors?: number[];
   leaks?: { before: unknown; after: unknown } | null;
+  stderr?: string;
   error?: { name: string; message: string; peer?: number };
 }
 
@@ -35,11 +37,15 @@ interface Job {
 }
 
 /** Starts one process per node; resolves with every node's result line. */
-function startNodes(job: Job, per: (rank: number) => Record<string, unknown> = () => ({})) {
-  const port = freePort();
-  const children = Array.from(
-    { length: job.nodes },
-    (_, rank) =>
+function startNodes(
+  job: Job,
+  per: (rank: number) => Record<string, unknown> = () => ({}),
+  options: { only?: number[] } = {},
+) {
+  const port = (job.port as number | undefined) ?? freePort();
+  const ranks = options.only ?? Array.from({ length: job.nodes }, (_, r) => r);
+  const children = ranks.map(
+    (rank) =>
       new Deno.Command(Deno.execPath(), {
         args: ["run", "-A", NODE, JSON.stringify({ ...job, rank, port, ...per(rank) })],
         stdout: "piped",
@@ -54,16 +60,13 @@ function startNodes(job: Job, per: (rank: number) => Record<string, unknown> = (
       } catch { /* exited */ }
     }
   }, 90_000);
-  const exited = Promise.allSettled(children.map((c) => c.status)).then(() =>
-    clearTimeout(deadline)
-  );
+  void Promise.allSettled(children.map((c) => c.status)).then(() => clearTimeout(deadline));
   const results = children.map(async (child) => {
     const out = await child.output();
-    await exited.catch(() => {});
     const text = new TextDecoder().decode(out.stdout).trim();
     const line = text.split("\n").at(-1) ?? "";
     try {
-      return JSON.parse(line) as NodeResult;
+      return { ...JSON.parse(line), stderr: new TextDecoder().decode(out.stderr) } as NodeResult;
     } catch {
       throw new Error(
         `a node printed no result (exit ${out.code}): ${text}\n${
@@ -72,7 +75,7 @@ function startNodes(job: Job, per: (rank: number) => Record<string, unknown> = (
       );
     }
   });
-  return { children, results };
+  return { children, results, port };
 }
 
 async function oneProcess(job: Job): Promise<{ mirrored: number[][]; fit: number[][] }> {
@@ -235,5 +238,64 @@ Deno.test(
     assert.equal(first!.error?.name, "PeerLostError", JSON.stringify(first));
     assert.equal(first!.error?.peer, 1, "the error names the lost rank");
     assert.ok(waited < 3000 + 10_000, `rejected after ${Math.round(waited)} ms`);
+  },
+);
+
+Deno.test(
+  "MirroredStrategy with cluster.maxRestarts: a killed node restarts, the group re-forms and " +
+    "ends where an uninterrupted run ends",
+  opts,
+  async () => {
+    const dirs = await Promise.all(
+      [0, 1, 2, 3].map(() => Deno.makeTempDir({ prefix: "dtrain_elastic_" })),
+    );
+    try {
+      const job = {
+        nodes: 2,
+        replicas: 1,
+        optimizer: "adam",
+        samples: 256,
+        batchSize: 16,
+        epochs: 4,
+        slowStepMs: 40,
+        peerTimeoutMs: 3000,
+        maxRestarts: 1,
+      };
+      // The uninterrupted run.
+      const reference = await Promise.all(
+        startNodes(job as Job, (rank) => ({ checkpointDir: dirs[rank] })).results,
+      );
+      for (const n of reference) assert.equal(n.error, undefined, JSON.stringify(n.error));
+      // The interrupted one: kill node 1 once it has a checkpoint, then start it again.
+      const per = (rank: number) => ({ checkpointDir: dirs[2 + rank] });
+      const first = startNodes(job as Job, per);
+      const lost = first.results[1]!.catch(() => {});
+      const deadline = Date.now() + 60_000;
+      while ((await latestCheckpoint(dirs[3]!)) === undefined) {
+        assert.ok(Date.now() < deadline, "node 1 wrote no checkpoint within 60 s");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      first.children[1]!.kill("SIGKILL");
+      await lost;
+      const port = first.port;
+      const again = startNodes({ ...job, port } as Job, (rank) => ({ ...per(rank) }), {
+        only: [1],
+      });
+      const [node0, node1] = [await first.results[0]!, await again.results[0]!];
+      for (const n of [node0, node1]) {
+        assert.equal(
+          n.error,
+          undefined,
+          JSON.stringify([node0.error, node1.error, node0.stderr, node1.stderr]),
+        );
+      }
+      for (const n of [node0, node1]) {
+        const d = maxDiff(n.weights!, reference[0]!.weights!);
+        assert.ok(d <= TOL, `node ${n.rank} vs the uninterrupted run: max |dw| ${d}`);
+      }
+      assert.deepEqual(node0.history, reference[0]!.history, "History has every epoch once");
+    } finally {
+      for (const d of dirs) await Deno.remove(d, { recursive: true });
+    }
   },
 );

@@ -37,6 +37,12 @@ export interface MirroredClusterOptions extends ClusterSpec {
   advertiseHost?: string;
   /** TLS certificate and key files for every cluster socket. @default plain TCP */
   tls?: ClusterTlsOptions;
+  /**
+   * Times a fit goes back to rendezvous after a lost peer (the restarted node
+   * rejoins) and resumes from the newest checkpoint, as `torchrun` elastic
+   * restarts do. Needs the fit's `checkpoint` option. @default 0
+   */
+  maxRestarts?: number;
 }
 
 /** What the cross-host sums of one run cost this node. */
@@ -68,6 +74,7 @@ const CLUSTER_OPTIONS = [
   "hostname",
   "advertiseHost",
   "tls",
+  "maxRestarts",
 ] as const satisfies readonly (keyof MirroredClusterOptions)[];
 
 /** Checks the cluster option (names, spec, compression); undefined stays undefined. */
@@ -85,6 +92,10 @@ export function checkCluster(
     throw new TypeError(
       `cluster.compression must be "none" or "fp16", received ${JSON.stringify(compression)}`,
     );
+  }
+  const maxRestarts = cluster.maxRestarts ?? 0;
+  if (!Number.isInteger(maxRestarts) || maxRestarts < 0) {
+    throw new RangeError(`cluster.maxRestarts must be an integer >= 0, received ${maxRestarts}`);
   }
   return { ...cluster };
 }
@@ -105,6 +116,41 @@ function fnv1a(text: string): string {
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
   return (h >>> 0).toString(16).padStart(8, "0");
+}
+
+/**
+ * The checkpoint position every node has: each node offers its newest one
+ * (`mine`, null for none), and all take the oldest offered, or null (start
+ * afresh) when a node has none. Nodes keep several checkpoints, so the one a
+ * node behind the others wrote last is still on the nodes ahead of it.
+ */
+export async function agreeOnCheckpoint(
+  cluster: MirroredClusterOptions,
+  mine: { epoch: number; step: number } | null,
+  config: NodeConfig,
+): Promise<{ epoch: number; step: number } | null> {
+  const { nodes, rank, coordinator, token, ...rest } = cluster;
+  const { compression: _c, maxRestarts: _m, ...options } = rest;
+  await using ring = await rendezvous({ nodes, rank, coordinator, token }, {
+    ...options,
+    config: { dtrain: VERSION, op: "resume", ...config },
+  });
+  // [has, epoch, step] per rank; integers far below 2^24 are exact in float32.
+  const offers = new Float32Array(3 * nodes);
+  if (mine !== null) offers.set([1, mine.epoch, mine.step], 3 * rank);
+  await ring.allReduce(offers);
+  let oldest: { epoch: number; step: number } | null = null;
+  for (let r = 0; r < nodes; r++) {
+    if (offers[3 * r] !== 1) return null;
+    const p = { epoch: offers[3 * r + 1]!, step: offers[3 * r + 2]! };
+    if (
+      oldest === null || p.epoch < oldest.epoch ||
+      (p.epoch === oldest.epoch && p.step < oldest.step)
+    ) {
+      oldest = p;
+    }
+  }
+  return oldest;
 }
 
 /** What the leader needs of a replica group. */
@@ -131,7 +177,8 @@ export async function acrossHosts<T>(
   work: () => Promise<T>,
 ): Promise<T> {
   if (group.hostLink === null) return await work();
-  const { compression = "none", nodes, rank, coordinator, token, ...rest } = cluster;
+  const { compression = "none", nodes, rank, coordinator, token, maxRestarts: _, ...rest } =
+    cluster;
   const ring = await rendezvous({ nodes, rank, coordinator, token }, {
     ...rest,
     config: { dtrain: VERSION, ...options.config },

@@ -12,6 +12,22 @@ import type { History, Logs } from "../../training/callbacks.ts";
 import type { FitReporterOptions } from "../../training/reporter.ts";
 import { latestCheckpoint, loadCheckpointFiles, removeStaleTemp } from "../../io/checkpoint.ts";
 
+/** A position in training: the next step to run. */
+export interface Position {
+  /** Epoch. */
+  epoch: number;
+  /** Step within it. */
+  step: number;
+}
+
+/** The newest complete checkpoint's position in `dir`, or null when there is none. */
+export async function newestPosition(dir: string): Promise<Position | null> {
+  await Deno.mkdir(dir, { recursive: true });
+  await removeStaleTemp(dir);
+  const found = await latestCheckpoint(dir);
+  return found === undefined ? null : { epoch: found.state.epoch, step: found.state.step };
+}
+
 /** The position a fit starts from. */
 export interface ResumePoint {
   /** Epoch to start in. */
@@ -36,10 +52,14 @@ export async function resumePoint(
   model: tf.LayersModel,
   history: History,
   run: { batchSize: number; trainCount: number; initialEpoch: number; seed: number },
+  options: { notAfter?: Position | null } = {},
 ): Promise<ResumePoint> {
   await Deno.mkdir(dir, { recursive: true });
   await removeStaleTemp(dir);
-  const found = await latestCheckpoint(dir);
+  // null: the cluster agreed to start afresh (a node has no checkpoint).
+  const found = options.notAfter === null
+    ? undefined
+    : await latestCheckpoint(dir, { notAfter: options.notAfter });
   if (found === undefined) {
     return {
       startEpoch: run.initialEpoch,
