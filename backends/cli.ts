@@ -7,7 +7,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { cpuBackend } from "./cpu.ts";
 import { selectBackend } from "./select.ts";
-import type { Backend, BackendName } from "./types.ts";
+import type { Backend, BackendName, BlasReport } from "./types.ts";
 import { wasmBackend } from "./wasm/mod.ts";
 import { webgpuBackend } from "./webgpu.ts";
 
@@ -27,6 +27,8 @@ export interface BackendRow {
   matmulGflops?: number;
   /** Whether `auto` selection picks it on this machine. */
   auto?: boolean;
+  /** WASM: whether its matrix products run on the host's BLAS, and why. */
+  blas?: BlasReport;
 }
 
 async function matmulGflops(n: number): Promise<number> {
@@ -55,9 +57,10 @@ async function matmulGflops(n: number): Promise<number> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { backendRows } from "./cli.ts";
  * const rows = await backendRows({ size: 128 });
- * console.assert(rows.some((r) => r.name === "cpu" && r.available));
+ * assert.ok(rows.some((r) => r.name === "cpu" && r.available));
  * ```
  */
 export async function backendRows(
@@ -77,7 +80,9 @@ export async function backendRows(
     if (probe.software !== undefined) row.software = probe.software;
     if (probe.available) {
       try {
-        row.threads = (await impl.activate()).threads;
+        const active = await impl.activate();
+        row.threads = active.threads;
+        if (active.blas !== undefined) row.blas = active.blas;
         row.matmulGflops = await matmulGflops(
           impl.name === "cpu" ? Math.min(size, 256) : size,
         );
@@ -111,6 +116,19 @@ if (import.meta.main) {
         `${r.name.padEnd(8)} ${String(r.available).padEnd(10)} ${(r.auto ? "*" : "").padEnd(5)} ` +
           `${String(r.threads ?? "-").padEnd(8)} ${String(r.matmulGflops ?? "-").padEnd(15)} ` +
           r.reason,
+      );
+    }
+    for (const r of rows) {
+      if (r.blas === undefined) continue;
+      const b = r.blas;
+      console.log(
+        `\n${r.name} matrix products on the host's BLAS: ${b.used ? "yes" : "no"}` +
+          (b.library === undefined ? "" : `\n  library: ${b.library}`) +
+          (b.version === undefined ? "" : `\n  version: ${b.version}`) +
+          (b.coreName === undefined ? "" : `\n  core:    ${b.coreName}` +
+            (b.detectedCore === undefined ? "" : ` (the library detected ${b.detectedCore})`)) +
+          (b.gflops === undefined ? "" : `\n  speed:   ${b.gflops} GFLOP/s (128x784x512)`) +
+          `\n  why:     ${b.reason}`,
       );
     }
   }

@@ -25,6 +25,7 @@ export {
   type Backend,
   BACKEND_NAMES,
   type BackendName,
+  type BlasReport,
   type ProbeResult,
 } from "./types.ts";
 export { BackendUnavailableError } from "./errors.ts";

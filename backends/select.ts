@@ -8,8 +8,14 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { BackendUnavailableError } from "./errors.ts";
 import { cpuBackend } from "./cpu.ts";
-import { type Backend, BACKEND_NAMES, type BackendName, type ProbeResult } from "./types.ts";
-import { wasmBackend } from "./wasm/mod.ts";
+import {
+  type Backend,
+  BACKEND_NAMES,
+  type BackendName,
+  type BlasReport,
+  type ProbeResult,
+} from "./types.ts";
+import { parseBlasRequest, wasmBackend } from "./wasm/mod.ts";
 import { webgpuBackend } from "./webgpu.ts";
 
 const IMPLEMENTATIONS: Record<BackendName, Backend> = {
@@ -42,6 +48,12 @@ export interface SelectBackendOptions {
    */
   allowSoftwareGpu?: boolean;
   /**
+   * The host's BLAS for the WASM backend's matrix products: `"auto"`,
+   * `"off"`, or a CBLAS library path (see {@linkcode BlasReport}).
+   * @default Deno.env.get("DTRAIN_BLAS") ?? "auto"
+   */
+  blas?: string;
+  /**
    * Value of the override, normally read from the `DTRAIN_BACKEND` environment
    * variable; `"auto"` or empty means no override. An override acts like
    * `require` and wins over `prefer` and `require`.
@@ -70,16 +82,20 @@ export interface BackendReport {
   software: boolean;
   /** Every candidate, in auto order, with why it was or was not taken. */
   candidates: CandidateReport[];
+  /** WASM: whether its matrix products run on the host's BLAS, and why. */
+  blas?: BlasReport;
 }
 
-function readOverride(): string | undefined {
+function readEnv(name: string): string | undefined {
   try {
-    return (globalThis as { Deno?: typeof Deno }).Deno?.env.get(
-      "DTRAIN_BACKEND",
-    );
+    return (globalThis as { Deno?: typeof Deno }).Deno?.env.get(name);
   } catch {
     return undefined; // no env permission: no override
   }
+}
+
+function readOverride(): string | undefined {
+  return readEnv("DTRAIN_BACKEND");
 }
 
 function checkName(value: unknown, what: string): BackendName {
@@ -102,9 +118,10 @@ function checkName(value: unknown, what: string): BackendName {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { selectBackend } from "./select.ts";
  * const report = await selectBackend({ require: "cpu" });
- * console.assert(report.name === "cpu");
+ * assert.ok(report.name === "cpu");
  * ```
  */
 export async function selectBackend(
@@ -123,6 +140,10 @@ export async function selectBackend(
       `threads must be an integer >= 1, received ${options.threads}`,
     );
   }
+  // A malformed blas option or DTRAIN_BLAS is refused before any work, not
+  // turned into a failed WASM initialisation.
+  if (options.blas !== undefined) parseBlasRequest(options.blas, "blas");
+  else parseBlasRequest(readEnv("DTRAIN_BLAS"), "DTRAIN_BLAS");
   const rawOverride = "override" in options ? options.override : readOverride();
   const override = rawOverride === undefined || rawOverride === "" || rawOverride === "auto"
     ? undefined
@@ -162,8 +183,9 @@ export async function selectBackend(
       continue;
     }
     try {
-      const { threads } = await IMPLEMENTATIONS[name].activate({
+      const { threads, blas } = await IMPLEMENTATIONS[name].activate({
         threads: options.threads,
+        ...(options.blas === undefined ? {} : { blas: options.blas }),
       });
       c.selected = true;
       const reason = why !== ""
@@ -177,6 +199,7 @@ export async function selectBackend(
         threads,
         software: Boolean(c.software),
         candidates,
+        ...(blas === undefined ? {} : { blas }),
       };
     } catch (cause) {
       c.available = false;

@@ -34,12 +34,60 @@ export interface ActivateOptions {
    * @default all cores
    */
   threads?: number;
+  /**
+   * The host's BLAS for the WASM backend's matrix products: `"auto"` (find
+   * OpenBLAS, BLIS, MKL or Accelerate), `"off"`, or a library path.
+   * @default Deno.env.get("DTRAIN_BLAS") ?? "auto"
+   */
+  blas?: string;
+}
+
+/**
+ * Whether the WASM backend's matrix products (`BatchMatMul`, `_FusedMatMul`,
+ * `Conv2D` and its backprop kernels) run on the host's BLAS through FFI, and
+ * why. Where `used` is false, they run on dtrain's WASM kernels as before.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { BlasReport } from "./types.ts";
+ * const report: BlasReport = { used: false, reason: "refused by DTRAIN_BLAS=off" };
+ * assert.equal(report.used, false);
+ * ```
+ */
+export interface BlasReport {
+  /** Whether the products run on the library. */
+  used: boolean;
+  /** Why it is or is not used. */
+  reason: string;
+  /** The library file, when one was opened. */
+  library?: string;
+  /** The library's own version string (`openblas_get_config()`), when it has one. */
+  version?: string;
+  /** The core type the library runs (`openblas_get_corename()`), when it says. */
+  coreName?: string;
+  /** What the library detected on its own, when dtrain replaced it (misdetected CPU). */
+  detectedCore?: string;
+  /** The `OPENBLAS_CORETYPE` dtrain set before reloading the library, when it set one. */
+  coreTypeSet?: string;
+  /** `OPENBLAS_CORETYPE` as the environment set it (dtrain keeps it), when set. */
+  coreTypeFromEnv?: string;
+  /** A better core type the CPU's flags allow than the one running, when there is one. */
+  betterCoreType?: string;
+  /** Threads the library runs per call. */
+  threads?: number;
+  /** Measured 128x784 by 784x512 float32 product on plain arrays, GFLOP/s. */
+  gflops?: number;
+  /** Largest difference from dtrain's own GEMM in the correctness probe. */
+  probeMaxError?: number;
 }
 
 /** What an activated backend reports about itself. */
 export interface ActivateResult {
   /** Threads actually running (1 for single-threaded backends). */
   threads: number;
+  /** WASM: whether its products run on the host's BLAS, and why. */
+  blas?: BlasReport;
 }
 
 /** One backend implementation. */

@@ -39,6 +39,12 @@ export interface RunConfig {
    * per step, `false` builds the same model without the wait.
    */
   straggler?: boolean;
+  /**
+   * `true`: dtrain's wasm with its products on the host's BLAS (the row
+   * fails where no library is found); otherwise the BLAS is refused
+   * (`DTRAIN_BLAS=off`), as every row ran before the BLAS path existed.
+   */
+  blas?: boolean;
 }
 
 /** One result row. */
@@ -66,6 +72,8 @@ export interface Row extends RunConfig {
   dropped?: number;
   /** `worker`: mean ms per pushed gradient of each worker (worker 0 first). */
   workerStepMs?: number[];
+  /** BLAS rows: the library's core (`openblas_get_corename()`) or file. */
+  blasCore?: string;
   /** Set when the configuration cannot run (the run's error message). */
   error?: string;
 }
@@ -143,8 +151,28 @@ export function data(kind: "mlp" | "cnn", n: number): { x: tf.Tensor; y: tf.Tens
   }));
 }
 
+/**
+ * Sets `DTRAIN_BLAS` for this process and its Workers (replicas select their
+ * backend in their own thread and read it there). BLAS rows check that the
+ * library opens and name its core; others refuse it.
+ */
+async function blasFor(c: RunConfig): Promise<Pick<Row, "blasCore">> {
+  if (!c.blas) {
+    Deno.env.set("DTRAIN_BLAS", "off");
+    return {};
+  }
+  const { openHostBlas, parseBlasRequest } = await import("../backends/wasm/_blas_library.ts");
+  if (Deno.env.get("DTRAIN_BLAS") === "off") Deno.env.delete("DTRAIN_BLAS");
+  const lib = openHostBlas(parseBlasRequest(Deno.env.get("DTRAIN_BLAS")));
+  if (!("sgemm" in lib)) throw new Error(`the host's BLAS is not available: ${lib.reason}`);
+  const core = lib.coreName ?? lib.path;
+  lib.close();
+  return { blasCore: core };
+}
+
 async function run(c: RunConfig): Promise<Row> {
   const n = c.globalBatch * c.steps;
+  const blas = await blasFor(c);
   if (c.strategy === "stock" || c.strategy === "fit") {
     if (c.strategy === "stock") {
       await import("@tensorflow/tfjs-backend-wasm");
@@ -169,9 +197,9 @@ async function run(c: RunConfig): Promise<Row> {
       verbose: 0,
       callbacks: { onBatchEnd: () => clock.batchEnd() },
     });
-    return { ...c, ...clock.result(n), exchangeMs: null };
+    return { ...c, ...blas, ...clock.result(n), exchangeMs: null };
   }
-  if (c.strategy === "worker") return await runWorker(c);
+  if (c.strategy === "worker") return { ...await runWorker(c), ...blas };
   await tf.setBackend("cpu");
   const model = await modelFor(c);
   const { x, y } = data(c.model, n);
@@ -195,6 +223,7 @@ async function run(c: RunConfig): Promise<Row> {
   });
   return {
     ...c,
+    ...blas,
     ...clock.result(n),
     exchangeMs: strategy.stats!.exchangeMs,
     computeMs: strategy.stats!.computeMs,

@@ -18,7 +18,19 @@
  * - `all` (default): kernels, mlp, cnn and straggler;
  * - `http`: predict latency and requests/s of the HTTP service on loopback
  *   (autocannon), idle and while a job trains. Not part of `all`: it runs a
- *   server and needs `--unstable-kv` (given to its child process).
+ *   server and needs `--unstable-kv` (given to its child process);
+ * - `multihost`: MirroredStrategy across processes (`bench/multihost.ts`):
+ *   1 process x 2 replicas vs 2 processes x 1 replica over loopback and over
+ *   a rate-limited veth between network namespaces. Not part of `all`.
+ *
+ * Where the host's BLAS is found (see `backends/wasm/_host_blas.ts`), the
+ * kernels, mlp, cnn, worker and scaling suites add the same configurations
+ * on it ("+ BLAS" rows); every other row refuses it (`DTRAIN_BLAS=off`), so
+ * it measures what it measured before the BLAS path existed.
+ *
+ * `--peers` then runs the PyTorch peer scripts (`../shared/peers/run_torch.sh`
+ * from the repository root; skipped with a message where absent) in the same
+ * session, after dtrain's rows, and prints the ratios.
  *
  * `--quick` shrinks every suite (fewer steps, shorter measurements).
  * `DTRAIN_BENCH_SLOW_MS=N` sets the straggler's wait per step (default:
@@ -29,9 +41,22 @@
 import type { HttpRow } from "./_http.ts";
 import type { KernelRow } from "./_kernels.ts";
 import type { Row, RunConfig } from "./_run.ts";
+import { type MultihostRow, multihostSuite, multihostTable } from "./multihost.ts";
+import { openHostBlas, parseBlasRequest } from "../backends/wasm/_blas_library.ts";
 
-const SUITES = ["mlp", "cnn", "worker", "straggler", "scaling", "kernels", "http", "all"];
-const USAGE = `Usage: deno task bench [--suite ${SUITES.join("|")}] [--json FILE] [--quick]`;
+const SUITES = [
+  "mlp",
+  "cnn",
+  "worker",
+  "straggler",
+  "scaling",
+  "kernels",
+  "http",
+  "multihost",
+  "all",
+];
+const USAGE = `Usage: deno task bench [--suite ${SUITES.join("|")}] [--json FILE] [--quick] ` +
+  "[--peers]";
 const args = [...Deno.args];
 function flag(name: string): string | undefined {
   const i = args.indexOf(name);
@@ -43,13 +68,34 @@ function flag(name: string): string | undefined {
 const suite = flag("--suite") ?? "all";
 const jsonPath = flag("--json") ?? "bench/results/latest.json";
 const quick = args.includes("--quick");
-if (args.some((a) => a !== "--quick") || !SUITES.includes(suite)) {
+const peers = args.includes("--peers");
+if (args.some((a) => a !== "--quick" && a !== "--peers") || !SUITES.includes(suite)) {
   console.error(USAGE);
   Deno.exit(2);
 }
 const cores = navigator.hardwareConcurrency ?? 1;
 /** Samples per gradient of each WorkerStrategy worker. */
 const PER_WORKER = 128;
+
+/** Whether the host's BLAS opens here (as DTRAIN_BLAS asks): BLAS rows run only then. */
+const blasHere = (() => {
+  let request;
+  try {
+    request = parseBlasRequest(Deno.env.get("DTRAIN_BLAS"));
+  } catch (cause) {
+    console.error(`${cause instanceof Error ? cause.message : cause}`);
+    Deno.exit(2);
+  }
+  const lib = openHostBlas(request);
+  if (!("sgemm" in lib)) {
+    console.error(`no BLAS rows: ${lib.reason}`);
+    return undefined;
+  }
+  const what = `${lib.path}${lib.coreName ? ` (${lib.coreName})` : ""}`;
+  lib.close();
+  console.error(`BLAS rows on ${what}`);
+  return what;
+})();
 
 function configs(model: "mlp" | "cnn"): RunConfig[] {
   const steps = quick ? 8 : model === "mlp" ? 100 : 40;
@@ -68,7 +114,7 @@ function configs(model: "mlp" | "cnn"): RunConfig[] {
     threads,
     globalBatch,
   });
-  const all = [
+  const all: RunConfig[] = [
     run("stock", 1, 1, 256),
     run("fit", 1, 1, 256),
     run("fit", 1, cores, 256),
@@ -80,9 +126,26 @@ function configs(model: "mlp" | "cnn"): RunConfig[] {
     // WorkerStrategy: `cores` workers of PER_WORKER samples per gradient.
     run("worker", cores, 1, PER_WORKER * cores),
   ];
+  if (blasHere !== undefined) {
+    const onBlas = (c: RunConfig): RunConfig => ({ ...c, blas: true });
+    all.push(
+      ...[
+        run("fit", 1, 1, 256),
+        run("fit", 1, cores, 256),
+        run("mirrored", 1, 1, 128),
+        run("mirrored", 1, 1, 256),
+        // threadsPerReplica maps onto the library's threads.
+        run("mirrored", 1, cores, 256),
+        run("mirrored", cores, 1, 256),
+        run("mirrored", cores, 1, 128 * cores),
+        run("mirrored", cores, 1, 256 * cores),
+        run("worker", cores, 1, PER_WORKER * cores),
+      ].map(onBlas),
+    );
+  }
   const seen = new Set<string>();
   return all.filter((c) => {
-    const key = `${c.strategy} ${c.replicas} ${c.threads} ${c.globalBatch}`;
+    const key = `${c.strategy} ${c.replicas} ${c.threads} ${c.globalBatch} ${c.blas === true}`;
     if (seen.has(key)) return false;
     seen.add(key);
     return true;
@@ -93,21 +156,24 @@ function configs(model: "mlp" | "cnn"): RunConfig[] {
 function scalingConfigs(): RunConfig[] {
   const n = Math.max(2, cores);
   const out: RunConfig[] = [];
-  for (const model of ["mlp", "cnn"] as const) {
-    const steps = quick ? 8 : model === "mlp" ? 100 : 40;
-    for (const perReplica of [128, 256]) {
-      for (let pair = 0; pair < SCALING_PAIRS; pair++) {
-        for (const replicas of [1, n]) {
-          out.push({
-            suite: "scaling",
-            model,
-            strategy: "mirrored",
-            backend: "wasm",
-            replicas,
-            threads: 1,
-            globalBatch: replicas * perReplica,
-            steps,
-          });
+  for (const blas of blasHere === undefined ? [false] : [false, true]) {
+    for (const model of ["mlp", "cnn"] as const) {
+      const steps = quick ? 8 : model === "mlp" ? 100 : 40;
+      for (const perReplica of [128, 256]) {
+        for (let pair = 0; pair < SCALING_PAIRS; pair++) {
+          for (const replicas of [1, n]) {
+            out.push({
+              suite: "scaling",
+              model,
+              strategy: "mirrored",
+              backend: "wasm",
+              replicas,
+              threads: 1,
+              globalBatch: replicas * perReplica,
+              steps,
+              ...(blas ? { blas } : {}),
+            });
+          }
         }
       }
     }
@@ -189,11 +255,18 @@ function stragglerWaitMs(done: Row[]): number | undefined {
 
 const kernels: KernelRow[] = [];
 if (suite === "kernels" || suite === "all") {
-  for (const [variant, threads] of [["stock", 1], ["dtrain", 1], ["dtrain", cores]] as const) {
+  const variants: [KernelRow["variant"], number][] = [["stock", 1], ["dtrain", 1], [
+    "dtrain",
+    cores,
+  ]];
+  if (blasHere !== undefined) variants.push(["blas", 1], ["blas", cores]);
+  for (const [variant, threads] of variants) {
     const row = await runChild<KernelRow>(
       "./_kernels.ts",
       [variant, String(threads), ...(quick ? ["quick"] : [])],
       `kernels ${variant} x${threads}`,
+      [],
+      variant === "blas" ? {} : { DTRAIN_BLAS: "off" },
     );
     if (!("error" in row)) kernels.push(row);
   }
@@ -212,7 +285,8 @@ const plan: RunConfig[] = suite === "all"
 const rows: Row[] = [];
 for (const c of plan) {
   const what = `${c.suite}: ${c.model} ${c.strategy} ${c.replicas}x${c.threads} batch ` +
-    `${c.globalBatch}${c.straggler === undefined ? "" : c.straggler ? ", straggler" : ", steady"}`;
+    `${c.globalBatch}${c.straggler === undefined ? "" : c.straggler ? ", straggler" : ", steady"}` +
+    (c.blas ? ", BLAS" : "");
   const slowMs = c.straggler ? SLOW_MS_OVERRIDE ?? stragglerWaitMs(rows) : undefined;
   const row = await runChild<Row>(
     "./_run.ts",
@@ -239,6 +313,14 @@ if (suite === "http") {
   else http = out;
 }
 
+// Across processes: its own suite (it starts node processes and, where it can,
+// network namespaces), not part of "all".
+let multihost: MultihostRow[] = [];
+if (suite === "multihost") {
+  multihost = await multihostSuite(quick);
+  console.log(multihostTable(multihost));
+}
+
 if (kernels.length > 0) {
   console.log(
     "| wasm kernels | threads | matMul 512 ms | transposeA ms | transposeB ms | " +
@@ -256,11 +338,30 @@ if (kernels.length > 0) {
   }
   console.log(
     "\nfresh: a right operand never seen before, as every operand is in training " +
-      "(XNNPACK packs it on first use); dtrain's GEMM runs when the backend has 1 thread.\n",
+      "(XNNPACK packs it on first use); dtrain's GEMM runs when the backend has 1 thread; " +
+      "blas: the products on the host's BLAS.\n",
   );
+  const onBlas = kernels.filter((k) => k.variant === "blas");
+  if (onBlas.length > 0) {
+    console.log(
+      "| host BLAS, fresh 128x784x512 | threads | zero-copy (heap pointers) ms | " +
+        "copy out + sgemm + copy back ms | sgemm alone, plain arrays ms | dtrain GEMM ms | " +
+        "core | probe GFLOP/s |",
+    );
+    console.log("|---|---:|---:|---:|---:|---:|---|---:|");
+    for (const k of onBlas) {
+      console.log(
+        `| ${k.blas?.library ?? "-"} | ${k.threads} | ${k.freshMatmulMs.toFixed(2)} | ` +
+          `${k.freshCopyMs?.toFixed(2) ?? "-"} | ${k.plainSgemmMs?.toFixed(2) ?? "-"} | ` +
+          `${k.freshGemmMs?.toFixed(2) ?? "-"} | ${k.blas?.coreName ?? "-"} | ` +
+          `${k.blas?.gflops ?? "-"} |`,
+      );
+    }
+    console.log("");
+  }
 }
 
-const label = (r: Row) =>
+const plainLabel = (r: Row) =>
   r.strategy === "stock"
     ? "tfjs model.fit, stock wasm"
     : r.strategy === "fit"
@@ -268,6 +369,7 @@ const label = (r: Row) =>
     : r.strategy === "worker"
     ? `dtrain Worker ${r.replicas} workers${r.threads > 1 ? ` x ${r.threads} thr` : ""}`
     : `dtrain Mirrored ${r.replicas} repl x ${r.threads} thr`;
+const label = (r: Row) => plainLabel(r) + (r.blas ? " + BLAS" : "");
 const fixed = (v: number | undefined, digits: number) => v === undefined ? "-" : v.toFixed(digits);
 const mainRows = rows.filter((r) => r.suite !== "straggler" && r.suite !== "scaling");
 if (mainRows.length > 0) {
@@ -385,22 +487,25 @@ if (http.length > 0) {
   );
 }
 for (const suiteName of new Set(mainRows.map((r) => r.suite))) {
-  const one = (batch: number) =>
+  const one = (batch: number, blas: boolean) =>
     rows.find((r) =>
       r.suite === suiteName && r.strategy === "mirrored" && r.replicas === 1 &&
-      r.globalBatch === batch
+      r.threads === 1 && r.globalBatch === batch && (r.blas === true) === blas
     );
-  const many = (batch: number) =>
+  const many = (batch: number, blas: boolean) =>
     rows.find((r) =>
       r.suite === suiteName && r.strategy === "mirrored" && r.replicas === cores &&
-      r.globalBatch === batch
+      r.globalBatch === batch && (r.blas === true) === blas
     );
-  for (const perReplica of [128, 256]) {
-    const a = one(perReplica), b = many(perReplica * cores);
+  for (
+    const [perReplica, blas] of [[128, false], [256, false], [128, true], [256, true]] as const
+  ) {
+    const a = one(perReplica, blas), b = many(perReplica * cores, blas);
     if (a && b && !a.error && !b.error && cores > 1) {
       const eff = b.samplesPerSec / (cores * a.samplesPerSec);
       console.log(
-        `${suiteName}: weak scaling at ${perReplica} per replica, ${cores} replicas: ` +
+        `${suiteName}${blas ? " + BLAS" : ""}: weak scaling at ${perReplica} per replica, ` +
+          `${cores} replicas: ` +
           `${(eff * 100).toFixed(0)}%; exchange ${
             (100 * b.exchangeMs! / b.stepMs).toFixed(1)
           }% of a step`,
@@ -413,16 +518,18 @@ if (scaling.length > 0) {
   const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
   console.log(
     "\n| weak scaling | per-replica batch | replicas | weak scaling, median | each pair | " +
-      "exchange, % of a step |",
+      "exchange, % of a step | 1-replica samples/s, median |",
   );
-  console.log("|---|---:|---:|---:|---|---:|");
-  for (const model of ["mlp", "cnn"]) {
+  console.log("|---|---:|---:|---:|---|---:|---:|");
+  for (const [model, blas] of [["mlp", false], ["cnn", false], ["mlp", true], ["cnn", true]]) {
     for (const perReplica of [128, 256]) {
       const ones = scaling.filter((r) =>
-        r.model === model && r.replicas === 1 && r.globalBatch === perReplica
+        r.model === model && r.replicas === 1 && r.globalBatch === perReplica &&
+        (r.blas === true) === blas
       );
       const manys = scaling.filter((r) =>
-        r.model === model && r.replicas > 1 && r.globalBatch === r.replicas * perReplica
+        r.model === model && r.replicas > 1 && r.globalBatch === r.replicas * perReplica &&
+        (r.blas === true) === blas
       );
       const pairs = Math.min(ones.length, manys.length);
       if (pairs === 0) continue;
@@ -432,22 +539,145 @@ if (scaling.length > 0) {
       );
       const exchange = manys.slice(0, pairs).map((r) => 100 * r.exchangeMs! / r.stepMs);
       console.log(
-        `| ${model} | ${perReplica} | ${manys[0]!.replicas} | ${
+        `| ${model}${blas ? " + BLAS" : ""} | ${perReplica} | ${manys[0]!.replicas} | ${
           (100 * median(eff)).toFixed(0)
         }% | ` +
           `${eff.map((e) => `${(100 * e).toFixed(0)}%`).join(" / ")} | ${
             median(exchange).toFixed(1)
-          }% |`,
+          }% | ${Math.round(median(ones.slice(0, pairs).map((r) => r.samplesPerSec)))} |`,
       );
     }
   }
 }
+/** One JSON line of the PyTorch peer scripts (`../shared/peers/run_torch.sh`). */
+interface PeerRow {
+  torch?: string;
+  threads?: number;
+  B?: number;
+  step_ms?: number | number[];
+  samples_per_s?: number;
+  ddp_gloo_ws?: number;
+  global_B?: number;
+  lib?: string;
+  gflops?: number;
+  error?: string;
+}
+let peerRows: PeerRow[] = [];
+if (peers) peerRows = await runPeers();
+
+/**
+ * Runs `../shared/peers/run_torch.sh` (from the repository root) after
+ * dtrain's rows, alone, and parses its JSON lines; none where it is absent.
+ */
+async function runPeers(): Promise<PeerRow[]> {
+  const script = new URL("../../shared/peers/run_torch.sh", import.meta.url).pathname;
+  try {
+    await Deno.stat(script);
+  } catch {
+    console.error(`--peers: ${script} not found; the PyTorch rows are skipped`);
+    return [];
+  }
+  console.error(`--peers: running ${script} (alone, after dtrain's rows)`);
+  const out = await new Deno.Command("bash", { args: [script], stdout: "piped", stderr: "piped" })
+    .output();
+  const parsed: PeerRow[] = [];
+  for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
+    if (!line.trim().startsWith("{")) continue;
+    try {
+      parsed.push(JSON.parse(line) as PeerRow);
+    } catch {
+      console.error(`--peers: not JSON: ${line}`);
+    }
+  }
+  if (!out.success || parsed.length === 0) {
+    console.error(
+      `--peers: run_torch.sh exited ${out.code}: ${
+        new TextDecoder().decode(out.stderr).slice(-500)
+      }`,
+    );
+  }
+  return parsed;
+}
+
+if (peerRows.length > 0) {
+  const mlp = rows.filter((r) => r.suite === "mlp" && r.error === undefined);
+  const find = (f: (r: Row) => boolean, blas: boolean) =>
+    mlp.find((r) => f(r) && (r.blas === true) === blas);
+  const torch = (threads: number, batch?: number) =>
+    peerRows.filter((p) =>
+      p.torch !== undefined && p.threads === threads && (batch === undefined || p.B === batch)
+    ).sort((a, b) => (b.samples_per_s ?? 0) - (a.samples_per_s ?? 0))[0];
+  const ddp = peerRows.find((p) => p.ddp_gloo_ws === 2);
+  const best = (blas: boolean) =>
+    mlp.filter((r) => r.strategy !== "stock" && (r.blas === true) === blas)
+      .sort((a, b) => b.samplesPerSec - a.samplesPerSec)[0];
+  const pairs: [string, Row | undefined, string, PeerRow | undefined, string][] = [];
+  for (const blas of [true, false]) {
+    const tag = blas ? " + BLAS" : "";
+    pairs.push(
+      [
+        `Mirrored 2 repl x 1 thr, global 256${tag}`,
+        find((r) =>
+          r.strategy === "mirrored" && r.replicas === 2 && r.threads === 1 &&
+          r.globalBatch === 256, blas),
+        "DDP gloo, 2 processes x 1 thread, global 256",
+        ddp,
+        ">= 1.0x",
+      ],
+      [
+        `Mirrored 1 repl x 1 thr, batch 128${tag}`,
+        find((r) =>
+          r.strategy === "mirrored" && r.replicas === 1 && r.threads === 1 &&
+          r.globalBatch === 128, blas),
+        "1 thread, batch 128",
+        torch(1, 128),
+        ">= 1.0x",
+      ],
+      [
+        `best 2-core configuration${tag}`,
+        best(blas),
+        "2 threads, best batch",
+        torch(2),
+        ">= 0.8x (stretch)",
+      ],
+    );
+  }
+  console.log(
+    "\n| MLP vs PyTorch (same session) | dtrain samples/s | PyTorch | PyTorch samples/s | " +
+      "ratio | target |",
+  );
+  console.log("|---|---:|---|---:|---:|---|");
+  for (const [name, d, peerName, p, target] of pairs) {
+    if (d === undefined || p?.samples_per_s === undefined) continue;
+    const what = name.startsWith("best") ? `${name}: ${label(d)} @${d.globalBatch}` : name;
+    const peer = peerName.includes("best") ? `${peerName} (B=${p.B})` : peerName;
+    console.log(
+      `| ${what} | ${Math.round(d.samplesPerSec)} | ${peer} | ${p.samples_per_s} | ` +
+        `${(d.samplesPerSec / p.samples_per_s).toFixed(2)}x | ${target} |`,
+    );
+  }
+  const sgemm = peerRows.filter((p) => p.lib !== undefined);
+  const blasKernel = kernels.find((k) => k.variant === "blas" && k.threads === 1);
+  if (sgemm.length > 0) {
+    console.log(
+      `\nsgemm 2048^3, PyTorch: ${
+        sgemm.map((p) => `${p.gflops} GFLOP/s (${p.threads} thr)`).join(", ")
+      }` +
+        (blasKernel?.blas?.gflops === undefined
+          ? ""
+          : `; dtrain's host BLAS probe (128x784x512, 1 thr): ${blasKernel.blas.gflops} GFLOP/s`),
+    );
+  }
+}
+
 const dir = jsonPath.includes("/") ? jsonPath.slice(0, jsonPath.lastIndexOf("/")) : ".";
 await Deno.mkdir(dir, { recursive: true });
 await Deno.writeTextFile(
   jsonPath,
-  JSON.stringify({ cores, kernels, rows, http }, null, 2) + "\n",
+  JSON.stringify({ cores, kernels, rows, http, multihost, peers: peerRows }, null, 2) + "\n",
 );
 console.log(
-  `\n${kernels.length + rows.length + http.length} rows written to ${jsonPath} (${cores} cores)`,
+  `\n${
+    kernels.length + rows.length + http.length + multihost.length
+  } rows written to ${jsonPath} (${cores} cores)`,
 );

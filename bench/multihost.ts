@@ -88,6 +88,12 @@ async function sh(...cmd: string[]): Promise<boolean> {
   return out.success;
 }
 
+function bitsPerSecond(rate: string): number {
+  const m = rate.match(/^(\d+)(k|m|g)bit$/);
+  if (m === null) throw new RangeError(`a tc rate like 10gbit, received ${rate}`);
+  return Number(m[1]) * { k: 1e3, m: 1e6, g: 1e9 }[m[2] as "k" | "m" | "g"];
+}
+
 /** Two namespaces joined by a veth pair at `rate`; undefined when namespaces cannot be made. */
 async function namespaces(
   rate: string,
@@ -109,23 +115,11 @@ async function namespaces(
       await inNs("ip", "addr", "add", `${ips[i]}/24`, "dev", dev);
       await inNs("ip", "link", "set", dev, "up");
       await inNs("ip", "link", "set", "lo", "up");
-      if (
-        !await inNs(
-          "tc",
-          "qdisc",
-          "add",
-          "dev",
-          dev,
-          "root",
-          "tbf",
-          "rate",
-          rate,
-          "burst",
-          "4mb",
-          "latency",
-          "50ms",
-        )
-      ) {
+      // A bucket of 1/250 s at the rate (the kernel's minimum at HZ 250), so the
+      // rate holds within a step, not only on average.
+      const burst = `${Math.max(64, Math.round(bitsPerSecond(rate) / 8 / 250 / 1024))}kb`;
+      const tbf = ["tbf", "rate", rate, "burst", burst, "latency", "50ms"];
+      if (!await inNs("tc", "qdisc", "add", "dev", dev, "root", ...tbf)) {
         throw new Error("tc");
       }
     }

@@ -15,6 +15,9 @@
  *
  * The same module runs Conv2DBackpropFilter (im2col, then the product) and
  * Conv2DBackpropInput (the product, then col2im) without leaving its memory.
+ * Where the host's BLAS takes the products (`_blas_kernels.ts`), this module
+ * still lends it im2row and col2im in its memory (`gemmIm2row`,
+ * `gemmCol2im`), and checks it once (`gemmReference`).
  *
  * On a one-thread backend (the MirroredStrategy default: one replica per
  * core) it takes every product; it even beats XNNPACK's cached operator. With
@@ -31,6 +34,7 @@ import { GEMM_WASM_BASE64 } from "./_gemm_wasm.ts";
 interface GemmExports {
   memory: WebAssembly.Memory;
   im2col(x: number, p: number, ...conv: number[]): void;
+  im2row(x: number, p: number, ...conv: number[]): void;
   col2im(cols: number, dx: number, ...conv: number[]): void;
   pack(braw: number, bp: number, k: number, n: number, bks: number, bjs: number): void;
   gemm(
@@ -290,6 +294,96 @@ export function gemmConv2DBackpropInput(
   k.gemm(DY * 4, PANELS * 4, W * 4, COLS * 4, rows, taps, cout, cout, 1, 1, cout);
   k.col2im(COLS * 4, DX * 4, ...geometry(info));
   return copyOut(wasm, k, DX, [
+    info.batchSize,
+    info.inHeight,
+    info.inWidth,
+    info.inChannels,
+  ]);
+}
+
+/**
+ * `C = op(A) * op(B)` of plain row-major arrays through the kernel, whatever
+ * the mode: the host BLAS's correctness probe checks the library against it.
+ * `null` where this runtime cannot run the kernel.
+ */
+export function gemmReference(
+  a: Float32Array,
+  b: Float32Array,
+  dims: { m: number; n: number; k: number; transposeA: boolean; transposeB: boolean },
+): Float32Array | null {
+  const kern = instance();
+  if (kern === null) return null;
+  const { m: M, n: N, k: K, transposeA: tA, transposeB: tB } = dims;
+  const { at, bytes } = regions([M * K, K * N, M * N, K * N]);
+  const [A, B, C, PANELS] = at as [number, number, number, number];
+  ensure(kern, bytes);
+  const mem = new Float32Array(kern.memory.buffer);
+  mem.set(a.subarray(0, M * K), A);
+  mem.set(b.subarray(0, K * N), B);
+  const ars = tA ? 1 : K, aks = tA ? M : 1;
+  const bks = tB ? 1 : N, bjs = tB ? K : 1;
+  kern.pack(B * 4, PANELS * 4, K, N, bks, bjs);
+  kern.gemm(A * 4, PANELS * 4, B * 4, C * 4, M, N, K, ars, aks, bks, bjs);
+  return new Float32Array(kern.memory.buffer).slice(C, C + M * N);
+}
+
+/** Largest im2row/col2im scratch lent to the host BLAS kernels, bytes. */
+const SCRATCH_MAX_BYTES = 1024 * 2 ** 20;
+
+/** The kernel's memory and a byte offset in it. */
+export interface ScratchAt {
+  /** The kernel's memory (take views and pointers after the call: growing detaches them). */
+  memory: WebAssembly.Memory;
+  /** Byte offset of the matrix in `memory`. */
+  byteOffset: number;
+}
+
+/**
+ * im2row of the NHWC input `x` in the kernel's memory: the patch matrix
+ * `[rows][taps]` (one row per output pixel, taps ordered as the filter's
+ * `[kh, kw, cin]`), for the host BLAS's Conv2D and Conv2DBackpropFilter.
+ * `null` when the kernel cannot run here or the matrix would exceed its
+ * scratch cap.
+ */
+export function gemmIm2row(
+  backend: unknown,
+  x: TensorInfo,
+  info: backend_util.Conv2DInfo,
+): ScratchAt | null {
+  const kern = instance();
+  if (kern === null) return null;
+  const { rows, taps } = convSizes(info);
+  const { at, bytes } = regions([product(x.shape), taps * rows]);
+  if (bytes > SCRATCH_MAX_BYTES) return null;
+  const [X, P] = at as [number, number];
+  ensure(kern, bytes);
+  copyIn(backend as WasmInternals, kern, [[x, X]]);
+  kern.im2row(X * 4, P * 4, ...geometry(info));
+  return { memory: kern.memory, byteOffset: P * 4 };
+}
+
+/**
+ * Conv2DBackpropInput's second half in the kernel's memory: `fill` writes the
+ * column gradients `[rows][taps]` at the offset it is given, then col2im
+ * sums them into a new `[n, h, w, cin]` output. `null` when the kernel
+ * cannot run here or the scratch would exceed its cap (`fill` not called).
+ */
+export function gemmCol2im(
+  backend: unknown,
+  info: backend_util.Conv2DInfo,
+  fill: (cols: ScratchAt) => void,
+): TensorInfo | null {
+  const kern = instance();
+  if (kern === null) return null;
+  const { rows, taps } = convSizes(info);
+  const inSize = info.batchSize * info.inHeight * info.inWidth * info.inChannels;
+  const { at, bytes } = regions([rows * taps, inSize]);
+  if (bytes > SCRATCH_MAX_BYTES) return null;
+  const [COLS, DX] = at as [number, number];
+  ensure(kern, bytes);
+  fill({ memory: kern.memory, byteOffset: COLS * 4 });
+  kern.col2im(COLS * 4, DX * 4, ...geometry(info));
+  return copyOut(backend as WasmInternals, kern, DX, [
     info.batchSize,
     info.inHeight,
     info.inWidth,

@@ -12,6 +12,9 @@
  *   `[M, N]` row-major at `c`, A's element `[i, k]` at float index
  *   `i * ars + k * aks` from `a` (so a transposed A costs nothing), B read
  *   from the panels (and from `braw` for the last `N % 4` columns);
+ * - `im2row`: the same patches as `[rows][k]` (one row per output pixel,
+ *   copied in contiguous runs), for the host BLAS's Conv2D and
+ *   Conv2DBackpropFilter;
  * - `im2col` and `col2im`: the patch matrix of an NHWC input for
  *   Conv2DBackpropFilter, and the input gradient from column gradients for
  *   Conv2DBackpropInput (see `convFunctions`).
@@ -31,8 +34,9 @@ const MR = 6;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { gemmWat } from "./_gemm_wat.ts";
- * console.assert(gemmWat().includes("f32x4.relaxed_madd"));
+ * assert.ok(gemmWat().includes("f32x4.relaxed_madd"));
  * ```
  */
 export function gemmWat(): string {
@@ -337,6 +341,83 @@ function convFunctions(): string {
       ),
     )
   })`;
+  // im2row: per output pixel and filter row, the kw * cin values it sees are
+  // contiguous in the input when the whole row is inside it and dw = 1: one
+  // copy; otherwise cin values per tap, zeros outside the input.
+  const copyRun = (dst: string, src: string, bytes: string) => `
+    (if (i32.ge_u ${bytes} (i32.const 64))
+      (then (memory.copy ${dst} ${src} ${bytes}))
+      (else
+        (local.set $q (i32.const 0))
+        (block $cp_d (loop $cp_l
+          (br_if $cp_d (i32.ge_u ${lg("q")} ${bytes}))
+          (f32.store (i32.add ${dst} ${lg("q")}) (f32.load (i32.add ${src} ${lg("q")})))
+          (local.set $q (i32.add ${lg("q")} (i32.const 4)))
+          (br $cp_l)))))`;
+  const im2row = `(func (export "im2row") (param $x i32) (param $p i32) ${CONV_PARAMS}
+    (local $fh i32) (local $fw i32) (local $b i32) (local $y i32) (local $xo i32)
+    (local $iy i32) (local $ix i32) (local $at i32) (local $q i32) (local $cb i32) (local $rb i32)
+    (local $row i32)
+    (local.set $cb (i32.shl ${lg("cin")} (i32.const 2)))
+    (local.set $rb (i32.mul ${lg("kw")} ${lg("cb")}))
+    (local.set $at ${lg("p")})
+    ${
+    forRange(
+      "b",
+      lg("n"),
+      forRange(
+        "y",
+        lg("oh"),
+        forRange(
+          "xo",
+          lg("ow"),
+          forRange(
+            "fh",
+            lg("kh"),
+            `(local.set $iy ${iy})
+            (if (i32.ge_u ${lg("iy")} ${lg("h")})
+              (then (memory.fill ${lg("at")} (i32.const 0) ${lg("rb")}))
+              (else
+                (local.set $row (i32.mul (i32.add (i32.mul ${lg("b")} ${lg("h")}) ${lg("iy")}) ${
+              lg("w")
+            }))
+                (local.set $fw (i32.const 0))
+                (local.set $ix ${ix})
+                (if (i32.and (i32.eq ${lg("dw")} (i32.const 1))
+                      (i32.and (i32.ge_s ${lg("ix")} (i32.const 0))
+                        (i32.le_s (i32.add ${lg("ix")} ${lg("kw")}) ${lg("w")})))
+                  (then ${
+              copyRun(
+                lg("at"),
+                `(i32.add ${lg("x")} (i32.mul (i32.add ${lg("row")} ${lg("ix")}) ${lg("cb")}))`,
+                lg("rb"),
+              )
+            })
+                  (else ${
+              forRange(
+                "fw",
+                lg("kw"),
+                `(local.set $ix ${ix})
+                (if (i32.lt_u ${lg("ix")} ${lg("w")})
+                  (then ${
+                  copyRun(
+                    `(i32.add ${lg("at")} (i32.mul ${lg("fw")} ${lg("cb")}))`,
+                    `(i32.add ${lg("x")} (i32.mul (i32.add ${lg("row")} ${lg("ix")}) ${lg("cb")}))`,
+                    lg("cb"),
+                  )
+                })
+                  (else (memory.fill (i32.add ${lg("at")} (i32.mul ${lg("fw")} ${
+                  lg("cb")
+                })) (i32.const 0) ${lg("cb")})))`,
+              )
+            }))))
+            (local.set $at (i32.add ${lg("at")} ${lg("rb")}))`,
+          ),
+        ),
+      ),
+    )
+  })`;
   return `${im2col}
+  ${im2row}
   ${col2im}`;
 }

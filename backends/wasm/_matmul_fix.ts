@@ -9,6 +9,8 @@
  * transposed operand is first transposed explicitly (a fast wasm `Transpose`)
  * and the untransposed fast path does the product. When dtrain's own GEMM is
  * on (`_gemm.ts`, one-thread backends), `BatchMatMul` goes there first.
+ * Ahead of both, where the host's BLAS is in use (`_blas_kernels.ts`), both
+ * kernels run on it.
  *
  * @module
  */
@@ -21,6 +23,7 @@ import {
   unregisterKernel,
 } from "@tensorflow/tfjs-core";
 import { gemmBatchMatMul } from "./_gemm.ts";
+import { blasBatchMatMul, blasFusedMatMul } from "./_blas_kernels.ts";
 
 type Attrs = { transposeA?: boolean; transposeB?: boolean };
 type Backend = { disposeData(dataId: unknown): void };
@@ -35,7 +38,10 @@ function swapLastTwo(rank: number): number[] {
 }
 
 function wrap(original: KernelFunc, transpose: KernelFunc, gemm: boolean): KernelFunc {
+  const blas = gemm ? blasBatchMatMul : blasFusedMatMul;
   return (args) => {
+    const viaBlas = blas(args);
+    if (viaBlas !== null) return viaBlas;
     if (gemm) {
       const out = gemmBatchMatMul(args);
       if (out !== null) return out;

@@ -22,6 +22,7 @@
  */
 import {
   backend_util,
+  type Conv2DAttrs,
   type Conv2DBackpropFilterAttrs,
   type Conv2DBackpropInputAttrs,
   type DataType,
@@ -34,6 +35,12 @@ import {
   unregisterKernel,
 } from "@tensorflow/tfjs-core";
 import { gemmConv2DBackpropFilter, gemmConv2DBackpropInput } from "./_gemm.ts";
+import {
+  blasConv2D,
+  blasConv2DBackpropFilter,
+  blasConv2DBackpropInput,
+  hostBlasInUse,
+} from "./_blas_kernels.ts";
 
 type WasmBackend = KernelBackend & {
   makeOutput(shape: number[], dtype: DataType): TensorInfo;
@@ -66,7 +73,8 @@ function convBackpropFilter(fallback: KernelFunc | undefined): KernelFunc {
       false,
       "channelsLast",
     );
-    const fast = gemmConv2DBackpropFilter(wasm, x, dy, info);
+    const fast = blasConv2DBackpropFilter(wasm, x, dy, info) ??
+      gemmConv2DBackpropFilter(wasm, x, dy, info);
     if (fast !== null) return fast;
     const [n, h, w, cin] = x.shape as [number, number, number, number];
     const { outHeight: oh, outWidth: ow, filterHeight: kh, filterWidth: kw } = info;
@@ -147,7 +155,8 @@ function convBackpropInput(fallback: KernelFunc | undefined): KernelFunc {
       false,
       "channelsLast",
     );
-    const fast = gemmConv2DBackpropInput(wasm, dy, filter, info);
+    const fast = blasConv2DBackpropInput(wasm, dy, filter, info) ??
+      gemmConv2DBackpropInput(wasm, dy, filter, info);
     if (fast !== null) return fast;
     const { outHeight: oh, outWidth: ow, filterHeight: kh, filterWidth: kw } = info;
     const rows = n * oh * ow;
@@ -202,6 +211,39 @@ function convBackpropInput(fallback: KernelFunc | undefined): KernelFunc {
     } finally {
       for (const t of temps) wasm.disposeData(t.dataId);
     }
+  };
+}
+
+/**
+ * `Conv2D` and `FusedConv2D` (NHWC, float32) on the host's BLAS where it is
+ * in use (im2col, then one product; see `_blas_kernels.ts`); XNNPACK's
+ * kernel otherwise, and for what the BLAS path leaves (NCHW, prelu).
+ */
+function convForward(fallback: KernelFunc | undefined): KernelFunc {
+  return (args) => {
+    if (fallback === undefined) throw new Error("wasm kernel Conv2D is not registered");
+    const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
+    const attrs = args.attrs as unknown as Conv2DAttrs & {
+      activation?: string;
+      leakyreluAlpha?: number;
+    };
+    if (hostBlasInUse() === null || attrs.dataFormat === "NCHW" || x.shape.length !== 4) {
+      return fallback(args);
+    }
+    const info = backend_util.computeConv2DInfo(
+      x.shape as [number, number, number, number],
+      filter.shape as [number, number, number, number],
+      attrs.strides,
+      attrs.dilations,
+      attrs.pad,
+      attrs.dimRoundingMode,
+      false,
+      "channelsLast",
+    );
+    const fused = "bias" in args.inputs || attrs.activation !== undefined
+      ? { inputs: args.inputs as { bias?: TensorInfo }, attrs }
+      : undefined;
+    return blasConv2D(args.backend, x, filter, info, fused) ?? fallback(args);
   };
 }
 
@@ -299,6 +341,8 @@ function sumLeadingAxes(fallback: KernelFunc | undefined): KernelFunc {
 }
 
 const NATIVE: Record<string, (fallback: KernelFunc | undefined) => KernelFunc> = {
+  Conv2D: convForward,
+  FusedConv2D: convForward,
   Conv2DBackpropFilter: convBackpropFilter,
   Conv2DBackpropInput: convBackpropInput,
   MaxPoolGrad: maxPoolGrad,

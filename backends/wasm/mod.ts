@@ -14,6 +14,9 @@ import { registerWasmFallbacks } from "./_cpu_fallback.ts";
 import { patchWasmMatMul } from "./_matmul_fix.ts";
 import { useWasmGemm } from "./_gemm.ts";
 import { enableWasmThreads, wasmThreadsRunning } from "./_threads.ts";
+import { activateHostBlas } from "./_host_blas.ts";
+import { parseBlasRequest } from "./_blas_library.ts";
+export { parseBlasRequest } from "./_blas_library.ts";
 export { shutdownWasmThreads } from "./_threads.ts";
 
 function cores(): number {
@@ -29,9 +32,10 @@ let initialised = false;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { wasmBackend } from "./mod.ts";
  * const probe = await wasmBackend.probe();
- * console.assert(typeof probe.available === "boolean");
+ * assert.ok(typeof probe.available === "boolean");
  * ```
  */
 export const wasmBackend: Backend = {
@@ -62,6 +66,7 @@ export const wasmBackend: Backend = {
         `threads must be an integer >= 1, received ${threads}`,
       );
     }
+    if (options.blas !== undefined) parseBlasRequest(options.blas, "blas");
     if (!initialised) {
       await enableWasmThreads(threads);
       patchWasmMatMul();
@@ -74,6 +79,10 @@ export const wasmBackend: Backend = {
     // dtrain's GEMM beats XNNPACK on the new operands of training, and on one
     // thread on every operand (see _gemm.ts).
     useWasmGemm(running === 1 ? "always" : "fresh");
-    return { threads: running };
+    // The host's BLAS, where it is found and agrees with the GEMM, takes the
+    // products ahead of both (see _host_blas.ts); one library thread per
+    // wasm thread.
+    const blas = activateHostBlas({ request: options.blas, threads: running });
+    return { threads: running, blas };
   },
 };

@@ -5,6 +5,8 @@ import * as tf from "../../src/tf.ts";
 import { BACKEND_NAMES, type BackendName, selectBackend } from "../../backends/mod.ts";
 import { webgpuBackend } from "../../backends/webgpu.ts";
 import { gemmCalls, useWasmGemm } from "../../backends/wasm/_gemm.ts";
+import { blasCalls, useHostBlas } from "../../backends/wasm/_blas_kernels.ts";
+import { openHostBlas, parseBlasRequest } from "../../backends/wasm/_blas_library.ts";
 
 /** |a - b| <= ATOL + RTOL * |b| elementwise. */
 const RTOL = 1e-3;
@@ -185,6 +187,136 @@ for (
     },
   });
 }
+// Batched products with every transpose, a broadcast batch of 1 on either side.
+for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
+  for (const [ba, bb] of [[[4], [4]], [[1], [4]], [[2, 3], [1]]] as [number[], number[]][]) {
+    cases.push({
+      name: `batched matMul [${ba}] by [${bb}] transposeA=${ta} transposeB=${tb}`,
+      run: () =>
+        read(tf.matMul(
+          seeded([...ba, ...(ta ? [5, 7] : [7, 5])], 50),
+          seeded([...bb, ...(tb ? [9, 5] : [5, 9])], 51),
+          ta,
+          tb,
+        )),
+    });
+  }
+}
+// Fused products: every transpose, each activation the BLAS path applies itself.
+for (
+  const [ta, tb, activation] of [
+    [false, false, "linear"],
+    [false, true, "relu6"],
+    [true, true, "sigmoid"],
+    [false, true, "elu"],
+    [true, false, "leakyrelu"],
+  ] as [boolean, boolean, tf.fused.Activation][]
+) {
+  cases.push({
+    name: `fused matMul 13x17 by 17x11 with bias, ${activation}, transposeA=${ta} ` +
+      `transposeB=${tb}`,
+    run: () =>
+      read(tf.fused.matMul({
+        a: seeded(ta ? [17, 13] : [13, 17], 52),
+        b: seeded(tb ? [11, 17] : [17, 11], 53),
+        transposeA: ta,
+        transposeB: tb,
+        bias: seeded([11], 54),
+        activation,
+        leakyreluAlpha: 0.3,
+      })),
+  });
+}
+cases.push({
+  name: "fused matMul without bias, relu",
+  run: () =>
+    read(tf.fused.matMul({ a: seeded([9, 6], 55), b: seeded([6, 4], 56), activation: "relu" })),
+});
+// Forward convolutions: strides, padding, dilation, a 1x1 pointwise filter, fused bias.
+for (
+  const [strides, pad, dilations, filter] of [
+    [2, "same", 1, [3, 3, 3, 5]],
+    [[2, 1], "valid", 1, [3, 2, 3, 4]],
+    [1, "valid", 2, [3, 3, 3, 4]],
+    [1, "valid", 1, [1, 1, 3, 6]],
+    [2, "valid", 1, [1, 1, 3, 6]],
+  ] as [number | [number, number], "same" | "valid", number, number[]][]
+) {
+  cases.push({
+    name: `conv2d filter [${filter}] strides=${strides} pad=${pad} dilations=${dilations}`,
+    run: () =>
+      read(tf.conv2d(
+        seeded([2, 11, 9, 3], 57) as tf.Tensor4D,
+        seeded(filter, 58) as tf.Tensor4D,
+        strides,
+        pad,
+        "NHWC",
+        dilations,
+      )),
+  });
+}
+// Wide channels: whole filter rows of 64 bytes or more are bulk copies in the
+// BLAS path's im2row, and so are single taps at 16 channels (padding edges).
+for (
+  const [cin, pad] of [[8, "same"], [16, "same"], [16, "valid"]] as [number, "same" | "valid"][]
+) {
+  cases.push({
+    name: `conv2d and Conv2DBackpropFilter with ${cin} input channels, pad=${pad}`,
+    run: async () => {
+      const x = seeded([2, 7, 6, cin], 65);
+      const y = await read(
+        tf.conv2d(x as tf.Tensor4D, seeded([3, 3, cin, 5], 66) as tf.Tensor4D, 1, pad),
+      );
+      const dy = seeded([2, pad === "same" ? 7 : 5, pad === "same" ? 6 : 4, 5], 67);
+      const dw = await read(
+        tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, {
+          strides: 1,
+          pad,
+          dataFormat: "NHWC",
+          filterShape: [3, 3, cin, 5],
+        } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      );
+      return Float32Array.of(...y, ...dw);
+    },
+  });
+}
+cases.push({
+  name: "fused conv2d 3x3 same with bias and relu",
+  run: () =>
+    read(tf.fused.conv2d({
+      x: seeded([2, 10, 10, 3], 59) as tf.Tensor4D,
+      filter: seeded([3, 3, 3, 8], 60) as tf.Tensor4D,
+      strides: 1,
+      pad: "same",
+      bias: seeded([8], 61),
+      activation: "relu",
+    })),
+});
+for (const strides of [1, 2]) {
+  cases.push({
+    name: `Conv2DBackpropFilter and Conv2DBackpropInput of a 1x1 filter, strides=${strides}`,
+    run: async () => {
+      const x = seeded([2, 7, 6, 3], 62);
+      const filter = seeded([1, 1, 3, 5], 63);
+      const out = keep(tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, strides, "valid"));
+      const dy = seeded(out.shape, 64);
+      const attrs = { strides, pad: "valid", dataFormat: "NHWC" };
+      const dw = await read(
+        tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, {
+          ...attrs,
+          filterShape: [1, 1, 3, 5],
+        } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      );
+      const dx = await read(
+        tf.engine().runKernel("Conv2DBackpropInput", { dy, filter }, {
+          ...attrs,
+          inputShape: [2, 7, 6, 3],
+        } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      );
+      return Float32Array.of(...dw, ...dx);
+    },
+  });
+}
 cases.push({
   name: "MaxPoolGrad 3x3 stride 2 same",
   run: () => {
@@ -316,12 +448,58 @@ async function runAll(): Promise<Float32Array[]> {
 }
 
 const webgpu = await webgpuBackend.probe();
-const expected: Float32Array[] = [];
+
+/** Whether the host's BLAS opens here (as DTRAIN_BLAS asks), and why not. */
+const hostBlas = (() => {
+  const opened = openHostBlas(parseBlasRequest(Deno.env.get("DTRAIN_BLAS")));
+  if (!("sgemm" in opened)) return { available: false, reason: opened.reason };
+  opened.close();
+  return { available: true, reason: "" };
+})();
+
+let oracle: Promise<Float32Array[]> | undefined;
+/**
+ * The CPU backend's results, computed on first use by whichever test needs
+ * them (no test depends on another having run); the caller then selects
+ * its own backend.
+ */
+function expectedOnCpu(): Promise<Float32Array[]> {
+  oracle ??= selectBackend({ require: "cpu", override: "" }).then(runAll);
+  return oracle;
+}
+
+/** Runs every case on the active backend and checks each against the CPU's result. */
+async function matchesCpu(name: string, label: string): Promise<void> {
+  const expected = await expectedOnCpu();
+  await selectBackend({ require: name as BackendName, override: "" });
+  assert.equal(tf.getBackend(), name);
+  const before = tf.memory().numTensors;
+  const actual = await runAll();
+  cases.forEach((c, i) => {
+    if (c.only === undefined || c.only.includes(name)) {
+      assertClose(actual[i]!, expected[i]!, `${label}: ${c.name}`);
+    }
+  });
+  assert.equal(tf.memory().numTensors, before, `${label}: tensors leaked`);
+}
+
+/** Runs `fn` with the host's BLAS routed off in this thread, then restores it. */
+async function withoutBlas<T>(fn: () => Promise<T>): Promise<T> {
+  const before = useHostBlas(null);
+  try {
+    return await fn();
+  } finally {
+    useHostBlas(before);
+  }
+}
 
 Deno.test("cpu oracle runs the conformance cases", async () => {
   await selectBackend({ require: "cpu", override: "" });
-  expected.push(...await runAll());
-  assert.equal(expected.length, cases.length);
+  const before = tf.memory().numTensors;
+  const out = await runAll();
+  assert.equal(out.length, cases.length);
+  assert.ok(out.every((o, i) => o.length > 0 || cases[i]!.only !== undefined));
+  assert.equal(tf.memory().numTensors, before, "cpu: tensors leaked");
 });
 
 for (
@@ -333,20 +511,13 @@ for (
     sanitizeResources: false,
     sanitizeOps: false,
     fn: async () => {
+      await expectedOnCpu();
       const report = await selectBackend({ require: name, override: "" });
       assert.equal(report.name, name);
-      assert.equal(tf.getBackend(), name);
-      const before = tf.memory().numTensors;
-      // wasm without dtrain's GEMM: XNNPACK and the JavaScript conv kernels
-      // (the GEMM has its own run below).
+      // wasm without the host's BLAS and without dtrain's GEMM: XNNPACK and
+      // the JavaScript conv kernels (the GEMM and the BLAS have their own runs below).
       const mode = useWasmGemm("off");
-      const actual = await runAll().finally(() => useWasmGemm(mode));
-      cases.forEach((c, i) => {
-        if (c.only === undefined || c.only.includes(name)) {
-          assertClose(actual[i]!, expected[i]!, `${name}: ${c.name}`);
-        }
-      });
-      assert.equal(tf.memory().numTensors, before, `${name}: tensors leaked`);
+      await withoutBlas(() => matchesCpu(name, name)).finally(() => useWasmGemm(mode));
     },
   });
 }
@@ -356,20 +527,33 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
+    await expectedOnCpu();
     await selectBackend({ require: "wasm", override: "" });
     const before = useWasmGemm("always");
     try {
       const calls = gemmCalls();
-      const actual = await runAll();
-      cases.forEach((c, i) => {
-        if (c.only === undefined || c.only.includes("wasm")) {
-          assertClose(actual[i]!, expected[i]!, `wasm + GEMM: ${c.name}`);
-        }
-      });
+      await withoutBlas(() => matchesCpu("wasm", "wasm + GEMM"));
       assert.ok(gemmCalls() - calls >= 10, "the GEMM ran the matMul cases");
     } finally {
       useWasmGemm(before);
     }
+  },
+});
+
+Deno.test({
+  name: "wasm backend on the host's BLAS matches the cpu backend on every conformance case" +
+    (hostBlas.available ? "" : ` (skipped: ${hostBlas.reason})`),
+  ignore: !hostBlas.available,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    await expectedOnCpu();
+    const report = await selectBackend({ require: "wasm", override: "" });
+    assert.equal(report.blas?.used, true, `the BLAS path is in use: ${report.blas?.reason}`);
+    const calls = blasCalls(), gemm = gemmCalls();
+    await matchesCpu("wasm", "wasm + host BLAS");
+    assert.ok(blasCalls() - calls >= 60, `the BLAS ran the product cases (${blasCalls() - calls})`);
+    assert.equal(gemmCalls(), gemm, "dtrain's GEMM took no product while the BLAS was on");
   },
 });
 
@@ -380,6 +564,7 @@ Deno.test({
   fn: async () => {
     await selectBackend({ require: "wasm", override: "" });
     const before = useWasmGemm("fresh");
+    const blas = useHostBlas(null);
     try {
       const [a, b] = [seeded([8, 16], 30), seeded([16, 12], 31)];
       const calls = gemmCalls();
@@ -391,6 +576,7 @@ Deno.test({
       tf.dispose(inputs.splice(0));
     } finally {
       useWasmGemm(before);
+      useHostBlas(blas);
     }
   },
 });
@@ -402,6 +588,7 @@ Deno.test({
   fn: async () => {
     await selectBackend({ require: "wasm", override: "" });
     const before = useWasmGemm("always");
+    const blas = useHostBlas(null);
     try {
       const [a, b] = [seeded([4100, 4096], 32), seeded([4096, 4], 33)];
       const calls = gemmCalls();
@@ -411,6 +598,7 @@ Deno.test({
       tf.dispose(inputs.splice(0));
     } finally {
       useWasmGemm(before);
+      useHostBlas(blas);
     }
   },
 });
