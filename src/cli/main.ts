@@ -334,7 +334,12 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
   });
   const seconds = (performance.now() - started) / 1000;
   const st = strategy.stats!;
-  const report = { backend: st.backends[0], reason: st.backendReason, threads: st.threads[0] };
+  const report = {
+    backend: st.backends[0],
+    reason: st.backendReason,
+    threads: st.threads[0],
+    blas: st.blas,
+  };
   const scores = await strategy.evaluate(model, testSet.xs, testSet.ys, { batchSize: 512 });
   const trained = Math.floor(ds.data.train.count * (1 - (split > 0 ? split : 0)));
   const samplesPerSec = (history.epoch.length * trained) / seconds;
@@ -352,6 +357,7 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
     backend: report.backend,
     backendReason: report.reason,
     threads: report.threads,
+    blas: report.blas,
     epochs: history.epoch.length,
     history: history.history,
     testLoss: scores.loss,
@@ -364,7 +370,17 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
   if (json) {
     out(JSON.stringify(result));
   } else {
-    say(`backend: ${result.backend} (${result.backendReason}), ${result.threads} thread(s) each`);
+    const blas = report.blas;
+    say(
+      `backend: ${result.backend} (${result.backendReason}), ${result.threads} thread(s) each` +
+        (blas === null
+          ? ""
+          : blas.used
+          ? `; products on ${blas.library ?? "the host's BLAS"}${
+            blas.coreName ? ` (${blas.coreName})` : ""
+          }${blas.gflops ? `, ${blas.gflops} GFLOP/s` : ""}`
+          : `; host BLAS not used: ${blas.reason}`),
+    );
     say(
       `test accuracy ${((scores.acc ?? NaN) * 100).toFixed(2)}%, test loss ` +
         `${scores.loss!.toFixed(4)}, ${result.samplesPerSec} samples/s over ${result.seconds} s` +

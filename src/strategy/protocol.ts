@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { BackendName } from "../../backends/types.ts";
+import type { BackendName, BlasReport } from "../../backends/types.ts";
 import { checkEnvelope } from "../core/envelope.ts";
 
 /** How a replica rebuilds the model. */
@@ -182,6 +182,8 @@ export type Reply =
     backend: BackendName;
     backendReason: string;
     threads: number;
+    /** What the WASM backend's host-BLAS path chose, on WASM. */
+    blas: BlasReport | null;
     metricsNames: string[];
     paramCount: number;
     tensors: number;

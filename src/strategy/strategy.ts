@@ -15,7 +15,7 @@
  * @module
  */
 import type * as tf from "../tf.ts";
-import type { BackendName } from "../../backends/types.ts";
+import type { BackendName, BlasReport } from "../../backends/types.ts";
 import type { CheckpointOptions } from "../io/checkpoint.ts";
 import type { History, Logs, TrainingCallbacks } from "../training/callbacks.ts";
 import type { DatasetLike } from "./_dataset.ts";
@@ -124,6 +124,12 @@ export interface StrategyRunStats {
   backendReason: string;
   /** WASM threads each Worker runs. */
   threads: number[];
+  /**
+   * What the host-BLAS path chose (the first Worker; see `selectBackend()`'s
+   * report): the library, its core, its speed, or why it is not used. Null
+   * when the Workers do not run WASM.
+   */
+  blas: BlasReport | null;
 }
 
 /**

@@ -321,6 +321,7 @@ export class WorkerStrategy implements Strategy {
       backends: started.map((w) => w.backend!),
       backendReason: started[0]?.backendReason ?? "",
       threads: started.map((w) => w.threads),
+      blas: started[0]?.blas ?? null,
     };
   }
 

@@ -114,6 +114,7 @@ Deno.test(
       assert.deepEqual(stats.backends, ["cpu", "cpu"], kind);
       assert.deepEqual(stats.threads, [1, 1], kind);
       assert.ok(stats.backendReason.length > 0, `${kind}: the first Worker says why`);
+      assert.equal(stats.blas, null, `${kind}: no host-BLAS report off WASM`);
       model.dispose();
     }
     tf.dispose([x, y]);
@@ -151,3 +152,23 @@ Deno.test(
     tf.dispose([x, y]);
   },
 );
+
+Deno.test("Strategy.stats says what the host-BLAS path chose on WASM", opts, async () => {
+  const { x, y } = dataset(32);
+  for (const kind of ["mirrored", "worker"] as const) {
+    await using strategy = createStrategy({
+      kind,
+      [STRATEGY_KINDS[kind].countOption]: 1,
+      backend: "wasm",
+    } as never);
+    const model = classifier(() => tf.train.sgd(0.1));
+    await strategy.fit(model, x, y, { epochs: 1, batchSize: 16, seed: 1 });
+    const blas = strategy.stats!.blas;
+    assert.ok(blas !== null, `${kind}: a report`);
+    assert.equal(typeof blas.used, "boolean");
+    assert.ok(blas.reason.length > 0, `${kind}: says why`);
+    if (blas.used) assert.ok((blas.gflops ?? 0) > 0, `${kind}: measured the library`);
+    model.dispose();
+  }
+  tf.dispose([x, y]);
+});

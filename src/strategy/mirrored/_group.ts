@@ -7,7 +7,7 @@
  * @module
  */
 import type * as tf from "../../tf.ts";
-import type { BackendName } from "../../../backends/types.ts";
+import type { BackendName, BlasReport } from "../../../backends/types.ts";
 import { allReduceBytes } from "../../collective/all_reduce.ts";
 import { HOST_LINK_SLOTS } from "../../collective/host_link.ts";
 import { groupMemory } from "../../collective/kernels.ts";
@@ -45,6 +45,8 @@ export interface GroupStart {
   backendReason: string;
   /** WASM threads each replica runs. */
   threads: number[];
+  /** Replica 0's host-BLAS report. */
+  blas: BlasReport | null;
   /** Tensors alive in each replica once started. */
   replicaTensors: number[];
 }
@@ -127,6 +129,7 @@ export async function startGroup(
       backends,
       backendReason: ready[0]!.backendReason,
       threads: ready.map((r) => r.threads),
+      blas: ready[0]!.blas ?? null,
       replicaTensors: ready.map((r) => r.tensors),
     };
     const group: Group = {

@@ -119,6 +119,7 @@ async function init(req: Extract<Request, { type: "init" }>): Promise<Reply> {
     backend: report.name,
     backendReason: report.reason,
     threads: report.threads,
+    blas: report.blas ?? null,
     metricsNames: model.metricsNames,
     paramCount: model.countParams(),
     tensors: tf.memory().numTensors,

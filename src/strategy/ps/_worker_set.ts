@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { BackendName } from "../../../backends/types.ts";
+import type { BackendName, BlasReport } from "../../../backends/types.ts";
 import { WorkerCrashedError } from "../../errors.ts";
 import { Heartbeat, silentDetail, watching } from "../../workers/heartbeat.ts";
 import { GradientSlot } from "../../collective/gradient_slot.ts";
@@ -42,6 +42,8 @@ export interface WorkerStats {
   backendReason: string;
   /** WASM threads it runs. */
   threads: number;
+  /** What its host-BLAS path chose, once started on WASM. */
+  blas: BlasReport | null;
   /** `running` while training, `idle` otherwise, `crashed` or `removed` when gone. */
   status: "idle" | "running" | "crashed" | "removed";
   /** Id of the crashed worker this one replaced, or null. */
@@ -177,6 +179,7 @@ export class WorkerSet {
         backend: undefined,
         backendReason: "",
         threads: 0,
+        blas: null,
         status: "idle",
         replaces,
         computed: 0,
@@ -232,6 +235,7 @@ export class WorkerSet {
         m.stats.backend = reply.backend;
         m.stats.backendReason = reply.backendReason;
         m.stats.threads = reply.threads;
+        m.stats.blas = reply.blas ?? null;
         m.stats.tensors = reply.tensors;
         if (m.status === "starting") m.status = "idle";
       } finally {

@@ -63,6 +63,7 @@ async function init(req: Extract<PsRequest, { type: "psInit" }>): Promise<Reply>
     backend: report.name,
     backendReason: report.reason,
     threads: report.threads,
+    blas: report.blas ?? null,
     metricsNames: model.metricsNames,
     paramCount: model.countParams(),
     tensors: tf.memory().numTensors,
