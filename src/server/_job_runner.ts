@@ -15,7 +15,8 @@ import { errorCode } from "./_domain_errors.ts";
 import type { JobEvent } from "./job_events.ts";
 import type { ModelRegistry } from "./registry.ts";
 import type { Store, StoredHistory } from "./store.ts";
-import type { JobRecord, JobRequest, JobStatus } from "./types.ts";
+import type { JobBlas, JobRecord, JobRequest, JobStatus } from "./types.ts";
+import type { BlasReport } from "../../backends/types.ts";
 
 /** A job this server admitted: queued or running. */
 export interface LiveJob {
@@ -83,6 +84,7 @@ export async function runJob(job: LiveJob, ctx: RunContext): Promise<void> {
     const callbacks: TrainingCallbacks = {
       onTrainBegin: () => {
         record.backend = strategy.stats?.backends[0] ?? null;
+        record.blas = jobBlas(strategy.stats?.blas);
         stopIfAsked();
       },
       onEpochBegin: (epoch) => {
@@ -122,6 +124,7 @@ export async function runJob(job: LiveJob, ctx: RunContext): Promise<void> {
       });
       // A parameter server knows its workers' backends once the run is over.
       record.backend ??= strategy.stats?.backends[0] ?? null;
+      record.blas ??= jobBlas(strategy.stats?.blas);
     } finally {
       job.strategy = undefined;
       await strategy.close();
@@ -143,4 +146,11 @@ export async function runJob(job: LiveJob, ctx: RunContext): Promise<void> {
     model.dispose();
     job.resolveDone();
   }
+}
+
+/** The fields of a host-BLAS report a job record keeps. */
+function jobBlas(blas: BlasReport | null | undefined): JobBlas | null {
+  if (blas === null || blas === undefined) return null;
+  const { used, reason, library, coreName, gflops } = blas;
+  return { used, reason, library, coreName, gflops };
 }

@@ -42,6 +42,7 @@ export type {
   DatasetData,
   FitRequest,
   InlineData,
+  JobBlas,
   JobHistory,
   JobProgress,
   JobRecord,

@@ -285,6 +285,15 @@ export const JobRecordSchema = z.object({
   modelId: z.string().nullable(),
   spec: JobSpecSchema,
   backend: z.string().nullable().openapi({ description: "Backend the replicas ran" }),
+  blas: z.object({
+    used: z.boolean(),
+    reason: z.string(),
+    library: z.string().optional(),
+    coreName: z.string().optional(),
+    gflops: z.number().optional(),
+  }).nullable().optional().openapi({
+    description: "What the replicas' host-BLAS path chose (WASM only), once known",
+  }),
   owner: z.string().openapi({ description: "Server instance that runs the job" }),
 }).openapi("Job") satisfies z.ZodType<JobRecord>;
 

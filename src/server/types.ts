@@ -166,6 +166,20 @@ export interface WorkerStrategyRequest {
 /** Which strategy trains the job: the options of its class, by kind. */
 export type StrategyRequest = MirroredStrategyRequest | WorkerStrategyRequest;
 
+/** A job's host-BLAS report: the library its products ran on, or why none. */
+export interface JobBlas {
+  /** Whether the products ran on the library. */
+  used: boolean;
+  /** Why it was or was not used. */
+  reason: string;
+  /** The library file. */
+  library?: string;
+  /** Its core type. */
+  coreName?: string;
+  /** Its measured speed, GFLOP/s. */
+  gflops?: number;
+}
+
 /** A validated `POST /v1/jobs` body (defaults applied). */
 export interface JobRequest {
   /** A label for the job. */
@@ -234,6 +248,8 @@ export interface JobRecord {
   };
   /** Backend the replicas ran. */
   backend: string | null;
+  /** What their host-BLAS path chose (WASM only), once known. */
+  blas?: JobBlas | null;
   /** Server instance that runs it. */
   owner: string;
 }

@@ -97,6 +97,25 @@ Deno.test("POST /v1/jobs with strategy kind worker trains through WorkerStrategy
   }
 });
 
+Deno.test("a job on wasm records what its replicas' host-BLAS path chose", async () => {
+  const app = await tempApp();
+  try {
+    const id = await submit(
+      app,
+      jobBody({ fit: { epochs: 1, batchSize: 16 }, strategy: { replicas: 1, backend: "wasm" } }),
+    );
+    const job = await waitForJob(app, id, (j) => j.status !== "queued" && j.status !== "running");
+    assert.equal(job.status, "succeeded", JSON.stringify(job.error));
+    assert.equal(job.backend, "wasm");
+    const blas = job.blas as { used: boolean; reason: string; gflops?: number };
+    assert.equal(typeof blas.used, "boolean");
+    assert.ok(blas.reason.length > 0);
+    if (blas.used) assert.ok(blas.gflops! > 0);
+  } finally {
+    await app.dispose();
+  }
+});
+
 Deno.test("POST /v1/jobs trains a model sent as model.toJSON(null, false)", async () => {
   const app = await tempApp();
   const local = tf.sequential({

@@ -180,7 +180,13 @@ export class JobView {
     const p = job.progress;
     $("#stat-epoch").textContent = p.epoch > 0 ? `${p.epoch} / ${p.epochs}` : `– / ${p.epochs}`;
     $("#stat-step").textContent = p.epoch > 0 ? `${p.step} / ${p.steps}` : "–";
-    $("#stat-backend").textContent = job.backend ?? job.spec.strategy.backend;
+    const blas = job.blas?.used
+      ? ` + ${job.blas.library?.split("/").pop() ?? "BLAS"}${
+        job.blas.coreName ? ` (${job.blas.coreName})` : ""
+      }`
+      : "";
+    $("#stat-backend").textContent = (job.backend ?? job.spec.strategy.backend) + blas;
+    $("#stat-backend").title = job.blas ? `host BLAS: ${job.blas.reason}` : "";
     const metric = this.metric ?? "acc";
     $("#stat-metric-name").textContent = metric === "acc" ? "accuracy" : metric;
     $("#chart-metric-caption").textContent = metric === "acc" ? "Accuracy" : metric;
