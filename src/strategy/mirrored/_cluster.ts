@@ -184,14 +184,14 @@ export async function acrossHosts<T>(
     config: { dtrain: VERSION, ...options.config },
   });
   const stop = new AbortController();
-  const staging = new Float32Array(group.result.length);
+
   const counts: CrossHostStats = { exchanges: 0, bytesSent: 0, bytesReceived: 0, ms: 0 };
   const served = serveHostLink(group.hostLink, async (offset, length) => {
-    // Sockets take plain buffers: the range goes through a private copy.
-    const part = staging.subarray(offset, offset + length);
-    part.set(group.result.subarray(offset, offset + length));
-    const t = await ring.allReduce(part, { compression });
-    group.result.set(part, offset);
+    // Summed in place in group memory: the ring copies each chunk into its
+    // own (plain) frame buffers, so the shared result needs no staging copy.
+    const t = await ring.allReduce(group.result.subarray(offset, offset + length), {
+      compression,
+    });
     counts.exchanges++;
     counts.bytesSent += t.bytesSent;
     counts.bytesReceived += t.bytesReceived;
