@@ -63,6 +63,7 @@ Run "dtrain <command> --help" for its flags.`,
   --seed N              shuffling and initialisation seed (default 42)
   --checkpoint DIR      checkpoint every epoch into DIR and resume from it
   --save DIR            save the trained model (model.json + weights.bin; rank 0 only)
+  --trace FILE          write a Chrome-trace timeline of the fit (mirrored; open in Perfetto)
   --json                print one JSON object instead of progress and text
 
 Across hosts (mirrored; every node runs the same command with its own rank):
@@ -210,6 +211,7 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
     seed: s,
     checkpoint: s,
     save: s,
+    trace: s,
     json: b,
     nnodes: s,
     "node-rank": s,
@@ -331,6 +333,7 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
   const history = await strategy.fit(model, trainSet.xs, trainSet.ys, {
     ...fitOptions,
     ...(f.checkpoint === undefined ? {} : { checkpoint: { dir: f.checkpoint as string } }),
+    ...(f.trace === undefined ? {} : { trace: f.trace as string }),
   });
   const seconds = (performance.now() - started) / 1000;
   const st = strategy.stats!;

@@ -7,7 +7,7 @@
  * ```ts
  * import assert from "node:assert/strict";
  * import { RECORD_HEADER, RecordField, RecordKind } from "./records.ts";
- * const rec = [RecordKind.Batch, 0, 3, 32, 1.5, 0.2, 0.7];
+ * const rec = [RecordKind.Batch, 0, 3, 32, 1.5, 0.2, Date.now(), 1.2, 0.4, 0.7];
  * assert.equal(rec[RecordField.step], 3);
  * assert.equal(rec[RECORD_HEADER], 0.7); // the loss follows the header
  * ```
@@ -16,11 +16,11 @@
 
 /** Record kinds in the step ring. */
 export const RecordKind = {
-  /** `[kind, epoch, step, samples, computeMs, exchangeMs, loss, ...metrics]` */
+  /** `[kind, epoch, step, samples, computeMs, exchangeMs, startedAt, gradMs, reduceMs, loss, ...metrics]` */
   Batch: 1,
-  /** `[kind, epoch, 0, samples, 0, 0, valLoss, ...valMetrics]` (samples 0 = no validation) */
+  /** `[kind, epoch, 0, samples, 0 x 5, valLoss, ...valMetrics]` (samples 0 = no validation) */
   EpochEnd: 2,
-  /** `[kind, epoch, step, 0, 0, 0, loss]` */
+  /** `[kind, epoch, step, 0 x 6, loss]` */
   NonFinite: 3,
   /** `[kind, epoch, step]`: replica 0 wrote the files of a checkpoint at this next position. */
   Checkpoint: 4,
@@ -40,7 +40,13 @@ export const RecordField = {
   computeMs: 4,
   /** Gradient exchange time of the step, ms. */
   exchangeMs: 5,
+  /** When the step started, ms since the Unix epoch (comparable across threads and hosts). */
+  startedAt: 6,
+  /** Time to compute the shard's gradients, ms. */
+  gradMs: 7,
+  /** Time in the all-reduce (summing, waiting, the optimizer's chunk), ms. */
+  reduceMs: 8,
 } as const;
 
 /** Fixed fields before the loss in every ring record. */
-export const RECORD_HEADER = 6;
+export const RECORD_HEADER = 9;

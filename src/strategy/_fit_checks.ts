@@ -77,6 +77,7 @@ export const FIT_OPTIONS = [
   "initialEpoch",
   "terminateOnNaN",
   "checkpoint",
+  "trace",
 ] as const;
 
 /** Validates the options every fit shares and applies their defaults. */

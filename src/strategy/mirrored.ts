@@ -29,6 +29,8 @@ import { packWeights, unpackWeights } from "../core/weights.ts";
 import { callAll, History, type Logs, type TrainingCallbacks } from "../training/callbacks.ts";
 import { FitReporter, type FitReporterOptions } from "../training/reporter.ts";
 import { checkCheckpointOptions, type CheckpointOptions } from "../io/checkpoint.ts";
+import { writeTrace } from "../io/trace_file.ts";
+import { Trace } from "../training/trace.ts";
 import { compileSpec } from "./_compile.ts";
 import type { DatasetLike } from "./_dataset.ts";
 import {
@@ -361,7 +363,9 @@ export class MirroredStrategy implements Strategy {
       const { startEpoch, startStep, resumed, resumeFrom } = at;
       seed = at.seed;
       const runId = crypto.randomUUID().slice(0, 8);
+      const trace = options.trace === undefined ? undefined : new Trace(this.#cluster?.rank ?? 0);
       const { group, reporter } = await this.#begin(model, o, history, trainCount, {
+        trace,
         resumed,
         checkpoint: ckpt === undefined ? undefined : {
           dir: ckpt.dir,
@@ -402,7 +406,8 @@ export class MirroredStrategy implements Strategy {
             runId,
           },
           resumeFrom,
-        }));
+        }), trace);
+      if (trace !== undefined) await writeTrace(options.trace!, trace);
       return await this.#finish(model, group, reporter, replies, o.callbacks);
     };
     return await this.#exclusive.run(async () => {
@@ -435,7 +440,7 @@ export class MirroredStrategy implements Strategy {
   async fitPipeline(
     model: tf.LayersModel,
     pipeline: EpochSource,
-    options: Omit<FitOptions, "validationSplit" | "shuffle" | "seed" | "checkpoint"> = {},
+    options: Omit<FitOptions, "validationSplit" | "shuffle" | "seed" | "checkpoint" | "trace"> = {},
   ): Promise<History> {
     if (this.#cluster !== undefined) {
       throw new TypeError(
@@ -443,7 +448,7 @@ export class MirroredStrategy implements Strategy {
           "or a MirroredStrategy without it",
       );
     }
-    for (const key of ["validationSplit", "shuffle", "seed", "checkpoint"]) {
+    for (const key of ["validationSplit", "shuffle", "seed", "checkpoint", "trace"]) {
       if (key in options) {
         throw new TypeError(
           `fitPipeline() does not take ${key}: the pipeline shuffles and seeds its epochs` +
@@ -507,6 +512,13 @@ export class MirroredStrategy implements Strategy {
   /** Validates the options every fit variant shares. */
   #checkFit(model: tf.LayersModel, options: FitOptions): CheckedFit {
     refuseFitOptions(options, FIT_OPTIONS, "MirroredStrategy.fit()");
+    if (
+      options.trace !== undefined && (typeof options.trace !== "string" || options.trace === "")
+    ) {
+      throw new TypeError(
+        `trace must be a file path, received ${JSON.stringify(options.trace)}`,
+      );
+    }
     const common = checkCommonFit(options);
     const batchSize = positiveInt(options.batchSize ?? 32, "batchSize");
     const nodes = this.#cluster?.nodes ?? 1;
@@ -533,7 +545,7 @@ export class MirroredStrategy implements Strategy {
     o: CheckedFit,
     history: History,
     trainCount: number,
-    extra: Pick<FitReporterOptions, "resumed" | "checkpoint">,
+    extra: Pick<FitReporterOptions, "resumed" | "checkpoint" | "trace">,
   ): Promise<{ group: Group; reporter: FitReporter }> {
     const group = await this.#ensureGroup(model);
     group.ring.reset();
@@ -581,13 +593,20 @@ export class MirroredStrategy implements Strategy {
   }
 
   /** {@linkcode acrossHosts} for this strategy: `work` with this thread as the host's leader. */
-  async #acrossHosts<T>(group: Group, config: NodeConfig, work: () => Promise<T>): Promise<T> {
+  async #acrossHosts<T>(
+    group: Group,
+    config: NodeConfig,
+    work: () => Promise<T>,
+    trace?: Trace,
+  ): Promise<T> {
     if (this.#cluster === undefined) return await work();
     return await acrossHosts(this.#cluster, group, {
       config: { replicasPerNode: this.replicas, ...config },
       onStats: (crossHost) => {
         if (this.#stats !== undefined) this.#stats = { ...this.#stats, crossHost };
       },
+      onExchange: (startedAt, t) =>
+        trace?.exchange(startedAt, t.totalMs, t.bytesSent, t.bytesReceived),
     }, work);
   }
 

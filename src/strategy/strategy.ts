@@ -108,6 +108,13 @@ export interface FitOptions {
    * one, exactly where it stopped. @default undefined (no checkpoints)
    */
   checkpoint?: CheckpointOptions;
+  /**
+   * Write a Chrome-trace timeline of the fit to this file (open it in
+   * Perfetto): replica 0's gradients, all-reduce and apply per step and,
+   * across hosts, each cross-host sum. MirroredStrategy only.
+   * @default undefined (no trace)
+   */
+  trace?: string;
 }
 
 /** Options of {@linkcode Strategy.evaluate}. */

@@ -138,7 +138,7 @@ export interface WorkerStrategyOptions {
  * Options for {@linkcode WorkerStrategy.fit}: those of `MirroredStrategy.fit`
  * except `checkpoint`, with `batchSize` per worker.
  */
-export interface WorkerFitOptions extends Omit<FitOptions, "batchSize" | "checkpoint"> {
+export interface WorkerFitOptions extends Omit<FitOptions, "batchSize" | "checkpoint" | "trace"> {
   /**
    * Samples per gradient, **per worker** (each worker computes a gradient
    * on `batchSize` samples; MirroredStrategy's `batchSize` is the global
@@ -362,6 +362,11 @@ export class WorkerStrategy implements Strategy {
     if (typeof batchSize !== "number" || !Number.isInteger(batchSize) || batchSize < 1) {
       throw new RangeError(
         `batchSize must be an integer >= 1 (samples per gradient, per worker), received ${batchSize}`,
+      );
+    }
+    if ((options as FitOptions).trace !== undefined) {
+      throw new TypeError(
+        "WorkerStrategy does not write a trace: remove the trace option (MirroredStrategy only)",
       );
     }
     if ((options as FitOptions).checkpoint !== undefined) {

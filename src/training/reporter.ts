@@ -11,6 +11,7 @@ import { RECORD_HEADER, RecordField, RecordKind } from "../core/records.ts";
 import { callAll, type History, type Logs, type TrainingCallbacks } from "./callbacks.ts";
 import { EpochMean } from "./epoch_mean.ts";
 import { ProgressBar } from "./progress.ts";
+import type { Trace } from "./trace.ts";
 
 /** Where and how checkpoints are committed. */
 export interface ReporterCheckpoint {
@@ -29,6 +30,8 @@ export interface FitReporterOptions {
   steps: number;
   callbacks: TrainingCallbacks[];
   verbose: 0 | 1 | 2;
+  /** Where replica 0's steps go on the fit's timeline, when one is kept. */
+  trace?: Trace;
   history: History;
   /** Step-log sums of a resumed, half-done epoch. */
   resumed?: { epoch: number; sums: number[]; samples: number };
@@ -108,6 +111,14 @@ export class FitReporter {
       this.timing.steps++;
       this.timing.computeMs += rec[RecordField.computeMs]!;
       this.timing.exchangeMs += rec[RecordField.exchangeMs]!;
+      this.#o.trace?.step({
+        epoch,
+        step,
+        startedAt: rec[RecordField.startedAt]!,
+        gradMs: rec[RecordField.gradMs]!,
+        reduceMs: rec[RecordField.reduceMs]!,
+        totalMs: rec[RecordField.computeMs]! + rec[RecordField.exchangeMs]!,
+      });
       this.#bar?.step(step + 1, logs, n);
       await callAll(this.#o.callbacks, "onBatchEnd", step, { ...logs, batch: step, size: n });
     } else if (kind === RecordKind.EpochEnd) {

@@ -171,6 +171,43 @@ for (
 }
 
 Deno.test(
+  "MirroredStrategy with cluster: fit({ trace }) puts each host's cross-host sums on its network track",
+  opts,
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "dtrain_cluster_trace_" });
+    try {
+      const job = {
+        nodes: 2,
+        replicas: 1,
+        optimizer: "sgd",
+        samples: 90,
+        batchSize: 16,
+        epochs: 2,
+      };
+      const nodes = await Promise.all(
+        startNodes(job as Job, (rank) => ({ trace: `${dir}/rank${rank}.json` })).results,
+      );
+      for (const n of nodes) assert.equal(n.error, undefined, JSON.stringify(n.error));
+      for (const rank of [0, 1]) {
+        const { traceEvents } = JSON.parse(await Deno.readTextFile(`${dir}/rank${rank}.json`));
+        const spans = traceEvents.filter((e: { ph: string }) => e.ph === "X");
+        const net = spans.filter((e: { name: string }) => e.name === "cross-host sum");
+        const steps = spans.filter((e: { name: string }) => e.name === "gradients");
+        assert.equal(steps.length, 2 * 6, "2 epochs of ceil(90 / 16) steps");
+        assert.ok(net.length >= steps.length, `a sum per step at least: ${net.length}`);
+        assert.ok(
+          net.every((e: { pid: number; args: { bytesSent: number } }) =>
+            e.pid === rank && e.args.bytesSent > 0
+          ),
+        );
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+Deno.test(
   "MirroredStrategy with cluster: nodes that disagree on the batch size fail with the field named",
   opts,
   async () => {

@@ -172,3 +172,52 @@ Deno.test("Strategy.stats says what the host-BLAS path chose on WASM", opts, asy
   }
   tf.dispose([x, y]);
 });
+
+Deno.test(
+  "MirroredStrategy.fit({ trace }) writes a Chrome trace with every step's phases",
+  opts,
+  async () => {
+    const { x, y } = dataset(64);
+    const dir = await Deno.makeTempDir({ prefix: "dtrain_trace_" });
+    try {
+      const path = `${dir}/fit.json`;
+      await using strategy = new MirroredStrategy({ replicas: 2, backend: "cpu" });
+      const model = classifier(() => tf.train.sgd(0.1));
+      await strategy.fit(model, x, y, { epochs: 2, batchSize: 16, seed: 1, trace: path });
+      const { traceEvents } = JSON.parse(await Deno.readTextFile(path)) as {
+        traceEvents: {
+          name: string;
+          ph: string;
+          ts?: number;
+          dur?: number;
+          args?: { step?: number };
+        }[];
+      };
+      const spans = traceEvents.filter((e) => e.ph === "X");
+      for (const name of ["gradients", "all-reduce", "apply"]) {
+        assert.equal(
+          spans.filter((e) => e.name === name).length,
+          2 * 4,
+          `${name}: 2 epochs x 4 steps`,
+        );
+      }
+      assert.ok(spans.every((e) => e.dur! >= 0 && e.ts! > 1.6e15), "epoch-based microseconds");
+      const grads = spans.filter((e) => e.name === "gradients").map((e) => e.ts!);
+      assert.deepEqual(grads, [...grads].sort((a, b) => a - b), "steps in time order");
+      assert.ok(traceEvents.some((e) => e.ph === "M" && e.name === "process_name"));
+      await assert.rejects(
+        () => strategy.fit(model, x, y, { trace: "" }),
+        new TypeError('trace must be a file path, received ""'),
+      );
+      await using worker = new WorkerStrategy({ workers: 1, backend: "cpu" });
+      await assert.rejects(
+        () => worker.fit(model, x, y, { trace: path } as never),
+        /WorkerStrategy does not write a trace/,
+      );
+      model.dispose();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+      tf.dispose([x, y]);
+    }
+  },
+);

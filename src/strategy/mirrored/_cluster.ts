@@ -10,6 +10,7 @@ import type * as tf from "../../tf.ts";
 import { refuseUnknownOptions } from "../../core/checks.ts";
 import { serveHostLink } from "../../collective/host_link.ts";
 import {
+  type AllReduceStats,
   type ClusterSpec,
   type ClusterTlsOptions,
   type Compression,
@@ -173,7 +174,12 @@ export interface LeaderGroup {
 export async function acrossHosts<T>(
   cluster: MirroredClusterOptions,
   group: LeaderGroup,
-  options: { config: NodeConfig; onStats: (stats: CrossHostStats) => void },
+  options: {
+    config: NodeConfig;
+    onStats: (stats: CrossHostStats) => void;
+    /** Called after each cross-host sum with its start (ms since the epoch) and stats. */
+    onExchange?: (startedAt: number, stats: AllReduceStats) => void;
+  },
   work: () => Promise<T>,
 ): Promise<T> {
   if (group.hostLink === null) return await work();
@@ -189,6 +195,7 @@ export async function acrossHosts<T>(
   const served = serveHostLink(group.hostLink, async (offset, length) => {
     // Summed in place in group memory: the ring copies each chunk into its
     // own (plain) frame buffers, so the shared result needs no staging copy.
+    const startedAt = performance.timeOrigin + performance.now();
     const t = await ring.allReduce(group.result.subarray(offset, offset + length), {
       compression,
     });
@@ -196,6 +203,7 @@ export async function acrossHosts<T>(
     counts.bytesSent += t.bytesSent;
     counts.bytesReceived += t.bytesReceived;
     counts.ms += t.totalMs;
+    options.onExchange?.(startedAt, t);
   }, stop.signal).catch((e: unknown) => {
     group.pool.fail(e instanceof Error ? e : new Error(String(e)));
   });

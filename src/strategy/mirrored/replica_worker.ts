@@ -304,7 +304,7 @@ async function fit(
       if (!Number.isFinite(loss) && req.terminateOnNaN) {
         if (replica === 0) {
           ring.write(
-            [RecordKind.NonFinite, epoch, step, 0, 0, 0, loss],
+            [RecordKind.NonFinite, epoch, step, 0, 0, 0, 0, 0, 0, loss],
             aborted,
           );
         }
@@ -323,6 +323,9 @@ async function fit(
           n,
           computeMs,
           t2 - t1 - updateMs,
+          performance.timeOrigin + t0,
+          t1 - t0,
+          t2 - t1,
           loss,
         ];
         for (let m = 0; m < layout.metricCount; m++) {
@@ -353,6 +356,9 @@ async function fit(
         epoch,
         0,
         req.validation?.count ?? 0,
+        0,
+        0,
+        0,
         0,
         0,
         ...val,
