@@ -1,6 +1,6 @@
 // One node of a multi-host benchmark run (`bench/multihost.ts` starts them):
 // `deno run -A bench/_multihost_node.ts JSON` with
-// { model, nodes, rank, port, host, replicas, globalBatch, steps, compression }.
+// { model, nodes, rank, port, host, replicas, globalBatch, steps, compression, trace? }.
 // Trains the bench model on synthetic data (a warm-up epoch, then the timed
 // four-epoch fit) and prints one JSON line: samples/s, step and exchange ms,
 // and the bytes each cross-host exchange put on the wire.
@@ -36,6 +36,7 @@ await strategy.fit(model, x, y, {
   ...fit,
   epochs: EpochClock.epochs,
   callbacks: { onBatchEnd: () => clock.batchEnd() },
+  ...(o.trace ? { trace: o.trace } : {}),
 });
 const st = strategy.stats!;
 const cross = st.crossHost;
