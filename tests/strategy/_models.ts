@@ -4,11 +4,12 @@ import { tf } from "../../mod.ts";
 
 /**
  * The classifier with seeded initial weights, compiled with a fresh
- * `optimizer()` and categorical cross-entropy (uncompiled when `null`).
+ * `optimizer()` and `loss`, categorical cross-entropy by default (uncompiled when `null`).
  */
 export function classifier(
   optimizer: (() => tf.Optimizer) | null,
   metrics = ["accuracy"],
+  loss = "categoricalCrossentropy",
 ): tf.LayersModel {
   const model = tf.sequential({
     layers: [
@@ -26,7 +27,7 @@ export function classifier(
     ],
   });
   if (optimizer !== null) {
-    model.compile({ optimizer: optimizer(), loss: "categoricalCrossentropy", metrics });
+    model.compile({ optimizer: optimizer(), loss, metrics });
   }
   return model;
 }

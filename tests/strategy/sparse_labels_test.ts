@@ -2,33 +2,13 @@
 // shape [n] or [n, 1] (float or int32) with sparseCategoricalCrossentropy.
 import assert from "node:assert/strict";
 import { MirroredStrategy, tf, WorkerStrategy } from "../../mod.ts";
-import { dataset } from "./_models.ts";
+import { classifier, dataset } from "./_models.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const TOL = 1e-5;
 
 function sparseClassifier(): tf.LayersModel {
-  const model = tf.sequential({
-    layers: [
-      tf.layers.dense({
-        units: 16,
-        activation: "relu",
-        inputShape: [8],
-        kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }),
-      }),
-      tf.layers.dense({
-        units: 3,
-        activation: "softmax",
-        kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }),
-      }),
-    ],
-  });
-  model.compile({
-    optimizer: tf.train.adam(0.01),
-    loss: "sparseCategoricalCrossentropy",
-    metrics: ["accuracy"],
-  });
-  return model;
+  return classifier(() => tf.train.adam(0.01), ["accuracy"], "sparseCategoricalCrossentropy");
 }
 
 function maxDiff(a: tf.LayersModel, b: tf.LayersModel): number {
