@@ -29,7 +29,7 @@ import { packWeights, unpackWeights } from "../core/weights.ts";
 import { callAll, History, type Logs, type TrainingCallbacks } from "../training/callbacks.ts";
 import { FitReporter, type FitReporterOptions } from "../training/reporter.ts";
 import { checkCheckpointOptions, type CheckpointOptions } from "../io/checkpoint.ts";
-import { writeTrace } from "../io/trace_file.ts";
+import { writeJsonFile } from "../io/json_file.ts";
 import { Trace } from "../training/trace.ts";
 import { compileSpec } from "./_compile.ts";
 import type { DatasetLike } from "./_dataset.ts";
@@ -407,7 +407,7 @@ export class MirroredStrategy implements Strategy {
           },
           resumeFrom,
         }), trace);
-      if (trace !== undefined) await writeTrace(options.trace!, trace);
+      if (trace !== undefined) await writeJsonFile(options.trace!, trace);
       return await this.#finish(model, group, reporter, replies, o.callbacks);
     };
     return await this.#exclusive.run(async () => {

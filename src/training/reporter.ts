@@ -51,12 +51,19 @@ export interface FitReporterOptions {
  * import assert from "node:assert/strict";
  * import { FitReporter } from "./reporter.ts";
  * import { History } from "./callbacks.ts";
+ * import { RECORD_HEADER, RecordField, RecordKind } from "../core/records.ts";
  * const r = new FitReporter({
  *   names: ["loss"], epochs: 1, steps: 1, callbacks: [], verbose: 0, history: new History(),
  *   onEpochSynced: () => {}, stopRequested: () => false, requestStop: () => {},
  * });
- * await r.handle(Float64Array.from([1, 0, 0, 8, 1, 0.1, 0.5]));
- * await r.handle(Float64Array.from([2, 0, 0, 0, 0, 0, 0]));
+ * const batch = new Float64Array(RECORD_HEADER + 1);
+ * batch[RecordField.kind] = RecordKind.Batch;
+ * batch[RecordField.samples] = 8;
+ * batch[RECORD_HEADER] = 0.5; // the step's loss
+ * await r.handle(batch);
+ * const end = new Float64Array(RECORD_HEADER + 1);
+ * end[RecordField.kind] = RecordKind.EpochEnd;
+ * await r.handle(end);
  * assert.ok(r.history.history.loss?.[0] === 0.5);
  * ```
  */
