@@ -2,6 +2,7 @@
 // liveness, the backend report, the options a job may name, the dashboard's
 // static files, and the OpenAPI document with its rendered page.
 import type { OpenAPIHono, z } from "@hono/zod-openapi";
+import { fashionMnistClassNames } from "../data/mod.ts";
 import { STRATEGY_KINDS, type StrategyKind } from "../../mod.ts";
 import { type BackendReport, probeBackends } from "./_backends.ts";
 import { renderDocs } from "./_docs.ts";
@@ -33,6 +34,10 @@ function serviceOptions(): Options {
     optimizers: [...OPTIMIZERS],
     losses: [...LOSSES],
     metrics: [...METRICS],
+    classNames: {
+      mnist: Array.from({ length: 10 }, (_, i) => String(i)),
+      "fashion-mnist": [...fashionMnistClassNames],
+    },
   };
 }
 

@@ -398,4 +398,7 @@ export const OptionsSchema = z.object({
   optimizers: z.array(z.enum(OPTIMIZERS)).openapi({ description: "compile.optimizer" }),
   losses: z.array(z.enum(LOSSES)).openapi({ description: "compile.loss" }),
   metrics: z.array(z.enum(METRICS)).openapi({ description: "compile.metrics" }),
+  classNames: z.record(z.string(), z.array(z.string())).openapi({
+    description: "The class names of each named dataset, in label order",
+  }),
 }).openapi("Options");

@@ -87,7 +87,10 @@ Deno.test("GET /v1/options lists exactly the values POST /v1/jobs accepts", asyn
       "optimizers",
       "losses",
       "metrics",
+      "classNames",
     ]);
+    assert.deepEqual(options.classNames["fashion-mnist"]![9], "Ankle boot");
+    assert.deepEqual(options.classNames.mnist, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
     assert.deepEqual(
       options.strategies,
       Object.entries(STRATEGY_KINDS).map(([kind, info]) => ({

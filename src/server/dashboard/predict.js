@@ -7,20 +7,6 @@ import { $, el, shortId } from "./dom.js";
 import { describe } from "./errors.js";
 import { state } from "./state.js";
 
-const DIGITS = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
-const FASHION = [
-  "T-shirt/top",
-  "Trouser",
-  "Pullover",
-  "Dress",
-  "Coat",
-  "Sandal",
-  "Shirt",
-  "Sneaker",
-  "Bag",
-  "Ankle boot",
-];
-
 /** Whether `model` takes 28×28 images (784 values, flat or 28×28×1). */
 export function isImageModel(model) {
   const shape = model.inputShape.slice(1);
@@ -189,7 +175,10 @@ async function predict() {
 function labelsFor(modelId) {
   const model = state.models.find((m) => m.id === modelId);
   const job = state.jobs.find((j) => j.id === model?.jobId);
-  return job?.spec.data.startsWith("fashion-mnist") ? FASHION : DIGITS;
+  // The server's class names (GET /v1/options); digits for anything else.
+  const names = state.options?.classNames ?? {};
+  const dataset = job?.spec.data.startsWith("fashion-mnist") ? "fashion-mnist" : "mnist";
+  return names[dataset] ?? Array.from({ length: 10 }, (_, i) => String(i));
 }
 
 function renderBars(modelId, probs) {
