@@ -28,7 +28,8 @@ const ATOL = 1e-4;
 let opened: HostBlas | null = null;
 let last: { key: string; report: BlasReport } | undefined;
 
-function seeded(n: number, seed: number): Float32Array {
+/** `n` deterministic values in [-1, 1) from `seed` (an LCG): probe operands. */
+export function seeded(n: number, seed: number): Float32Array {
   const out = new Float32Array(n);
   let s = seed >>> 0;
   for (let i = 0; i < n; i++) {

@@ -13,6 +13,7 @@ import { ClusterTimeoutError, FrameError, PeerLostError } from "./errors.ts";
 import {
   type AllReduceOptions,
   type AllReduceStats,
+  noStats,
   type Ring,
   ringAllReduce,
 } from "./ring_all_reduce.ts";
@@ -52,16 +53,6 @@ export function groupOptions(o: ClusterGroupOptions): ResolvedGroupOptions {
   }
   return r;
 }
-
-const NO_STATS: AllReduceStats = {
-  bytesSent: 0,
-  bytesReceived: 0,
-  sendMs: 0,
-  recvMs: 0,
-  waitMs: 0,
-  reduceMs: 0,
-  totalMs: 0,
-};
 
 /**
  * One node of a formed cluster. `allReduce` sums a vector in place across all
@@ -182,7 +173,7 @@ export class ClusterGroup implements AsyncDisposable {
       if (this.nodes === 1) {
         // Same argument checks as the ring, no work.
         await ringAllReduce(this.#ring(timeoutMs), data, { ...options, timeoutMs, chunkBytes: 64 });
-        return { ...NO_STATS };
+        return noStats();
       }
       try {
         return await ringAllReduce(this.#ring(timeoutMs), data, {

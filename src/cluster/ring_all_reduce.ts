@@ -72,6 +72,19 @@ export interface Ring {
 }
 
 /** Bytes of the per-chunk header inside a data payload. */
+/** All-zero {@linkcode AllReduceStats} (a call that moved nothing). */
+export function noStats(): AllReduceStats {
+  return {
+    bytesSent: 0,
+    bytesReceived: 0,
+    sendMs: 0,
+    recvMs: 0,
+    waitMs: 0,
+    reduceMs: 0,
+    totalMs: 0,
+  };
+}
+
 export const CHUNK_HEADER_BYTES = 16;
 
 const CODES: Record<Compression, number> = { none: 0, fp16: 1 };
@@ -170,15 +183,7 @@ export async function ringAllReduce(
   const compression = checkOptions(options);
   if (!LITTLE_ENDIAN) throw new RangeError("ringAllReduce needs a little-endian host");
   const t0 = performance.now();
-  const stats: AllReduceStats = {
-    bytesSent: 0,
-    bytesReceived: 0,
-    sendMs: 0,
-    recvMs: 0,
-    waitMs: 0,
-    reduceMs: 0,
-    totalMs: 0,
-  };
+  const stats = noStats();
   const { rank, nodes } = ring;
   const length = data.length;
   if (nodes === 1 || length === 0) return stats;

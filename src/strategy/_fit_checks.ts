@@ -7,8 +7,7 @@
  * @module
  */
 import * as tf from "../tf.ts";
-import type { History } from "../training/callbacks.ts";
-import type { TrainingCallbacks } from "../training/callbacks.ts";
+import type { History, TrainingCallbacks } from "../training/callbacks.ts";
 import { type DatasetLike, materializeDataset } from "./_dataset.ts";
 import { type Prepared, prepareSamples, type Samples } from "./_inputs.ts";
 import { positiveInt } from "../core/checks.ts";

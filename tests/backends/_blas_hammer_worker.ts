@@ -10,6 +10,7 @@ import {
   openHostBlas,
 } from "../../backends/wasm/_blas_library.ts";
 import { gemmReference } from "../../backends/wasm/_gemm.ts";
+import { seeded } from "../../backends/wasm/_host_blas.ts";
 
 type Start = {
   id: number;
@@ -18,16 +19,6 @@ type Start = {
   rounds: number;
   threads: number;
 };
-
-function seeded(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 self.onmessage = (event: MessageEvent<Start>) => {
   const { id, gate, workers, rounds, threads } = event.data;
