@@ -60,6 +60,21 @@ export {
   type WorkerStrategyStats,
 } from "./src/strategy/worker.ts";
 export {
+  type RefusalReason,
+  type RemoteCounts,
+  RemoteRefusedError,
+  type RemoteSession,
+  RemoteWorkers,
+  type RemoteWorkersOptions,
+} from "./src/strategy/ps/remote_workers.ts";
+export {
+  RemoteWorkerError,
+  type RemoteWorkerEvent,
+  type RemoteWorkerOptions,
+  type RemoteWorkerResult,
+  runRemoteWorker,
+} from "./src/edge/remote_worker.ts";
+export {
   fit,
   type KerasFitOptions,
   ParallelModel,

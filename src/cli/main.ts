@@ -39,6 +39,7 @@ Commands:
   backends   show the backends this host can run, and which auto picks
   bench      measure training throughput of 1 replica vs all cores
   serve      start the HTTP service
+  worker     lend this machine's cores to a remote job of a dtrain service
 
 Run "dtrain <command> --help" for its flags.`,
   train: `Usage: dtrain train [flags]
@@ -91,6 +92,23 @@ marks the one auto selection picks.`,
 
 Trains the preset on synthetic data with 1 replica and with one replica per
 core, and prints samples/s for both.`,
+  worker: `Usage: dtrain worker --server URL --job JOB_ID [flags]
+
+Computes gradients for a WorkerStrategy job submitted with
+"strategy": { "kind": "worker", "remote": true }, until the job ends (exit 0).
+Connects out to the service (works behind NAT); reconnects with backoff when
+the connection or the server goes away. Ctrl-C leaves cleanly.
+
+  --server URL      the service, e.g. http://10.0.0.2:8787
+  --job ID          the job id POST /v1/jobs answered
+  --backend NAME    auto (default), wasm, webgpu or cpu
+  --threads N       WASM threads (default 1)
+  --transport T     websocket (default) or http (one request per gradient)
+  --fp16            float16 weights and gradients on the wire (half the bytes)
+  --name NAME       shown in the job's worker list (default: the hostname)
+  --max-retries N   failed connection attempts in a row before giving up (default 30)
+  --json            print one JSON object at the end instead of progress lines
+  The token comes from DTRAIN_TOKEN: the service token or the job's workerToken.`,
   serve: `Usage: dtrain serve [--host 127.0.0.1] [--port 8787] [--data-dir ./.dtrain]
 
 Starts the HTTP service (needs --unstable-kv). Token from DTRAIN_TOKEN.`,
@@ -520,6 +538,73 @@ async function bench(args: string[], out: (line: string) => void): Promise<void>
   }
 }
 
+async function worker(args: string[], out: (line: string) => void): Promise<void> {
+  const f = parse(args, {
+    server: { type: "string" },
+    job: { type: "string" },
+    backend: { type: "string" },
+    threads: { type: "string" },
+    transport: { type: "string" },
+    fp16: { type: "boolean" },
+    name: { type: "string" },
+    "max-retries": { type: "string" },
+    json: { type: "boolean" },
+  });
+  if (typeof f.server !== "string") throw new UsageError("--server URL is required");
+  if (typeof f.job !== "string") throw new UsageError("--job ID is required");
+  const token = Deno.env.get("DTRAIN_TOKEN");
+  if (token === undefined || token === "") {
+    throw new UsageError("set DTRAIN_TOKEN to the service token or the job's workerToken");
+  }
+  const transport = f.transport ?? "websocket";
+  if (transport !== "websocket" && transport !== "http") {
+    throw new UsageError(`--transport must be websocket or http, received "${transport}"`);
+  }
+  try {
+    new URL(f.server);
+  } catch {
+    throw new UsageError(
+      `--server must be a URL such as http://127.0.0.1:8787, received "${f.server}"`,
+    );
+  }
+  const { runRemoteWorker } = await import("../edge/remote_worker.ts");
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  Deno.addSignalListener("SIGINT", onSignal);
+  if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", onSignal);
+  const json = f.json === true;
+  try {
+    const result = await runRemoteWorker({
+      server: f.server,
+      job: f.job,
+      token,
+      backend: backendFlag(f.backend as string | undefined),
+      threads: intFlag(f.threads as string | undefined, "threads", 1),
+      transport,
+      fp16: f.fp16 === true,
+      name: (f.name as string | undefined) ?? Deno.hostname(),
+      maxRetries: intFlag(f["max-retries"] as string | undefined, "max-retries", 30, 0),
+      signal: stop.signal,
+      onEvent: json ? undefined : (e) => {
+        if (e.type === "welcome") {
+          out(`worker ${e.worker}: computing on ${e.backend} (${e.reason})`);
+        } else if (e.type === "disconnected") {
+          out(`disconnected (${e.detail}); retrying in ${e.retryInMs} ms`);
+        }
+      },
+    });
+    if (json) out(JSON.stringify(result));
+    else {
+      out(
+        `done: ${result.reason} (${result.gradients} gradients, ${result.reconnects} reconnects)`,
+      );
+    }
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    if (Deno.build.os !== "windows") Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+}
+
 async function serve(args: string[]): Promise<void> {
   const server = await import("../server/serve.ts");
   try {
@@ -554,6 +639,7 @@ export async function run(
     backends,
     bench,
     serve: (a) => serve(a),
+    worker,
   };
   if (command === undefined || command === "--help" || command === "-h" || command === "help") {
     out(HELP.main!);

@@ -19,7 +19,12 @@ export function jobHandlers(
   app.openapi(ROUTES.submit, async (c) => {
     const record = await jobs.submit(c.req.valid("json"));
     c.header("Location", `/v1/jobs/${record.id}`);
-    return c.json({ id: record.id, status: record.status }, 202);
+    const { workerToken } = record;
+    return c.json({
+      id: record.id,
+      status: record.status,
+      ...(workerToken === undefined ? {} : { workerToken }),
+    }, 202);
   });
 
   app.openapi(ROUTES.listJobs, async (c) => {

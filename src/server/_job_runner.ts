@@ -6,9 +6,12 @@
 // to finish; others only ask it to stop (`stopReason`, `model.stopTraining`).
 import {
   createStrategy,
+  type RemoteCounts,
   type Strategy,
   type StrategySpec,
   type TrainingCallbacks,
+  type WorkerStats,
+  WorkerStrategy,
 } from "../../mod.ts";
 import type { BuiltJob } from "./_build.ts";
 import { errorCode } from "./_domain_errors.ts";
@@ -17,6 +20,18 @@ import type { ModelRegistry } from "./registry.ts";
 import type { Store, StoredHistory } from "./store.ts";
 import type { JobBlas, JobRecord, JobRequest, JobStatus } from "./types.ts";
 import type { BlasReport } from "../../backends/types.ts";
+import type { RemoteWorkers } from "../strategy/ps/remote_workers.ts";
+import type { HttpSessions } from "../edge/http_sessions.ts";
+
+/** A remote job's gate for edge workers. */
+export interface JobRemote {
+  /** The strategy's pool of remote workers. */
+  pool: RemoteWorkers;
+  /** Its request/response sessions. */
+  http: HttpSessions;
+  /** SHA-256 (hex) of the job's worker token. */
+  tokenHash: string;
+}
 
 /** A job this server admitted: queued or running. */
 export interface LiveJob {
@@ -34,6 +49,10 @@ export interface LiveJob {
   stopReason: "cancelled" | "interrupted" | null;
   /** The strategy while `fit` runs. */
   strategy: Strategy | undefined;
+  /** Remote workers' gate, for a job with `strategy.remote`. */
+  remote: JobRemote | null;
+  /** A WorkerStrategy job's workers once its run ended, kept with the job. */
+  lastWorkers: { workers: WorkerStats[]; remote: RemoteCounts | null } | null;
   /** Resolves once the job ended. */
   done: Promise<void>;
   /** Resolves `done`. */
@@ -81,6 +100,25 @@ export async function runJob(job: LiveJob, ctx: RunContext): Promise<void> {
     const stopIfAsked = () => {
       if (job.stopReason !== null) model.stopTraining = true;
     };
+    const unsubscribe = job.remote?.pool.subscribe((e) => {
+      ctx.emit(
+        e.type === "joined"
+          ? { type: "worker", change: "joined", address: e.address, attached: e.attached }
+          : {
+            type: "worker",
+            change: "left",
+            worker: e.worker,
+            reason: e.reason,
+            attached: e.attached,
+          },
+      );
+      if (e.attached === 0 && e.type === "left") {
+        ctx.emit({ type: "waiting", detail: "no remote worker attached: waiting for one" });
+      }
+    });
+    if (job.remote !== null && job.remote.pool.attached === 0) {
+      ctx.emit({ type: "waiting", detail: "no remote worker attached yet: waiting for one" });
+    }
     const callbacks: TrainingCallbacks = {
       onTrainBegin: () => {
         record.backend = strategy.stats?.backends[0] ?? null;
@@ -126,7 +164,14 @@ export async function runJob(job: LiveJob, ctx: RunContext): Promise<void> {
       record.backend ??= strategy.stats?.backends[0] ?? null;
       record.blas ??= jobBlas(strategy.stats?.blas);
     } finally {
+      if (strategy instanceof WorkerStrategy) {
+        job.lastWorkers = {
+          workers: strategy.liveWorkers,
+          remote: job.remote === null ? null : structuredClone(job.remote.pool.counts),
+        };
+      }
       job.strategy = undefined;
+      unsubscribe?.();
       await strategy.close();
     }
     if (job.stopReason !== null) return await ctx.finish(job.stopReason);

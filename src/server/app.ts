@@ -21,6 +21,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { cors } from "hono/cors";
 import { setBackendOrThrow } from "../../backends/cpu.ts";
 import { bearerAuth } from "./_auth.ts";
+import { workerHandlers } from "./_worker_handlers.ts";
 import { eventStreamHandler } from "./_event_stream.ts";
 import { jobHandlers } from "./_job_handlers.ts";
 import { bodyLimitOf, notFound, onError, shutdownGate, validationHook } from "./_middleware.ts";
@@ -229,12 +230,13 @@ export async function createApp(options: AppOptions = {}): Promise<DtrainApp> {
     app.use("*", cors({ origin: origins.includes("*") ? "*" : origins }));
   }
   app.use("*", shutdownGate(() => closing));
-  if (token !== "") app.use("*", bearerAuth(token, OPEN_PATHS));
+  app.use("*", bearerAuth(token, OPEN_PATHS, (job, given) => jobs.acceptsWorkerToken(job, given)));
   app.use("*", bodyLimitOf(maxBodyBytes));
 
   serviceHandlers(app);
   dashboardHandlers(app);
   jobHandlers(app, { jobs, cancelWaitMs });
+  workerHandlers(app, { jobs });
   eventStreamHandler(app, { jobs, streams });
   modelHandlers(app, { models });
   docHandlers(app);

@@ -29,6 +29,17 @@ export type JobEvent =
   | { type: "status"; status: JobStatus }
   | { type: "batch"; epoch: number; step: number; steps: number; logs: Record<string, number> }
   | { type: "epoch"; epoch: number; epochs: number; logs: Record<string, number> }
+  /** A remote worker joined or left; `attached` is how many are now. */
+  | {
+    type: "worker";
+    change: "joined" | "left";
+    attached: number;
+    address?: string;
+    worker?: number;
+    reason?: string;
+  }
+  /** A remote job has no worker attached and waits for one. */
+  | { type: "waiting"; detail: string }
   | { type: "end"; job: JobRecord };
 
 /** A job event with its position in the job's event sequence (1-based). */

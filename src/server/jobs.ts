@@ -44,13 +44,16 @@
  * ```
  * @module
  */
-import { STRATEGY_KINDS, type StrategySpec } from "../../mod.ts";
+import { STRATEGY_KINDS, type StrategySpec, type WorkerStats, WorkerStrategy } from "../../mod.ts";
 import { positiveInt } from "../core/checks.ts";
 import { buildJob } from "./_build.ts";
 import { InputError, JobNotCancellableError, NotFoundError } from "./_domain_errors.ts";
 import { isId, newId } from "./_ids.ts";
 import { JobQueue } from "./_job_queue.ts";
-import { type LiveJob, runJob } from "./_job_runner.ts";
+import { type JobRemote, type LiveJob, runJob } from "./_job_runner.ts";
+import { RemoteWorkers } from "../strategy/ps/remote_workers.ts";
+import { HttpSessions } from "../edge/http_sessions.ts";
+import { sha256Hex, tokensEqual } from "./_auth.ts";
 import { ServerLease } from "./_lease.ts";
 import { JobEventBus, type SequencedEvent, type Subscription } from "./job_events.ts";
 import type { ModelRegistry } from "./registry.ts";
@@ -100,6 +103,15 @@ export interface JobManagerOptions {
    * @default 10000
    */
   shutdownTimeoutMs?: number;
+}
+
+/** 32 random bytes, base64url. */
+function newWorkerToken(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(
+    /=+$/,
+    "",
+  );
 }
 
 function sleep(ms: number): { promise: Promise<void>; cancel: () => void } {
@@ -178,7 +190,7 @@ export class JobManager {
    * is full and `ShuttingDownError` while shutting down (the HTTP layer
    * answers 400, 429 and 503).
    */
-  async submit(request: JobRequest): Promise<JobRecord> {
+  async submit(request: JobRequest): Promise<JobRecord & { workerToken?: string }> {
     this.#queue.admit();
     const kind = STRATEGY_KINDS[request.strategy.kind];
     const countOption = kind.countOption;
@@ -192,6 +204,7 @@ export class JobManager {
       );
     }
     const strategy = { ...request.strategy, [countOption]: replicas } as JobRequest["strategy"];
+    const remoteAsked = strategy.kind === "worker" && strategy.remote === true;
     const built = await buildJob(request, { replicas, globalBatch: kind.batchScope === "global" });
     try {
       this.#queue.admit();
@@ -200,6 +213,20 @@ export class JobManager {
       throw e;
     }
     const id = newId("job");
+    let remote: JobRemote | null = null;
+    let workerToken: string | undefined;
+    let spec = strategy as StrategySpec;
+    if (remoteAsked && strategy.kind === "worker") {
+      const { remoteWaitMs, ...options } = strategy;
+      const pool = new RemoteWorkers({ waitMs: remoteWaitMs });
+      workerToken = newWorkerToken();
+      remote = {
+        pool,
+        http: new HttpSessions(pool, { job: id }),
+        tokenHash: await sha256Hex(workerToken),
+      };
+      spec = { ...options, remote: pool };
+    }
     const record: JobRecord = {
       id,
       name: request.name ?? null,
@@ -224,7 +251,9 @@ export class JobManager {
     const job: LiveJob = {
       record,
       built,
-      spec: strategy as StrategySpec,
+      spec,
+      remote,
+      lastWorkers: null,
       fit: request.fit,
       history: { epoch: [], history: {} },
       stopReason: null,
@@ -233,6 +262,7 @@ export class JobManager {
       resolveDone,
     };
     try {
+      if (remote !== null) await this.#store.putWorkerTokenHash(id, remote.tokenHash);
       await this.#store.putJob(record);
     } catch (e) {
       built.model.dispose();
@@ -242,7 +272,7 @@ export class JobManager {
     this.#events.emit(id, { type: "status", status: "queued" });
     const accepted = this.#snapshot(job);
     this.#queue.push(job);
-    return accepted;
+    return workerToken === undefined ? accepted : { ...accepted, workerToken };
   }
 
   async #finish(
@@ -260,7 +290,10 @@ export class JobManager {
     record.status = status;
     record.finishedAt = new Date().toISOString();
     record.error = error;
+    job.remote?.pool.close();
     try {
+      const workers = job.lastWorkers;
+      if (workers !== null) await this.#store.putJobWorkers(record.id, workers);
       await this.#store.putJob(record);
     } finally {
       this.#live.delete(record.id);
@@ -270,6 +303,55 @@ export class JobManager {
 
   #snapshot(job: LiveJob): JobRecord {
     return structuredClone({ ...job.record, history: job.history });
+  }
+
+  /**
+   * The remote-worker gate of job `id` while it is queued or running here;
+   * otherwise why not: `ended` (with its status), `elsewhere` (another
+   * server owns it), `local` (it takes no remote workers) or `unknown`.
+   */
+  async remoteOf(
+    id: string,
+  ): Promise<
+    { gate: JobRemote } | { why: "ended" | "elsewhere" | "local" | "unknown"; status?: JobStatus }
+  > {
+    const live = this.#live.get(id);
+    if (live !== undefined) return live.remote === null ? { why: "local" } : { gate: live.remote };
+    const record = isId("job", id) ? await this.#store.getJob(id) : null;
+    if (record === null) return { why: "unknown" };
+    if (TERMINAL_STATUSES.includes(record.status)) return { why: "ended", status: record.status };
+    return { why: "elsewhere", status: record.status };
+  }
+
+  /**
+   * Job `id`'s workers now (local and remote) and what its remote workers
+   * did; `NotFoundError` when it is not live here.
+   */
+  async workersOf(
+    id: string,
+  ): Promise<{ workers: WorkerStats[]; remote: RemoteWorkers["counts"] | null }> {
+    const live = this.#live.get(id);
+    type Workers = { workers: WorkerStats[]; remote: RemoteWorkers["counts"] | null };
+    if (live === undefined) {
+      await this.get(id); // NotFoundError when unknown
+      return await this.#store.jobWorkers<Workers>(id) ?? { workers: [], remote: null };
+    }
+    const strategy = live.strategy;
+    const workers = strategy instanceof WorkerStrategy
+      ? strategy.liveWorkers
+      : live.remote?.pool.stats ?? [];
+    return {
+      workers,
+      remote: live.remote === null ? null : structuredClone(live.remote.pool.counts),
+    };
+  }
+
+  /** Whether `token` is job `id`'s worker token (false for jobs without one). */
+  async acceptsWorkerToken(id: string, token: string): Promise<boolean> {
+    const hash = this.#live.get(id)?.remote?.tokenHash ??
+      (isId("job", id) ? await this.#store.workerTokenHash(id) : null);
+    if (hash === null) return false;
+    return await tokensEqual(await sha256Hex(token), hash);
   }
 
   /** Job `id` with its History; `NotFoundError` when unknown. */

@@ -207,12 +207,24 @@ const MirroredStrategySchema = z.strictObject({
 
 const WorkerStrategySchema = z.strictObject({
   kind: z.literal("worker").openapi({ description: STRATEGY_KINDS.worker.description }),
-  workers: z.int().min(1).max(256).optional().openapi({
-    description: "Gradient Workers (default: the server's defaultReplicas)",
+  workers: z.int().min(0).max(256).optional().openapi({
+    description: "Gradient Workers of the server (default: the server's defaultReplicas; " +
+      "0 with remote: remote workers only)",
   }),
   staleness: z.int().min(0).max(1 << 16).optional(),
   stalePolicy: z.enum(["drop", "scale"]).optional(),
   backend: StrategyBackendSchema,
+  remote: z.boolean().optional().openapi({
+    description: "Remote edge workers may join (dtrain worker --server URL --job ID); " +
+      "the answer carries a workerToken for them",
+  }),
+  remoteWaitMs: z.int().min(0).max(24 * 3600 * 1000).optional().openapi({
+    description: "With remote: how long the job waits with no worker attached before it fails " +
+      "(default 600000)",
+  }),
+}).refine((s) => s.workers !== 0 || s.remote === true, {
+  message: "workers may be 0 only with remote: true",
+  path: ["workers"],
 }).openapi("WorkerStrategy");
 
 /**
@@ -301,6 +313,10 @@ export const JobRecordSchema = z.object({
 export const JobAcceptedSchema = z.object({
   id: z.string(),
   status: z.enum(JOB_STATUSES),
+  workerToken: z.string().optional().openapi({
+    description: "With strategy.remote: the token remote workers of this job (and nothing " +
+      "else) authenticate with",
+  }),
 }).openapi("JobAccepted");
 
 /** `GET /v1/jobs` answer. */

@@ -61,6 +61,26 @@ export class Store {
     this.#ownsKv = ownsKv;
   }
 
+  /** Stores what job `id`'s workers did, once it ended. */
+  async putJobWorkers(id: string, workers: unknown): Promise<void> {
+    await this.#kv.set(["job_workers", id], workers);
+  }
+
+  /** What job `id`'s workers did, or null. */
+  async jobWorkers<T>(id: string): Promise<T | null> {
+    return (await this.#kv.get<T>(["job_workers", id])).value;
+  }
+
+  /** Stores the SHA-256 (hex) of job `id`'s worker token. */
+  async putWorkerTokenHash(id: string, hash: string): Promise<void> {
+    await this.#kv.set(["job_worker_token", id], hash);
+  }
+
+  /** The SHA-256 (hex) of job `id`'s worker token, or null when it has none. */
+  async workerTokenHash(id: string): Promise<string | null> {
+    return (await this.#kv.get<string>(["job_worker_token", id])).value;
+  }
+
   /** Stores a new or changed job record (its `history` field is not stored). */
   async putJob(record: JobRecord): Promise<void> {
     const { history: _history, ...rest } = record;

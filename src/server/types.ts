@@ -161,6 +161,10 @@ export interface WorkerStrategyRequest {
   stalePolicy?: "drop" | "scale";
   /** Backend of the workers. */
   backend: "auto" | "cpu" | "wasm" | "webgpu";
+  /** Remote edge workers may join; the submit answer carries their `workerToken`. */
+  remote?: boolean;
+  /** With `remote`: milliseconds the job waits with no worker attached before it fails. */
+  remoteWaitMs?: number;
 }
 
 /** Which strategy trains the job: the options of its class, by kind. */

@@ -63,6 +63,7 @@ import {
   WorkerSet,
   type WorkerStats,
 } from "./ps/_worker_set.ts";
+import { RemoteSession, RemoteWorkers } from "./ps/remote_workers.ts";
 
 export type { StalePolicy, WorkerBackend, WorkerStats };
 
@@ -79,15 +80,24 @@ export const WORKER_OPTIONS = [
   "maxRestarts",
   "modelModule",
   "workerTimeoutMs",
+  "remote",
 ] as const satisfies readonly (keyof WorkerStrategyOptions)[];
 
 /** Options for {@linkcode WorkerStrategy}. */
 export interface WorkerStrategyOptions {
   /**
-   * Number of gradient workers (Workers) at the start.
+   * Number of gradient workers (Workers of this process) at the start; may
+   * be 0 when `remote` is set.
    * @default navigator.hardwareConcurrency
    */
   workers?: number;
+  /**
+   * Remote workers on other machines may join (see `RemoteWorkers` and the
+   * HTTP service's worker routes): `true` makes a pool with default limits,
+   * or pass one. A run with no worker at all waits up to its `waitMs`.
+   * @default false
+   */
+  remote?: boolean | RemoteWorkers;
   /**
    * Largest staleness applied as is: a gradient computed on weights more
    * than `staleness` versions older than the server's is stale.
@@ -168,6 +178,8 @@ export interface WorkerStrategyStats extends StrategyRunStats {
   serverBackend: string;
   /** Gradients received by the server. */
   received: number;
+  /** What the remote workers did (joins, losses, refusals), or null without `remote`. */
+  remote: RemoteWorkers["counts"] | null;
   /** Gradients applied (fresh and scaled). */
   applied: number;
   /** Applied gradients that were stale and down-weighted. */
@@ -263,14 +275,23 @@ export class WorkerStrategy implements Strategy {
   #runDone: Promise<void> | undefined;
   #stats: Omit<WorkerStrategyStats, "workers" | keyof StrategyRunStats> | undefined;
   #exclusive = new Exclusive();
+  #remote: RemoteWorkers | undefined;
 
   /** Validates the options; Workers start on the first `fit` or `evaluate`. */
   constructor(options: WorkerStrategyOptions = {}) {
     refuseUnknownOptions(options, WORKER_OPTIONS, "WorkerStrategy");
-    const workers = positiveInt(
-      options.workers ?? Math.max(1, navigator.hardwareConcurrency ?? 1),
-      "workers",
-    );
+    const remote = options.remote ?? false;
+    if (remote instanceof RemoteWorkers) this.#remote = remote;
+    else if (remote === true) this.#remote = new RemoteWorkers();
+    else if (remote !== false) {
+      throw new TypeError(
+        `remote must be a boolean or a RemoteWorkers, received ${JSON.stringify(remote)}`,
+      );
+    }
+    const defaultWorkers = Math.max(1, navigator.hardwareConcurrency ?? 1);
+    const workers = this.#remote === undefined
+      ? positiveInt(options.workers ?? defaultWorkers, "workers")
+      : nonNegativeInt(options.workers ?? defaultWorkers, "workers");
     this.staleness = nonNegativeInt(options.staleness ?? 4, "staleness");
     const policy = options.stalePolicy ?? "drop";
     if (policy !== "drop" && policy !== "scale") {
@@ -302,7 +323,17 @@ export class WorkerStrategy implements Strategy {
 
   /** Workers in service: running, idle, or waiting to start at the next run. */
   get workers(): number {
-    return this.#set.serving;
+    return this.#set.serving + (this.#remote?.attached ?? 0);
+  }
+
+  /** Every worker now (in-process and remote), also while `fit` runs. */
+  get liveWorkers(): WorkerStats[] {
+    return [...this.#set.stats, ...(this.#remote?.stats ?? [])];
+  }
+
+  /** The remote workers' pool (transports join it), when `remote` is set. */
+  get remote(): RemoteWorkers | undefined {
+    return this.#remote;
   }
 
   /** The workers in service: {@linkcode Strategy.parallelism}. */
@@ -313,7 +344,7 @@ export class WorkerStrategy implements Strategy {
   /** Measurements of the last `fit`, once one has run. */
   get stats(): WorkerStrategyStats | undefined {
     if (this.#stats === undefined) return undefined;
-    const workers = this.#set.stats;
+    const workers = [...this.#set.stats, ...(this.#remote?.stats ?? [])];
     const started = workers.filter((w) => w.backend !== undefined);
     return {
       ...this.#stats,
@@ -458,20 +489,43 @@ export class WorkerStrategy implements Strategy {
         try {
           model.stopTraining = false;
           await callAll(callbacks, "onTrainBegin", {});
+          const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+          const shuffle = options.shuffle ?? true;
           this.#set.startRun({
             controlBuffer,
             weightsBuffer: ps.weightsBuffer,
             data,
             trainCount,
             batchSize,
-            shuffle: options.shuffle ?? true,
-            seed: options.seed ?? Math.floor(Math.random() * 2 ** 31),
+            shuffle,
+            seed,
             initialEpoch,
+          });
+          this.#remote?.startRun({
+            control: live.control,
+            weightsBuffer: ps.weightsBuffer,
+            data,
+            trainCount,
+            batchSize,
+            shuffle,
+            seed,
+            initialEpoch,
+            model: spawn.source,
+            compile: spawn.compile,
+            slotLength: spawn.slotLength,
+            weightCount: ps.layout.loss,
+            metricCount: ps.layout.metricCount,
+            version: () => ps.version,
+            isOver: () =>
+              ps.counts.applied >= (epochs - initialEpoch) * steps || model.stopTraining ||
+              live.closeRequested,
+            nextId: () => this.#set.nextId(),
           });
           failure = await this.#serve(live);
         } catch (e) {
           failure = e;
         } finally {
+          this.#remote?.endRun();
           await this.#set.endRun();
           this.#run = undefined;
           await ps.sync();
@@ -486,6 +540,7 @@ export class WorkerStrategy implements Strategy {
             meanStaleness: c.received > 0 ? c.stalenessSum / c.received : 0,
             restarts: live.restarts,
             version: ps.version,
+            remote: this.#remote === undefined ? null : structuredClone(this.#remote.counts),
           };
         }
       });
@@ -525,7 +580,15 @@ export class WorkerStrategy implements Strategy {
       const lost = this.#replaceCrashed(run);
       if (lost !== undefined) return lost;
       const seen = Atomics.load(control, PS_DOORBELL);
-      const ready = this.#set.full();
+      this.#remote?.checkBeats();
+      const local = this.#set.full();
+      const ready: (typeof local[number] | RemoteSession)[] = [
+        ...local,
+        ...(this.#remote?.full() ?? []),
+      ];
+      if (this.#remote !== undefined) {
+        ready.sort((a, b) => a.slot!.info().ticket - b.slot!.info().ticket);
+      }
       if (ready.length === 0) {
         await Atomics.waitAsync(control, PS_DOORBELL, seen, 100).value;
         lastYield = performance.now();
@@ -534,6 +597,9 @@ export class WorkerStrategy implements Strategy {
       for (const m of ready) {
         if (run.closeRequested) break;
         const out = ps.apply(m.slot!);
+        if (m instanceof RemoteSession) m._applied();
+        const received = m.stats.applied + m.stats.dropped + 1;
+        m.stats.meanStaleness += (out.staleness - m.stats.meanStaleness) / received;
         if (out.kind === "nonFinite") return new NonFiniteLossError(epoch, inEpoch, out.loss);
         if (out.kind === "dropped") {
           m.stats.dropped++;
@@ -600,11 +666,14 @@ export class WorkerStrategy implements Strategy {
         }
       }
     }
-    if (this.#set.hasLive()) return undefined;
+    if (this.#set.hasLive() || this.#remote?.live() === true) return undefined;
+    const remote = this.#remote === undefined
+      ? ""
+      : `no remote worker attached for remote waitMs ${this.#remote.waitMs} ms; `;
     return new WorkerCrashedError(
       "worker",
       last?.member.id ?? -1,
-      `${last === undefined ? "no worker left" : last.error.detail}; every worker ` +
+      `${remote}${last === undefined ? "no worker left" : last.error.detail}; every worker ` +
         `is gone (${run.restarts} of maxRestarts ${this.maxRestarts} restarts used): ` +
         `training stopped after ${run.ps.counts.applied} applied gradients, and the model ` +
         `holds the server's latest weights`,
@@ -627,8 +696,18 @@ export class WorkerStrategy implements Strategy {
     const data = toShared(prepareSamples(model, x, y));
     return await this.#exclusive.run(async () => {
       await this.#set.prepare(spawn);
-      const weights = publishWeights(model);
       const members = this.#set.idle();
+      if (members.length === 0) {
+        // Remote workers only: the server evaluates.
+        const x = tf.tensor(new Float32Array(data.x), [data.count, ...data.xShape]);
+        const y = tf.tensor(new Float32Array(data.y), [data.count, ...data.yShape]);
+        try {
+          return evaluateOnServer(model, x, y, batchSize);
+        } finally {
+          tf.dispose([x, y]);
+        }
+      }
+      const weights = publishWeights(model);
       const replies = await this.#set.watching(() =>
         Promise.all(members.map((m, i) => {
           const [from, to] = shardRange(data.count, members.length, i);
@@ -679,6 +758,7 @@ export class WorkerStrategy implements Strategy {
       this.#set.wake();
       await this.#runDone;
     }
+    this.#remote?.close();
     await this.#set.close();
   }
 

@@ -3,80 +3,11 @@ import assert from "node:assert/strict";
 import { tf } from "../../mod.ts";
 import { isLoopback, parseServeArgs } from "../../src/server/serve.ts";
 import { jobBody, regression, type Sse, TOKEN } from "./_helpers.ts";
+import { Server } from "../fixtures/serve_process.ts";
 
 const SERVE = new URL("../../src/server/serve.ts", import.meta.url).pathname;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
 const AUTH = { Authorization: `Bearer ${TOKEN}` };
-
-/** `deno task serve` in a subprocess on a free port. */
-class Server {
-  readonly url: string;
-  readonly #child: Deno.ChildProcess;
-  readonly #output: { text: string };
-
-  private constructor(url: string, child: Deno.ChildProcess, output: { text: string }) {
-    this.url = url;
-    this.#child = child;
-    this.#output = output;
-  }
-
-  static async start(dataDir: string): Promise<Server> {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--unstable-kv",
-        "--config",
-        CONFIG,
-        SERVE,
-        "--port",
-        "0",
-        "--data-dir",
-        dataDir,
-      ],
-      env: { DTRAIN_TOKEN: TOKEN, NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const output = { text: "" };
-    let resolveUrl!: (url: string) => void;
-    const url = new Promise<string>((r) => (resolveUrl = r));
-    const drain = async (stream: ReadableStream<Uint8Array>) => {
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        output.text += chunk;
-        const m = output.text.match(/listening on (http:\/\/\S+)/);
-        if (m) resolveUrl(m[1]!);
-      }
-    };
-    drain(child.stdout);
-    drain(child.stderr);
-    const timeout = new Promise<never>((_, reject) => {
-      const t = setTimeout(() => reject(new Error(`server did not start: ${output.text}`)), 60_000);
-      url.finally(() => clearTimeout(t));
-    });
-    return new Server(await Promise.race([url, timeout]), child, output);
-  }
-
-  fetch(path: string, init: RequestInit = {}, auth = true): Promise<Response> {
-    const headers: Record<string, string> = { ...(auth ? AUTH : {}) };
-    if (init.body !== undefined) headers["content-type"] = "application/json";
-    return fetch(`${this.url}${path}`, { ...init, headers });
-  }
-
-  async json(path: string, init: RequestInit = {}): Promise<Record<string, unknown>> {
-    const res = await this.fetch(path, init);
-    const body = await res.json();
-    assert.ok(res.ok, `${path}: ${res.status} ${JSON.stringify(body)}`);
-    return body;
-  }
-
-  /** Sends `signal` and resolves with the exit code (and what it printed). */
-  async stop(signal: Deno.Signal = "SIGTERM"): Promise<{ code: number; output: string }> {
-    this.#child.kill(signal);
-    const status = await this.#child.status;
-    return { code: status.code, output: this.#output.text };
-  }
-}
 
 /** Reads an SSE response event by event. */
 async function* events(res: Response): AsyncGenerator<Sse> {
@@ -100,7 +31,7 @@ async function* events(res: Response): AsyncGenerator<Sse> {
 
 Deno.test("serve.ts trains, streams, serves the model over HTTP and finds it again after a restart", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "dtrain-e2e-" });
-  let server = await Server.start(dataDir);
+  let server = await Server.start(dataDir, TOKEN);
   try {
     assert.equal((await server.fetch("/healthz", {}, false)).status, 200);
     const denied = await server.fetch("/v1/jobs", {}, false);
@@ -139,7 +70,7 @@ Deno.test("serve.ts trains, streams, serves the model over HTTP and finds it aga
     const stopped = await server.stop("SIGTERM");
     assert.equal(stopped.code, 0, stopped.output);
 
-    server = await Server.start(dataDir);
+    server = await Server.start(dataDir, TOKEN);
     assert.deepEqual(await server.json(`/v1/jobs/${id}`), job);
     assert.equal((await server.json(`/v1/models/${modelId}`)).jobId, id);
     const again = await server.json(`/v1/models/${modelId}/predict`, {
@@ -156,7 +87,7 @@ Deno.test("serve.ts trains, streams, serves the model over HTTP and finds it aga
 
 Deno.test("serve.ts exits 0 on SIGTERM mid-job, stays responsive while training, and marks the job interrupted", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "dtrain-e2e-" });
-  let server = await Server.start(dataDir);
+  let server = await Server.start(dataDir, TOKEN);
   try {
     const { id } = await server.json("/v1/jobs", {
       method: "POST",
@@ -190,7 +121,7 @@ Deno.test("serve.ts exits 0 on SIGTERM mid-job, stays responsive while training,
     assert.equal(last?.event, "end");
     assert.equal(last?.data.status, "interrupted");
 
-    server = await Server.start(dataDir);
+    server = await Server.start(dataDir, TOKEN);
     const job = await server.json(`/v1/jobs/${id}`);
     assert.equal(job.status, "interrupted");
     assert.equal((job.error as { code: string }).code, "server_shutdown");

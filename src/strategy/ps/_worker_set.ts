@@ -62,6 +62,16 @@ export interface WorkerStats {
   tensors: number;
   /** Why it crashed, when it did. */
   error?: string;
+  /** `local`: a Worker of this process; `remote`: an edge worker over the network. */
+  kind: "local" | "remote";
+  /** A remote worker's address as the server sees it, else null. */
+  address: string | null;
+  /** A remote worker's name for itself, else null. */
+  name: string | null;
+  /** When a remote worker last sent anything (ISO time), else null. */
+  lastSeen: string | null;
+  /** Mean staleness of its gradients the server received. */
+  meanStaleness: number;
 }
 
 /** How workers build their model. */
@@ -146,6 +156,11 @@ export class WorkerSet {
   #run: Run | undefined;
   #lastStats: WorkerStats[] = [];
 
+  /** A fresh worker id (remote workers share the numbering). */
+  nextId(): number {
+    return this.#nextId++;
+  }
+
   /** One pending worker per backend; `timeoutMs` is the heartbeat timeout. */
   constructor(backends: WorkerBackend[], options: { timeoutMs: number }) {
     this.#timeoutMs = options.timeoutMs;
@@ -188,6 +203,11 @@ export class WorkerSet {
         dropped: 0,
         stepMs: 0,
         tensors: 0,
+        kind: "local",
+        address: null,
+        name: null,
+        lastSeen: null,
+        meanStaleness: 0,
       },
       started: undefined,
       removeRequested: false,
@@ -350,7 +370,14 @@ export class WorkerSet {
     };
     this.#lastStats = [];
     for (const m of this.#members) {
-      Object.assign(m.stats, { computed: 0, applied: 0, scaled: 0, dropped: 0, stepMs: 0 });
+      Object.assign(m.stats, {
+        computed: 0,
+        applied: 0,
+        scaled: 0,
+        dropped: 0,
+        stepMs: 0,
+        meanStaleness: 0,
+      });
       m.stats.error = undefined;
     }
     for (const m of this.#serving()) void this.#join(this.#run, m);

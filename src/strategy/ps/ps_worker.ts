@@ -14,24 +14,16 @@ import * as tf from "../../tf.ts";
 import { GradientSlot } from "../../collective/gradient_slot.ts";
 import { VersionedBuffer } from "../../collective/versioned_buffer.ts";
 import { epochOrder } from "../../core/random.ts";
-import { unpackWeights } from "../../core/weights.ts";
 import { gatherRows } from "../_sharding.ts";
-import type { FusedLayout } from "../_layout.ts";
-import { lossAndGradients, lossOf, writeStep } from "../_model.ts";
-import { prepareWorkerModel } from "../_worker_model.ts";
+import { lossOf } from "../_model.ts";
+import { GradientComputer } from "./gradient_computer.ts";
 import { closeWorker, serveRequests } from "../../workers/worker_loop.ts";
 import { PS_CURSOR, PS_DOORBELL, PS_STOP, PS_TICKET } from "./_layout.ts";
 import { parsePsRequest, type PsRequest, type Reply, type SharedData } from "../protocol.ts";
 
 interface State {
-  model: tf.LayersModel;
-  layout: FusedLayout;
-  /** Trainable then non-trainable weights: the order of the published vector. */
-  weights: tf.LayerVariable[];
-  trainVars: tf.Variable[];
+  computer: GradientComputer;
   heartbeat: Int32Array;
-  /** Floats of the published weight vector. */
-  weightCount: number;
 }
 
 let state: State | undefined;
@@ -41,22 +33,16 @@ function beat(s: State): void {
 }
 
 async function init(req: Extract<PsRequest, { type: "psInit" }>): Promise<Reply> {
-  const { model, layout, report } = await prepareWorkerModel({
+  const computer = await GradientComputer.create({
     backend: req.backend,
     threads: req.threads,
     model: req.model,
     compile: req.compile,
-    expectedLength: req.slotLength,
+    slotLength: req.slotLength,
     who: `Worker ${req.worker}`,
   });
-  state = {
-    model,
-    layout,
-    weights: [...model.trainableWeights, ...model.nonTrainableWeights],
-    trainVars: model.trainableWeights.map((w) => w.read() as tf.Variable),
-    heartbeat: new Int32Array(req.heartbeat),
-    weightCount: layout.loss,
-  };
+  state = { computer, heartbeat: new Int32Array(req.heartbeat) };
+  const { model, report } = computer;
   return {
     type: "ready",
     id: req.id,
@@ -72,12 +58,9 @@ async function init(req: Extract<PsRequest, { type: "psInit" }>): Promise<Reply>
 
 /** Copies the latest published weights into the model; returns their version. */
 function pullWeights(s: State, source: VersionedBuffer): number {
-  const flat = new Float32Array(s.weightCount);
+  const flat = new Float32Array(s.computer.weightCount);
   const version = source.read(flat, () => beat(s));
-  tf.tidy(() => {
-    // Copies: tensors must not alias a buffer that is reused.
-    unpackWeights(flat, s.weights).forEach((t, i) => s.weights[i]!.write(t));
-  });
+  s.computer.setWeights(flat);
   return version;
 }
 
@@ -90,32 +73,13 @@ function views(data: SharedData) {
   };
 }
 
-/** Loss, metrics and gradients of one batch, written into `payload`. */
-async function computeInto(
-  s: State,
-  xb: Float32Array,
-  yb: Float32Array,
-  count: number,
-  data: SharedData,
-  payload: Float32Array,
-): Promise<void> {
-  const { model, layout } = s;
-  const step = lossAndGradients(
-    model,
-    s.trainVars,
-    tf.tensor(xb, [count, ...data.xShape]),
-    tf.tensor(yb, [count, ...data.yShape]),
-  );
-  await writeStep(payload, layout, model, s.trainVars, step);
-}
-
 async function train(
   s: State,
   req: Extract<PsRequest, { type: "psTrain" }>,
 ): Promise<Reply> {
   const control = new Int32Array(req.buffers.control);
-  const source = new VersionedBuffer(req.buffers.weights, s.weightCount);
-  const slot = new GradientSlot(req.buffers.slot, s.layout.length);
+  const source = new VersionedBuffer(req.buffers.weights, s.computer.weightCount);
+  const slot = new GradientSlot(req.buffers.slot, s.computer.layout.length);
   const v = views(req.data);
   const steps = Math.ceil(req.trainCount / req.batchSize);
   const over = () => {
@@ -142,7 +106,7 @@ async function train(
     const xb = gatherRows(v.x, v.xWidth, order, start, n);
     const yb = gatherRows(v.y, v.yWidth, order, start, n);
     const base = pullWeights(s, source);
-    await computeInto(s, xb, yb, n, req.data, slot.payload);
+    await s.computer.compute(xb, yb, n, req.data.xShape, req.data.yShape, slot.payload);
     slot.push({ base, batch, samples: n, ticket: Atomics.add(control, PS_TICKET, 1) });
     Atomics.add(control, PS_DOORBELL, 1);
     Atomics.notify(control, PS_DOORBELL);
@@ -156,8 +120,8 @@ async function evaluate(
   s: State,
   req: Extract<PsRequest, { type: "psEvaluate" }>,
 ): Promise<Reply> {
-  const { model, layout } = s;
-  pullWeights(s, new VersionedBuffer(req.weights, s.weightCount));
+  const { model, layout } = s.computer;
+  pullWeights(s, new VersionedBuffer(req.weights, s.computer.weightCount));
   const v = views(req.data);
   const order = epochOrder(req.data.count, { seed: 0, epoch: 0, shuffle: false });
   const sums = new Array<number>(1 + layout.metricCount).fill(0);
@@ -189,7 +153,7 @@ async function evaluate(
 async function handle(req: PsRequest): Promise<Reply> {
   if (req.type === "psInit") return await init(req);
   if (req.type === "close") {
-    const model = state?.model;
+    const model = state?.computer.model;
     state = undefined;
     return closeWorker(req.id, model);
   }

@@ -1,0 +1,35 @@
+/**
+ * Edge workers: the protocol by which remote machines lend their cores to a
+ * WorkerStrategy job of the HTTP service. The worker side is
+ * {@linkcode runRemoteWorker}; the server side drives a job's
+ * `RemoteWorkers` over a WebSocket ({@linkcode SocketSession}) or
+ * request/response ({@linkcode HttpSessions}); frames and messages are
+ * documented in `frames.ts` and `messages.ts`.
+ *
+ * @module
+ */
+export {
+  RemoteWorkerError,
+  type RemoteWorkerEvent,
+  type RemoteWorkerOptions,
+  type RemoteWorkerResult,
+  runRemoteWorker,
+} from "./remote_worker.ts";
+export { type SocketLike, SocketSession } from "./serve_socket.ts";
+export { HttpSessions, type StepAnswer } from "./http_sessions.ts";
+export {
+  decodeFrame,
+  EDGE_PROTOCOL,
+  encodeFrame,
+  type Frame,
+  frameBytes,
+  FrameError,
+  type FrameKind,
+} from "./frames.ts";
+export {
+  MessageError,
+  parseServerMessage,
+  parseWorkerMessage,
+  type ServerMessage,
+  type WorkerMessage,
+} from "./messages.ts";

@@ -1,0 +1,118 @@
+/**
+ * One gradient worker's model: built from the parameter server's model
+ * source, on the backend it selects, and used to compute a batch's loss,
+ * metrics and gradients on given weights. The in-process workers
+ * (`ps_worker.ts`) and the remote edge workers (`src/edge/`) share it, so a
+ * gradient means the same thing wherever it was computed.
+ *
+ * @module
+ */
+import * as tf from "../../tf.ts";
+import type { BackendReport } from "../../../backends/select.ts";
+import type { BackendName } from "../../../backends/types.ts";
+import { unpackWeights } from "../../core/weights.ts";
+import type { FusedLayout } from "../_layout.ts";
+import { lossAndGradients, writeStep } from "../_model.ts";
+import { prepareWorkerModel } from "../_worker_model.ts";
+import type { CompileSpec, ModelSource } from "../protocol.ts";
+
+/** How to build a {@linkcode GradientComputer}. */
+export interface GradientComputerSpec {
+  /** Backend to select (`"auto"`: the best available). */
+  backend: BackendName | "auto";
+  /** WASM threads. */
+  threads: number;
+  /** The parameter server's model. */
+  model: ModelSource;
+  /** Loss and metrics (the optimizer stays on the server). */
+  compile: CompileSpec;
+  /** Floats of the fused gradient layout the server expects. */
+  slotLength: number;
+  /** Who is speaking in error messages, e.g. "Worker 2". */
+  who: string;
+}
+
+/**
+ * A model copy that turns (weights, batch) into a fused gradient vector:
+ * `[trainable gradients | non-trainable values | loss | metrics | unused]`.
+ *
+ * @example
+ * ```ts ignore
+ * const computer = await GradientComputer.create(spec);
+ * computer.setWeights(weights); // layout.loss floats: trainable then non-trainable
+ * await computer.compute(x, y, samples, xShape, yShape, payload);
+ * computer.dispose();
+ * ```
+ */
+export class GradientComputer {
+  /** The compiled model copy. */
+  readonly model: tf.LayersModel;
+  /** Its fused gradient layout. */
+  readonly layout: FusedLayout;
+  /** The backend selected, and why. */
+  readonly report: BackendReport;
+  /** Trainable then non-trainable weights: the order of the published vector. */
+  #weights: tf.LayerVariable[];
+  #trainVars: tf.Variable[];
+
+  private constructor(model: tf.LayersModel, layout: FusedLayout, report: BackendReport) {
+    this.model = model;
+    this.layout = layout;
+    this.report = report;
+    this.#weights = [...model.trainableWeights, ...model.nonTrainableWeights];
+    this.#trainVars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  }
+
+  /** Selects the backend and builds the model; rejects when the layout differs. */
+  static async create(spec: GradientComputerSpec): Promise<GradientComputer> {
+    const { model, layout, report } = await prepareWorkerModel({
+      backend: spec.backend,
+      threads: spec.threads,
+      model: spec.model,
+      compile: spec.compile,
+      expectedLength: spec.slotLength,
+      who: spec.who,
+    });
+    return new GradientComputer(model, layout, report);
+  }
+
+  /** Floats of a published weight vector (trainable then non-trainable). */
+  get weightCount(): number {
+    return this.layout.loss;
+  }
+
+  /** Writes a published weight vector into the model (copies: `flat` may be reused). */
+  setWeights(flat: Float32Array): void {
+    tf.tidy(() => {
+      unpackWeights(flat, this.#weights).forEach((t, i) => this.#weights[i]!.write(t));
+    });
+  }
+
+  /**
+   * Loss, metrics and gradients of one batch of `samples` rows on the
+   * current weights, written into `into` (`layout.length` floats).
+   */
+  async compute(
+    x: Float32Array,
+    y: Float32Array,
+    samples: number,
+    xShape: readonly number[],
+    yShape: readonly number[],
+    into: Float32Array,
+  ): Promise<void> {
+    const step = lossAndGradients(
+      this.model,
+      this.#trainVars,
+      tf.tensor(x, [samples, ...xShape]),
+      tf.tensor(y, [samples, ...yShape]),
+    );
+    await writeStep(into, this.layout, this.model, this.#trainVars, step);
+  }
+
+  /** Frees the model and its placeholder optimizer. */
+  dispose(): void {
+    const optimizer = this.model.optimizer;
+    this.model.dispose();
+    optimizer?.dispose();
+  }
+}

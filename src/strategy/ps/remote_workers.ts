@@ -1,0 +1,669 @@
+/**
+ * Remote gradient workers of a WorkerStrategy: workers on other machines
+ * that join a run over some transport (the HTTP service's WebSocket or
+ * request/response routes, `src/edge/`). This module knows no transport: a
+ * transport calls {@linkcode RemoteWorkers.join} for each worker that
+ * connects and drives the {@linkcode RemoteSession} it gets back
+ * (`welcome`, then `next` / `deliver` in turn, `close` when it goes).
+ *
+ * Who owns what: the parameter server (WorkerStrategy's main thread) owns
+ * the weights and applies every gradient; this pool hands each remote worker
+ * its batch (the rows themselves, so data never needs to exist on the
+ * worker), checks what comes back before the server sees it, and queues it
+ * in a gradient slot like an in-process worker's.
+ *
+ * Batches: a remote worker's batch is drawn from the run's one batch stream
+ * (the cursor the in-process workers share). A batch handed to a worker
+ * that leaves, is lost or is refused before its gradient was accepted goes
+ * back to a queue that the next remote assignment takes first, so no batch
+ * of the stream is lost. An epoch still ends after `ceil(samples /
+ * batchSize)` applied gradients: a reassigned batch counts in the epoch in
+ * which its gradient is applied, and its staleness is measured from the
+ * weights its new worker was given.
+ *
+ * Containment: a gradient of the wrong length, with a non-finite value, for
+ * another batch, or computed on a version the server has not published
+ * (from the future) is refused, counted in {@linkcode RemoteWorkers.counts},
+ * never applied, and the session ends.
+ *
+ * @module
+ */
+import { GradientSlot } from "../../collective/gradient_slot.ts";
+import { VersionedBuffer } from "../../collective/versioned_buffer.ts";
+import { nonNegativeInt, positiveInt, refuseUnknownOptions } from "../../core/checks.ts";
+import { epochOrder } from "../../core/random.ts";
+import type { BackendName } from "../../../backends/types.ts";
+import { gatherRows } from "../_sharding.ts";
+import type { CompileSpec, ModelSource, SharedData } from "../protocol.ts";
+import { PS_CURSOR, PS_DOORBELL, PS_STOP, PS_TICKET } from "./_layout.ts";
+import type { WorkerStats } from "./_worker_set.ts";
+
+/** Options of {@linkcode RemoteWorkers}. */
+export interface RemoteWorkersOptions {
+  /**
+   * Remote workers attached at once; one more is refused.
+   * @default 64
+   */
+  maxWorkers?: number;
+  /**
+   * How long a run waits with no worker at all (remote or local) before it
+   * fails.
+   * @default 600000
+   */
+  waitMs?: number;
+  /**
+   * A remote worker that sends nothing for this long is lost (its batch is
+   * reassigned). Must exceed its slowest step plus the round trip.
+   * @default 30000
+   */
+  timeoutMs?: number;
+}
+
+/** The option names {@linkcode RemoteWorkers} takes. */
+export const REMOTE_WORKERS_OPTIONS = [
+  "maxWorkers",
+  "waitMs",
+  "timeoutMs",
+] as const satisfies readonly (keyof RemoteWorkersOptions)[];
+
+/** What a worker says of itself when it joins. */
+export interface RemoteHello {
+  /** Where it connects from (as the transport sees it). */
+  address: string;
+  /** Its own name for itself, shown in stats. */
+  name?: string;
+}
+
+/** Everything a remote worker needs to build the model and compute. */
+export interface RemoteWelcome {
+  /** The worker's id in the strategy's stats. */
+  worker: number;
+  /** How to rebuild the model. */
+  model: ModelSource;
+  /** Loss and metrics. */
+  compile: CompileSpec;
+  /** Floats of the fused gradient layout. */
+  slotLength: number;
+  /** Floats of a weight vector (= floats of a gradient's values section). */
+  weightCount: number;
+  /** Metrics after the loss. */
+  metricCount: number;
+  /** Per-sample shapes. */
+  xShape: number[];
+  yShape: number[];
+  /** Samples per batch (the last batch of a pass may have fewer). */
+  batchSize: number;
+  /** Milliseconds of silence after which the server drops the worker. */
+  timeoutMs: number;
+}
+
+/** One batch to compute, with the weights to compute it on. */
+export interface RemoteAssignment {
+  /** Index in the run's batch stream. */
+  batch: number;
+  /** Samples in it. */
+  samples: number;
+  /** The weights' version. */
+  version: number;
+  /** `weightCount` floats: trainable then non-trainable weights. */
+  weights: Float32Array;
+  /** `samples` rows of x and y, flattened. */
+  x: Float32Array;
+  y: Float32Array;
+}
+
+/** A remote worker's answer to an assignment. */
+export interface RemoteGradient {
+  batch: number;
+  /** The version the gradient was computed on. */
+  base: number;
+  samples: number;
+  /** `weightCount` floats: trainable gradients then non-trainable values. */
+  values: Float32Array;
+  /** `1 + metricCount` floats: loss then metrics. */
+  logs: Float32Array;
+}
+
+/** Why a remote worker's message was refused. */
+export type RefusalReason = "shape" | "nonFinite" | "futureVersion" | "protocol";
+
+/** A remote worker's message was refused: the session is over. */
+export class RemoteRefusedError extends Error {
+  /** Which rule it broke. */
+  readonly reason: RefusalReason;
+  constructor(reason: RefusalReason, message: string) {
+    super(message);
+    this.name = "RemoteRefusedError";
+    this.reason = reason;
+  }
+}
+
+/** Totals over the pool's life. */
+export interface RemoteCounts {
+  /** Sessions accepted. */
+  joined: number;
+  /** Joins refused because `maxWorkers` were attached. */
+  full: number;
+  /** Sessions that ended without saying goodbye (connection lost, silent). */
+  lost: number;
+  /** Batches handed again after their worker went. */
+  reassigned: number;
+  /** Refused messages, by reason (each ended its session). */
+  refused: Record<RefusalReason, number>;
+}
+
+/** What the strategy hands the pool for one run. */
+export interface RemoteRun {
+  control: Int32Array;
+  weightsBuffer: SharedArrayBuffer;
+  data: SharedData;
+  trainCount: number;
+  batchSize: number;
+  shuffle: boolean;
+  seed: number;
+  initialEpoch: number;
+  model: ModelSource;
+  compile: CompileSpec;
+  slotLength: number;
+  weightCount: number;
+  metricCount: number;
+  /** Reads the server's latest published version. */
+  version: () => number;
+  /** Whether the run needs no more gradients (its last one is applied, or it stops). */
+  isOver: () => boolean;
+  /** Allocates a worker id shared with the in-process workers. */
+  nextId: () => number;
+}
+
+interface RunState {
+  spec: RemoteRun;
+  weights: VersionedBuffer;
+  x: Float32Array;
+  y: Float32Array;
+  xWidth: number;
+  yWidth: number;
+  steps: number;
+  pass: number;
+  order: Uint32Array;
+  requeue: number[];
+  ended: boolean;
+}
+
+type SessionState = "waiting" | "ready" | "assigned" | "pushed" | "gone";
+
+/**
+ * One remote worker's session, driven by its transport.
+ */
+export class RemoteSession {
+  /** The worker's id, once a run welcomed it (-1 before). */
+  id = -1;
+  /** Its stats, as `WorkerStrategy.stats.workers` lists them. */
+  readonly stats: WorkerStats;
+  /** Its gradient slot in the current run. */
+  slot: GradientSlot | undefined;
+  /** Settles with why the session ended. */
+  readonly closed: Promise<string>;
+  #pool: RemoteWorkers;
+  #state: SessionState = "waiting";
+  #assignment: { batch: number; samples: number; version: number } | undefined;
+  #applied: (() => void) | undefined;
+  #flat: Float32Array | undefined;
+  #lastSeen = performance.now();
+  #resolveClosed!: (why: string) => void;
+  #onClose: ((why: string) => void)[] = [];
+  #assignedAt = 0;
+  #computeMs = 0;
+
+  /** @internal Made by {@linkcode RemoteWorkers.join}. */
+  constructor(pool: RemoteWorkers, hello: RemoteHello) {
+    this.#pool = pool;
+    this.closed = new Promise((r) => (this.#resolveClosed = r));
+    this.stats = {
+      id: -1,
+      requested: "auto",
+      backend: undefined,
+      backendReason: "",
+      threads: 0,
+      blas: null,
+      status: "idle",
+      replaces: null,
+      computed: 0,
+      applied: 0,
+      scaled: 0,
+      dropped: 0,
+      stepMs: 0,
+      tensors: 0,
+      kind: "remote",
+      address: hello.address,
+      name: hello.name ?? null,
+      lastSeen: new Date().toISOString(),
+      meanStaleness: 0,
+    };
+  }
+
+  /** Whether the session ended. */
+  get gone(): boolean {
+    return this.#state === "gone";
+  }
+
+  /** Milliseconds since the worker last sent anything. */
+  silentFor(now: number = performance.now()): number {
+    return now - this.#lastSeen;
+  }
+
+  /** The transport heard from the worker. */
+  touch(): void {
+    this.#lastSeen = performance.now();
+    this.stats.lastSeen = new Date().toISOString();
+  }
+
+  /** The backend the worker reports it runs, for stats. */
+  describe(info: { backend?: string; backendReason?: string; threads?: number }): void {
+    if (typeof info.backend === "string") this.stats.backend = info.backend as BackendName;
+    if (typeof info.backendReason === "string") this.stats.backendReason = info.backendReason;
+    if (typeof info.threads === "number") this.stats.threads = info.threads;
+  }
+
+  /** Calls `listener` once the session ends (at once when it has). */
+  onClose(listener: (why: string) => void): void {
+    if (this.gone) listener(this.stats.error ?? "closed");
+    else this.#onClose.push(listener);
+  }
+
+  /**
+   * Resolves with the welcome once a run is on (the worker may join before
+   * `fit` starts), or null when the session ends first.
+   */
+  async welcome(): Promise<RemoteWelcome | null> {
+    const run = await this.#pool._runFor(this);
+    if (run === null || this.gone) return null;
+    const s = run.spec;
+    if (this.id < 0) {
+      this.id = s.nextId();
+      this.stats.id = this.id;
+    }
+    this.#state = "ready";
+    this.stats.status = "running";
+    this.slot = new GradientSlot(
+      new SharedArrayBuffer(GradientSlot.bytes(s.slotLength)),
+      s.slotLength,
+    );
+    return {
+      worker: this.id,
+      model: s.model,
+      compile: s.compile,
+      slotLength: s.slotLength,
+      weightCount: s.weightCount,
+      metricCount: s.metricCount,
+      xShape: s.data.xShape,
+      yShape: s.data.yShape,
+      batchSize: s.batchSize,
+      timeoutMs: this.#pool.timeoutMs,
+    };
+  }
+
+  /**
+   * The next batch to compute, once the server applied (or dropped) this
+   * worker's last gradient; null when the run is over (the worker may go).
+   */
+  async next(): Promise<RemoteAssignment | null> {
+    if (this.#state === "pushed") {
+      await new Promise<void>((r) => (this.#applied = r));
+    }
+    const run = this.#pool._current();
+    if (this.gone || run === undefined || run.ended || this.#state === "waiting") return null;
+    if (this.#state === "assigned") {
+      throw this.refuse("protocol", "asked for a batch while one is assigned");
+    }
+    const control = run.spec.control;
+    if (Atomics.load(control, PS_STOP) !== 0 || run.spec.isOver()) return null;
+    const requeued = run.requeue.shift();
+    const batch = requeued ?? Atomics.add(control, PS_CURSOR, 1);
+    const p = Math.floor(batch / run.steps);
+    if (p !== run.pass) {
+      run.pass = p;
+      run.order = epochOrder(run.spec.trainCount, {
+        seed: run.spec.seed,
+        epoch: run.spec.initialEpoch + p,
+        shuffle: run.spec.shuffle,
+      });
+    }
+    const start = (batch % run.steps) * run.spec.batchSize;
+    const samples = Math.min(run.spec.batchSize, run.spec.trainCount - start);
+    this.#flat ??= new Float32Array(run.spec.weightCount);
+    const version = run.weights.read(this.#flat);
+    this.#assignment = { batch, samples, version };
+    this.#state = "assigned";
+    this.#assignedAt = performance.now();
+    return {
+      batch,
+      samples,
+      version,
+      weights: this.#flat,
+      x: gatherRows(run.x, run.xWidth, run.order, start, samples),
+      y: gatherRows(run.y, run.yWidth, run.order, start, samples),
+    };
+  }
+
+  /**
+   * Checks a gradient for the batch this worker was assigned and queues it
+   * for the server. Throws {@linkcode RemoteRefusedError} (and ends the
+   * session, reassigning the batch) when it breaks a rule.
+   */
+  deliver(g: RemoteGradient): void {
+    if (this.gone) throw new RemoteRefusedError("protocol", "the session is over");
+    const run = this.#pool._current();
+    const a = this.#assignment;
+    if (run === undefined || run.ended) throw this.refuse("protocol", "the run is over");
+    if (this.#state !== "assigned" || a === undefined) {
+      throw this.refuse("protocol", "sent a gradient without an assignment");
+    }
+    const s = run.spec;
+    const version = s.version();
+    if (g.base > version) {
+      throw this.refuse(
+        "futureVersion",
+        `claims weights version ${g.base}, the server is at ${version}`,
+      );
+    }
+    if (g.batch !== a.batch || g.base !== a.version || g.samples !== a.samples) {
+      throw this.refuse(
+        "protocol",
+        `sent a gradient for batch ${g.batch} (version ${g.base}, ${g.samples} samples), ` +
+          `assigned batch ${a.batch} (version ${a.version}, ${a.samples} samples)`,
+      );
+    }
+    if (g.values.length !== s.weightCount || g.logs.length !== 1 + s.metricCount) {
+      throw this.refuse(
+        "shape",
+        `sent ${g.values.length} values and ${g.logs.length} logs, expected ` +
+          `${s.weightCount} and ${1 + s.metricCount}`,
+      );
+    }
+    if (!allFinite(g.values) || !allFinite(g.logs)) {
+      throw this.refuse("nonFinite", "sent a gradient with NaN or infinite values");
+    }
+    const slot = this.slot!;
+    slot.payload.set(g.values, 0);
+    slot.payload.set(g.logs, s.weightCount);
+    this.#state = "pushed";
+    this.#assignment = undefined;
+    this.stats.computed++;
+    this.#computeMs += performance.now() - this.#assignedAt;
+    this.stats.stepMs = this.#computeMs / this.stats.computed;
+    slot.push({
+      base: g.base,
+      batch: g.batch,
+      samples: g.samples,
+      ticket: Atomics.add(s.control, PS_TICKET, 1),
+    });
+    Atomics.add(s.control, PS_DOORBELL, 1);
+    Atomics.notify(s.control, PS_DOORBELL);
+  }
+
+  /** @internal The server applied or dropped this session's gradient. */
+  _applied(): void {
+    if (this.#state === "pushed") this.#state = "ready";
+    const resolve = this.#applied;
+    this.#applied = undefined;
+    resolve?.();
+  }
+
+  /** @internal The run ended: wake a waiting `next`. */
+  _runEnded(): void {
+    if (this.#state !== "gone") this.#state = "waiting";
+    this.stats.status = this.gone ? this.stats.status : "idle";
+    this._applied();
+  }
+
+  /**
+   * Refuses what the worker sent (its transport found it malformed): counts
+   * it, ends the session, and returns the error to report.
+   */
+  refuse(reason: RefusalReason, message: string): RemoteRefusedError {
+    const error = new RemoteRefusedError(reason, `remote worker ${this.id}: ${message}`);
+    this.#pool._count(reason);
+    this.close("refused", `${reason}: ${message}`);
+    return error;
+  }
+
+  /**
+   * Ends the session: `left` (the worker said goodbye or the transport
+   * closed), `lost` (silent or its connection broke) or `refused`. A batch
+   * assigned and not delivered is reassigned.
+   */
+  close(kind: "left" | "lost" | "refused", why: string = kind): void {
+    if (this.gone) return;
+    const held = this.#state === "assigned" ? this.#assignment : undefined;
+    this.#state = "gone";
+    this.#assignment = undefined;
+    this.stats.status = kind === "left" ? "removed" : "crashed";
+    if (kind !== "left") this.stats.error = why;
+    this.#pool._leave(this, held?.batch, kind);
+    this._applied();
+    this.#resolveClosed(why);
+    for (const listener of this.#onClose.splice(0)) listener(why);
+  }
+}
+
+function allFinite(values: Float32Array): boolean {
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i]!)) return false;
+  }
+  return true;
+}
+
+/**
+ * The remote workers of one WorkerStrategy (pass it as the strategy's
+ * `remote` option, or let `remote: true` make one), and the gate transports
+ * call.
+ *
+ * @example
+ * ```ts ignore
+ * const remote = new RemoteWorkers({ maxWorkers: 8 });
+ * const strategy = new WorkerStrategy({ workers: 0, remote });
+ * // In a transport, for each worker that connects:
+ * const session = remote.join({ address: "10.0.0.7:51234" });
+ * const welcome = await session.welcome();
+ * for (let a = await session.next(); a !== null; a = await session.next()) {
+ *   session.deliver(await computeRemotely(a));
+ * }
+ * ```
+ */
+export class RemoteWorkers {
+  /** Largest number of sessions attached at once. */
+  readonly maxWorkers: number;
+  /** How long a run waits with no worker. */
+  readonly waitMs: number;
+  /** Silence after which a session is lost. */
+  readonly timeoutMs: number;
+  /** Totals over the pool's life. */
+  readonly counts: RemoteCounts = {
+    joined: 0,
+    full: 0,
+    lost: 0,
+    reassigned: 0,
+    refused: { shape: 0, nonFinite: 0, futureVersion: 0, protocol: 0 },
+  };
+  #sessions = new Set<RemoteSession>();
+  #past: RemoteSession[] = [];
+  #run: RunState | undefined;
+  #waiters: ((run: RunState | null) => void)[] = [];
+  #closed = false;
+  #listeners = new Set<(event: RemoteEvent) => void>();
+
+  /** Validates the options. */
+  constructor(options: RemoteWorkersOptions = {}) {
+    refuseUnknownOptions(options, REMOTE_WORKERS_OPTIONS, "RemoteWorkers");
+    this.maxWorkers = positiveInt(options.maxWorkers ?? 64, "maxWorkers");
+    this.waitMs = nonNegativeInt(options.waitMs ?? 600_000, "waitMs");
+    this.timeoutMs = positiveInt(options.timeoutMs ?? 30_000, "timeoutMs");
+  }
+
+  /** Sessions attached now. */
+  get attached(): number {
+    return this.#sessions.size;
+  }
+
+  /** Every session of the current or last run, and those attached, as copies of their stats. */
+  get stats(): WorkerStats[] {
+    const all = [...this.#past, ...this.#sessions].filter((s) => s.id >= 0);
+    return all.map((s) => ({ ...s.stats }));
+  }
+
+  /** Calls `listener` on joins, departures and refusals; returns the unsubscribe. */
+  subscribe(listener: (event: RemoteEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #emit(event: RemoteEvent): void {
+    for (const l of this.#listeners) {
+      try {
+        l(event);
+      } catch {
+        // A listener's failure is its own.
+      }
+    }
+  }
+
+  /**
+   * Accepts a worker: a session to drive. Throws `RangeError` when
+   * `maxWorkers` are attached, `Error` once the pool is closed.
+   */
+  join(hello: RemoteHello): RemoteSession {
+    if (this.#closed) throw new Error("The job's remote workers are closed: it ended");
+    if (this.#sessions.size >= this.maxWorkers) {
+      this.counts.full++;
+      throw new RangeError(
+        `This job already has ${this.#sessions.size} remote workers (maxWorkers ${this.maxWorkers})`,
+      );
+    }
+    const session = new RemoteSession(this, hello);
+    this.#sessions.add(session);
+    this.counts.joined++;
+    this.#emit({ type: "joined", address: hello.address, attached: this.#sessions.size });
+    return session;
+  }
+
+  /** @internal Resolves with the current run, or waits for one. */
+  _runFor(_session: RemoteSession): Promise<RunState | null> {
+    if (this.#closed) return Promise.resolve(null);
+    if (this.#run !== undefined && !this.#run.ended) return Promise.resolve(this.#run);
+    return new Promise((r) => this.#waiters.push(r));
+  }
+
+  /** @internal The current run. */
+  _current(): RunState | undefined {
+    return this.#run;
+  }
+
+  /** @internal */
+  _count(reason: RefusalReason): void {
+    this.counts.refused[reason]++;
+  }
+
+  /** @internal A session ended; `batch` was assigned to it and not delivered. */
+  _leave(session: RemoteSession, batch: number | undefined, kind: string): void {
+    if (!this.#sessions.delete(session)) return;
+    if (session.id >= 0 && !this.#past.includes(session)) this.#past.push(session);
+    if (kind === "lost") this.counts.lost++;
+    const run = this.#run;
+    if (batch !== undefined && run !== undefined && !run.ended) {
+      run.requeue.push(batch);
+      this.counts.reassigned++;
+    }
+    this.#lastAlone = performance.now();
+    this.#emit({
+      type: "left",
+      worker: session.id,
+      kind,
+      reason: session.stats.error ?? kind,
+      attached: this.#sessions.size,
+    });
+    this.#wake();
+  }
+
+  #lastAlone = performance.now();
+
+  #wake(): void {
+    const run = this.#run;
+    if (run === undefined) return;
+    Atomics.add(run.spec.control, PS_DOORBELL, 1);
+    Atomics.notify(run.spec.control, PS_DOORBELL);
+  }
+
+  /** Starts serving a run: waiting sessions get their welcome. */
+  startRun(spec: RemoteRun): void {
+    const data = spec.data;
+    this.#past = [];
+    this.#run = {
+      spec,
+      weights: new VersionedBuffer(spec.weightsBuffer, spec.weightCount),
+      x: new Float32Array(data.x),
+      y: new Float32Array(data.y),
+      xWidth: data.xShape.reduce((a, b) => a * b, 1),
+      yWidth: data.yShape.reduce((a, b) => a * b, 1),
+      steps: Math.ceil(spec.trainCount / spec.batchSize),
+      pass: -1,
+      order: new Uint32Array(0),
+      requeue: [],
+      ended: false,
+    };
+    this.#lastAlone = performance.now();
+    const run = this.#run;
+    for (const w of this.#waiters.splice(0)) w(run);
+  }
+
+  /** Sessions with a gradient waiting for the server. */
+  full(): RemoteSession[] {
+    return [...this.#sessions, ...this.#past].filter((s) => s.slot?.full === true);
+  }
+
+  /**
+   * Whether the run may still get gradients from remote workers: one is
+   * attached, a gradient waits, or none has been missing for `waitMs` yet.
+   */
+  live(now: number = performance.now()): boolean {
+    if (this.#sessions.size > 0 || this.full().length > 0) return true;
+    return now - this.#lastAlone < this.waitMs;
+  }
+
+  /** Ends the sessions that have been silent for `timeoutMs`. */
+  checkBeats(now: number = performance.now()): void {
+    for (const s of [...this.#sessions]) {
+      const silent = s.silentFor(now);
+      if (silent > this.timeoutMs) {
+        s.close(
+          "lost",
+          `silent for ${Math.round(silent)} ms (timeoutMs ${this.timeoutMs})`,
+        );
+      }
+    }
+  }
+
+  /** Ends the run: every session's pending `next` resolves null. */
+  endRun(): void {
+    const run = this.#run;
+    if (run === undefined) return;
+    run.ended = true;
+    for (const s of [...this.#sessions, ...this.#past]) {
+      s.slot?.release();
+      s._runEnded();
+    }
+  }
+
+  /** Refuses new sessions and ends the attached ones. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.endRun();
+    for (const w of this.#waiters.splice(0)) w(null);
+    for (const s of [...this.#sessions]) s.close("left", "the job ended");
+  }
+}
+
+/** What {@linkcode RemoteWorkers.subscribe} reports. */
+export type RemoteEvent =
+  | { type: "joined"; address: string; attached: number }
+  | { type: "left"; worker: number; kind: string; reason: string; attached: number };

@@ -1,0 +1,269 @@
+// WorkerStrategy with remote workers, driven in process (no transport): the
+// pool's assignments, its checks on what comes back, and the oracle against
+// an in-process worker.
+import assert from "node:assert/strict";
+import {
+  RemoteRefusedError,
+  type RemoteSession,
+  RemoteWorkers,
+  tf,
+  WorkerCrashedError,
+  WorkerStrategy,
+} from "../../mod.ts";
+import { GradientComputer } from "../../src/strategy/ps/gradient_computer.ts";
+import { classifier, dataset } from "./_models.ts";
+
+const opts = { sanitizeResources: false, sanitizeOps: false };
+
+type Misbehave = (g: {
+  batch: number;
+  base: number;
+  samples: number;
+  values: Float32Array;
+  logs: Float32Array;
+}) => void;
+
+/**
+ * Drives `session` like a remote worker would: computes every assignment
+ * with a model built from the welcome; `misbehave` may alter the n-th
+ * gradient. Resolves with the gradients delivered, or rejects with the
+ * refusal.
+ */
+async function drive(
+  session: RemoteSession,
+  options: { misbehaveAt?: number; misbehave?: Misbehave } = {},
+): Promise<number> {
+  const welcome = await session.welcome();
+  assert.ok(welcome !== null);
+  const computer = await GradientComputer.create({
+    backend: "cpu",
+    threads: 1,
+    model: welcome.model,
+    compile: welcome.compile,
+    slotLength: welcome.slotLength,
+    who: "test worker",
+  });
+  const payload = new Float32Array(welcome.slotLength);
+  let sent = 0;
+  try {
+    for (let a = await session.next(); a !== null; a = await session.next()) {
+      session.touch();
+      computer.setWeights(a.weights);
+      await computer.compute(a.x, a.y, a.samples, welcome.xShape, welcome.yShape, payload);
+      const g = {
+        batch: a.batch,
+        base: a.version,
+        samples: a.samples,
+        values: payload.slice(0, welcome.weightCount),
+        logs: payload.slice(welcome.weightCount, welcome.weightCount + 1 + welcome.metricCount),
+      };
+      if (sent === options.misbehaveAt) options.misbehave?.(g);
+      session.deliver(g);
+      sent++;
+    }
+    return sent;
+  } finally {
+    computer.dispose();
+  }
+}
+
+function maxDiff(a: tf.LayersModel, b: tf.LayersModel): number {
+  let worst = 0;
+  a.getWeights().forEach((w, i) => {
+    const x = w.dataSync(), y = b.getWeights()[i]!.dataSync();
+    for (let j = 0; j < x.length; j++) worst = Math.max(worst, Math.abs(x[j]! - y[j]!));
+  });
+  return worst;
+}
+
+Deno.test(
+  "one remote worker trains exactly like one in-process worker (staleness 0)",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    const { x, y } = dataset(96);
+    const fitOptions = { epochs: 2, batchSize: 16, seed: 5, shuffle: true };
+
+    const local = classifier(() => tf.train.sgd(0.1));
+    {
+      await using strategy = new WorkerStrategy({ workers: 1, staleness: 0, backend: "cpu" });
+      await strategy.fit(local, x, y, fitOptions);
+    }
+
+    const remoteModel = classifier(() => tf.train.sgd(0.1));
+    const pool = new RemoteWorkers({ timeoutMs: 20_000 });
+    await using strategy = new WorkerStrategy({ workers: 0, remote: pool, staleness: 0 });
+    const session = pool.join({ address: "in-process", name: "oracle" });
+    const driving = drive(session);
+    const history = await strategy.fit(remoteModel, x, y, fitOptions);
+    assert.equal(await driving, 12); // 2 epochs x ceil(96 / 16), each applied at once
+    assert.deepEqual(history.epoch, [0, 1]);
+    assert.ok(
+      maxDiff(local, remoteModel) < 1e-5,
+      `weights differ by ${maxDiff(local, remoteModel)}`,
+    );
+    const stats = strategy.stats!;
+    assert.equal(stats.applied, 12);
+    assert.equal(stats.maxStaleness, 0);
+    const worker = stats.workers.find((w) => w.kind === "remote")!;
+    assert.equal(worker.applied, 12);
+    assert.equal(worker.address, "in-process");
+    assert.equal(worker.name, "oracle");
+    tf.dispose([x, y]);
+    local.dispose();
+    remoteModel.dispose();
+  },
+);
+
+Deno.test("a remote run leaks no tensor (server and worker in one process)", opts, async () => {
+  await tf.setBackend("cpu");
+  const { x, y } = dataset(64);
+  const model = classifier(() => tf.train.adam(0.01));
+  const pool = new RemoteWorkers();
+  await using strategy = new WorkerStrategy({ workers: 0, remote: pool });
+  // A first run builds what lives on (optimizer slots).
+  const warm = drive(pool.join({ address: "in-process" }));
+  await strategy.fit(model, x, y, { epochs: 1, batchSize: 16 });
+  await warm;
+  const before = tf.memory().numTensors;
+  const driving = drive(pool.join({ address: "in-process" }));
+  await strategy.fit(model, x, y, { epochs: 2, batchSize: 16 });
+  assert.equal(await driving, 8);
+  assert.equal(tf.memory().numTensors, before);
+  tf.dispose([x, y]);
+  model.dispose();
+});
+
+for (
+  const [name, reason, misbehave] of [
+    ["a NaN gradient", "nonFinite", (g) => (g.values[0] = NaN)],
+    ["an infinite loss", "nonFinite", (g) => (g.logs[0] = Infinity)],
+    ["a gradient of the wrong length", "shape", (g) => (g.values = g.values.subarray(1))],
+    ["a version from the future", "futureVersion", (g) => (g.base += 1000)],
+    ["a gradient for another batch", "protocol", (g) => (g.batch += 1)],
+  ] as [string, string, Misbehave][]
+) {
+  Deno.test(
+    `${name} is refused, counted and never applied; the batch goes to another worker`,
+    opts,
+    async () => {
+      await tf.setBackend("cpu");
+      const { x, y } = dataset(64);
+      const model = classifier(() => tf.train.sgd(0.1));
+      const pool = new RemoteWorkers({ timeoutMs: 20_000 });
+      await using strategy = new WorkerStrategy({ workers: 0, remote: pool, staleness: 100 });
+      const bad = pool.join({ address: "bad" });
+      const good = pool.join({ address: "good" });
+      const badRun = drive(bad, { misbehaveAt: 1, misbehave });
+      const fit = strategy.fit(model, x, y, { epochs: 2, batchSize: 16, seed: 1 });
+      await assert.rejects(badRun, (e: unknown) => {
+        assert.ok(e instanceof RemoteRefusedError, String(e));
+        assert.equal(e.reason, reason);
+        return true;
+      });
+      const goodSent = await drive(good);
+      const history = await fit;
+      assert.deepEqual(history.epoch, [0, 1]);
+      assert.equal(pool.counts.refused[reason as "shape"], 1);
+      assert.equal(pool.counts.reassigned, 1, "the refused batch was handed out again");
+      const stats = strategy.stats!;
+      assert.equal(stats.applied, 8);
+      const badStats = stats.workers.find((w) => w.address === "bad")!;
+      assert.equal(badStats.applied, 1, "only the bad worker's first, good gradient was applied");
+      assert.equal(badStats.status, "crashed");
+      assert.match(badStats.error ?? "", new RegExp(reason));
+      assert.ok(goodSent >= 7);
+      for (const w of model.getWeights()) {
+        assert.ok(w.dataSync().every(Number.isFinite), "weights stay finite");
+      }
+      tf.dispose([x, y]);
+      model.dispose();
+    },
+  );
+}
+
+Deno.test(
+  "a lost remote worker's batch is reassigned: every batch applied exactly once",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    const { x, y } = dataset(80);
+    const model = classifier(() => tf.train.sgd(0.1));
+    const pool = new RemoteWorkers({ timeoutMs: 20_000 });
+    await using strategy = new WorkerStrategy({
+      workers: 0,
+      remote: pool,
+      staleness: 2,
+      stalePolicy: "scale",
+    });
+    const applied: number[] = [];
+    const vanishing = pool.join({ address: "vanishing" });
+    const steady = pool.join({ address: "steady" });
+    const fit = strategy.fit(model, x, y, { epochs: 2, batchSize: 16, seed: 2 });
+    // The vanishing worker takes a batch and disappears without answering.
+    await vanishing.welcome();
+    const taken = await vanishing.next();
+    assert.ok(taken !== null);
+    vanishing.close("lost", "connection reset");
+    const steadyWelcome = (await steady.welcome())!;
+    const computer = await GradientComputer.create({
+      backend: "cpu",
+      threads: 1,
+      model: steadyWelcome.model,
+      compile: steadyWelcome.compile,
+      slotLength: steadyWelcome.slotLength,
+      who: "steady",
+    });
+    const payload = new Float32Array(steadyWelcome.slotLength);
+    const w = steadyWelcome;
+    for (let a = await steady.next(); a !== null; a = await steady.next()) {
+      applied.push(a.batch);
+      computer.setWeights(a.weights);
+      await computer.compute(a.x, a.y, a.samples, w.xShape, w.yShape, payload);
+      steady.deliver({
+        batch: a.batch,
+        base: a.version,
+        samples: a.samples,
+        values: payload.slice(0, w.weightCount),
+        logs: payload.slice(w.weightCount, w.weightCount + 1 + w.metricCount),
+      });
+    }
+    await fit;
+    computer.dispose();
+    assert.equal(applied[0], taken.batch, "the lost batch is the next one handed out");
+    assert.deepEqual([...applied].sort((a, b) => a - b), [...Array(10).keys()]);
+    assert.equal(pool.counts.lost, 1);
+    assert.equal(pool.counts.reassigned, 1);
+    tf.dispose([x, y]);
+    model.dispose();
+  },
+);
+
+Deno.test("a remote run with no worker fails after waitMs with a clear error", opts, async () => {
+  await tf.setBackend("cpu");
+  const { x, y } = dataset(32);
+  const model = classifier(() => tf.train.sgd(0.1));
+  await using strategy = new WorkerStrategy({
+    workers: 0,
+    remote: new RemoteWorkers({ waitMs: 300 }),
+  });
+  await assert.rejects(
+    strategy.fit(model, x, y, { epochs: 1, batchSize: 16 }),
+    (e: unknown) => e instanceof WorkerCrashedError && /no remote worker attached/.test(e.message),
+  );
+  tf.dispose([x, y]);
+  model.dispose();
+});
+
+Deno.test("RemoteWorkers and WorkerStrategy refuse bad remote options", () => {
+  assert.throws(() => new RemoteWorkers({ maxWorkers: 0 }), /maxWorkers/);
+  assert.throws(() => new RemoteWorkers({ bogus: 1 } as never), /bogus/);
+  assert.throws(() => new WorkerStrategy({ workers: 0 }), /workers/);
+  assert.throws(() => new WorkerStrategy({ remote: "yes" as never }), /remote must be/);
+  const pool = new RemoteWorkers({ maxWorkers: 1 });
+  pool.join({ address: "a" });
+  assert.throws(() => pool.join({ address: "b" }), /maxWorkers 1/);
+  assert.equal(pool.counts.full, 1);
+  pool.close();
+  assert.throws(() => pool.join({ address: "c" }), /closed/);
+});
