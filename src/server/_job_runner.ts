@@ -52,7 +52,11 @@ export interface LiveJob {
   /** Remote workers' gate, for a job with `strategy.remote`. */
   remote: JobRemote | null;
   /** A WorkerStrategy job's workers once its run ended, kept with the job. */
-  lastWorkers: { workers: WorkerStats[]; remote: RemoteCounts | null } | null;
+  lastWorkers: {
+    workers: WorkerStats[];
+    remote: RemoteCounts | null;
+    batches: { applied: number; repeated: number } | null;
+  } | null;
   /** Resolves once the job ended. */
   done: Promise<void>;
   /** Resolves `done`. */
@@ -168,6 +172,10 @@ export async function runJob(job: LiveJob, ctx: RunContext): Promise<void> {
         job.lastWorkers = {
           workers: strategy.liveWorkers,
           remote: job.remote === null ? null : structuredClone(job.remote.pool.counts),
+          batches: strategy.stats === undefined ? null : {
+            applied: strategy.stats.batchesApplied,
+            repeated: strategy.stats.batchesRepeated,
+          },
         };
       }
       job.strategy = undefined;

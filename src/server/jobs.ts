@@ -329,9 +329,17 @@ export class JobManager {
    */
   async workersOf(
     id: string,
-  ): Promise<{ workers: WorkerStats[]; remote: RemoteWorkers["counts"] | null }> {
+  ): Promise<{
+    workers: WorkerStats[];
+    remote: RemoteWorkers["counts"] | null;
+    batches?: { applied: number; repeated: number } | null;
+  }> {
     const live = this.#live.get(id);
-    type Workers = { workers: WorkerStats[]; remote: RemoteWorkers["counts"] | null };
+    type Workers = {
+      workers: WorkerStats[];
+      remote: RemoteWorkers["counts"] | null;
+      batches?: { applied: number; repeated: number } | null;
+    };
     if (live === undefined) {
       await this.get(id); // NotFoundError when unknown
       return await this.#store.jobWorkers<Workers>(id) ?? { workers: [], remote: null };

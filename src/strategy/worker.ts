@@ -194,6 +194,10 @@ export interface WorkerStrategyStats extends StrategyRunStats {
   restarts: number;
   /** The server's final weight version (applied gradients). */
   version: number;
+  /** Distinct batches of the run's batch stream whose gradient was applied. */
+  batchesApplied: number;
+  /** Applied gradients of a batch already applied once (0 unless a batch was handed out twice). */
+  batchesRepeated: number;
 }
 
 function checkBackend(value: unknown, what: string): WorkerBackend {
@@ -224,6 +228,9 @@ interface Run {
   validationBatchSize: number;
   restarts: number;
   closeRequested: boolean;
+  /** Batches whose gradient was applied, and how many were applied again. */
+  batches: Set<number>;
+  repeated: number;
 }
 
 /**
@@ -481,6 +488,8 @@ export class WorkerStrategy implements Strategy {
         validationBatchSize: batchSize,
         restarts: 0,
         closeRequested: false,
+        batches: new Set(),
+        repeated: 0,
       };
       this.#run = run;
       const live = run;
@@ -541,6 +550,8 @@ export class WorkerStrategy implements Strategy {
             restarts: live.restarts,
             version: ps.version,
             remote: this.#remote === undefined ? null : structuredClone(this.#remote.counts),
+            batchesApplied: live.batches.size,
+            batchesRepeated: live.repeated,
           };
         }
       });
@@ -607,6 +618,8 @@ export class WorkerStrategy implements Strategy {
           continue;
         }
         m.stats.applied++;
+        if (run.batches.has(out.batch)) run.repeated++;
+        else run.batches.add(out.batch);
         if (out.kind === "scaled") {
           m.stats.scaled++;
           reporter.stale(false);
