@@ -552,10 +552,6 @@ async function worker(args: string[], out: (line: string) => void): Promise<void
   });
   if (typeof f.server !== "string") throw new UsageError("--server URL is required");
   if (typeof f.job !== "string") throw new UsageError("--job ID is required");
-  const token = Deno.env.get("DTRAIN_TOKEN");
-  if (token === undefined || token === "") {
-    throw new UsageError("set DTRAIN_TOKEN to the service token or the job's workerToken");
-  }
   const transport = f.transport ?? "websocket";
   if (transport !== "websocket" && transport !== "http") {
     throw new UsageError(`--transport must be websocket or http, received "${transport}"`);
@@ -566,6 +562,10 @@ async function worker(args: string[], out: (line: string) => void): Promise<void
     throw new UsageError(
       `--server must be a URL such as http://127.0.0.1:8787, received "${f.server}"`,
     );
+  }
+  const token = Deno.env.get("DTRAIN_TOKEN");
+  if (token === undefined || token === "") {
+    throw new UsageError("set DTRAIN_TOKEN to the service token or the job's workerToken");
   }
   const { runRemoteWorker } = await import("../edge/remote_worker.ts");
   const stop = new AbortController();

@@ -41,8 +41,8 @@ export class HttpSessions {
   #pool: RemoteWorkers;
   #job: string;
   #sessions = new Map<string, HttpSession>();
-  /** Why recently ended sessions ended, so their next step learns it. */
-  #ended = new Map<string, string>();
+  /** How recently ended sessions ended, so their next step learns it. */
+  #ended = new Map<string, { why: string; lost: boolean }>();
 
   /** Sessions of `pool` (the job's remote workers). */
   constructor(pool: RemoteWorkers, options: { job: string }) {
@@ -67,7 +67,7 @@ export class HttpSessions {
     const key = crypto.randomUUID();
     session.onClose((why) => {
       this.#sessions.delete(key);
-      this.#ended.set(key, why);
+      this.#ended.set(key, { why, lost: session.stats.status === "crashed" });
       // Bounded: the oldest reasons go first.
       if (this.#ended.size > 1024) this.#ended.delete(this.#ended.keys().next().value!);
     });
@@ -97,7 +97,11 @@ export class HttpSessions {
   async step(key: string, body: { text: string } | { binary: Uint8Array }): Promise<StepAnswer> {
     const s = this.#sessions.get(key);
     if (s === undefined) {
-      return { message: { type: "end", reason: this.#ended.get(key) ?? "unknown session" } };
+      const ended = this.#ended.get(key);
+      if (ended?.lost === true) {
+        return { message: { type: "error", code: "lost", message: ended.why } };
+      }
+      return { message: { type: "end", reason: ended?.why ?? "unknown session" } };
     }
     if (s.busy) {
       return this.#refuse(s, "protocol", "a step is already in progress for this session");

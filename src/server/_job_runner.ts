@@ -46,7 +46,13 @@ export interface LiveJob {
   /** Epoch logs so far. */
   history: StoredHistory;
   /** Why the job was asked to stop, if it was. */
-  stopReason: "cancelled" | "interrupted" | null;
+  /**
+   * Why the job was asked to stop: `cancelled`, `interrupted` (ends it), or
+   * `suspended` (this server shuts down; the next one resumes the job).
+   */
+  stopReason: "cancelled" | "interrupted" | "suspended" | null;
+  /** Where the job's checkpoints go, or null for none. */
+  checkpointDir: string | null;
   /** The strategy while `fit` runs. */
   strategy: Strategy | undefined;
   /** Remote workers' gate, for a job with `strategy.remote`. */
@@ -71,8 +77,11 @@ export interface RunContext {
   registry: ModelRegistry;
   /** Publishes one of the job's events. */
   emit(event: JobEvent): void;
-  /** Records how the job ended (its last write, and its `end` event). */
-  finish(status: JobStatus, error?: JobRecord["error"]): Promise<void>;
+  /**
+   * Records how the job ended (its last write, and its `end` event), or
+   * that it was `suspended` (left for the next server to resume).
+   */
+  finish(status: JobStatus | "suspended", error?: JobRecord["error"]): Promise<void>;
 }
 
 function cleanLogs(logs: Record<string, number> | undefined): Record<string, number> {
@@ -147,8 +156,7 @@ export async function runJob(job: LiveJob, ctx: RunContext): Promise<void> {
       },
       onEpochEnd: async (epoch, logs) => {
         const clean = cleanLogs(logs);
-        job.history.epoch.push(epoch);
-        for (const [k, v] of Object.entries(clean)) (job.history.history[k] ??= []).push(v);
+        recordEpoch(job.history, epoch, clean);
         ctx.emit({ type: "epoch", epoch: epoch + 1, epochs: progress.epochs, logs: clean });
         await ctx.store.appendEpoch(record.id, epoch, clean);
         await ctx.store.putJob(record);
@@ -161,8 +169,10 @@ export async function runJob(job: LiveJob, ctx: RunContext): Promise<void> {
         batchSize: job.fit.batchSize,
         validationSplit: job.fit.validationSplit,
         shuffle: job.fit.shuffle,
-        seed: job.fit.seed,
+        // A job resumed elsewhere must shuffle as it did: a seed it keeps.
+        seed: job.fit.seed ?? seedOf(record.id),
         callbacks,
+        ...(job.checkpointDir === null ? {} : { checkpoint: { dir: job.checkpointDir, keep: 2 } }),
       });
       // A parameter server knows its workers' backends once the run is over.
       record.backend ??= strategy.stats?.backends[0] ?? null;
@@ -199,6 +209,30 @@ export async function runJob(job: LiveJob, ctx: RunContext): Promise<void> {
     model.dispose();
     job.resolveDone();
   }
+}
+
+/**
+ * Records epoch `epoch`'s logs, replacing them when the epoch ran before (a
+ * resumed job runs again the epochs after its newest checkpoint).
+ */
+function recordEpoch(history: StoredHistory, epoch: number, logs: Record<string, number>): void {
+  const at = history.epoch.indexOf(epoch);
+  if (at < 0) {
+    history.epoch.push(epoch);
+    for (const [k, v] of Object.entries(logs)) (history.history[k] ??= []).push(v);
+    return;
+  }
+  // Drop this epoch and every later one, then append.
+  history.epoch.splice(at);
+  for (const values of Object.values(history.history)) values.splice(at);
+  recordEpoch(history, epoch, logs);
+}
+
+/** A shuffle seed derived from the job id (stable across servers). */
+function seedOf(id: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 16777619);
+  return (h >>> 0) % 2 ** 31;
 }
 
 /** The fields of a host-BLAS report a job record keeps. */

@@ -32,11 +32,23 @@ export class ServerLease {
   #timer: ReturnType<typeof setInterval> | undefined;
   #ticking: Promise<void> = Promise.resolve();
 
-  /** `owner` is this server's id, `leaseMs` how long a lease lasts unrenewed. */
-  constructor(store: Store, owner: string, leaseMs: number) {
+  #onClaimed: ((ids: string[]) => Promise<void>) | undefined;
+
+  /**
+   * `owner` is this server's id, `leaseMs` how long a lease lasts unrenewed.
+   * With `onClaimed`, the jobs of dead servers are claimed and handed to it
+   * (to resume) instead of marked `interrupted`.
+   */
+  constructor(
+    store: Store,
+    owner: string,
+    leaseMs: number,
+    onClaimed?: (ids: string[]) => Promise<void>,
+  ) {
     this.#store = store;
     this.#owner = owner;
     this.#leaseMs = leaseMs;
+    this.#onClaimed = onClaimed;
   }
 
   /** Takes the lease and sweeps once, then renews and sweeps every `leaseMs / 3`. */
@@ -53,7 +65,8 @@ export class ServerLease {
 
   async #tick(): Promise<void> {
     await this.#store.heartbeat(this.#owner, this.#startedAt);
-    await this.#store.sweep(this.#owner, this.#leaseMs);
+    const ids = await this.#store.sweep(this.#owner, this.#leaseMs, this.#onClaimed !== undefined);
+    if (ids.length > 0) await this.#onClaimed?.(ids);
   }
 
   /** Stops renewing; resolves once a renewal in flight is done. */

@@ -206,6 +206,7 @@ export async function createApp(options: AppOptions = {}): Promise<DtrainApp> {
       store,
       registry: models,
       owner: `srv_${crypto.randomUUID().slice(0, 8)}`,
+      jobsDir: join(dataDir, "jobs"),
       maxConcurrentJobs: options.maxConcurrentJobs,
       maxQueuedJobs: options.maxQueuedJobs,
       defaultReplicas: options.defaultReplicas,

@@ -38,6 +38,8 @@ export type JobEvent =
     worker?: number;
     reason?: string;
   }
+  /** The job was taken over from a server that stopped and resumes after `epoch` epochs. */
+  | { type: "resumed"; epoch: number; detail: string }
   /** A remote job has no worker attached and waits for one. */
   | { type: "waiting"; detail: string }
   | { type: "end"; job: JobRecord };

@@ -46,7 +46,9 @@
  */
 import { STRATEGY_KINDS, type StrategySpec, type WorkerStats, WorkerStrategy } from "../../mod.ts";
 import { positiveInt } from "../core/checks.ts";
-import { buildJob } from "./_build.ts";
+import { join } from "node:path";
+import { buildJob, type BuiltJob } from "./_build.ts";
+import { writeJsonFile } from "../io/json_file.ts";
 import { InputError, JobNotCancellableError, NotFoundError } from "./_domain_errors.ts";
 import { isId, newId } from "./_ids.ts";
 import { JobQueue } from "./_job_queue.ts";
@@ -71,6 +73,14 @@ export interface JobManagerOptions {
   registry: ModelRegistry;
   /** This server's instance id (recorded as each job's `owner`). */
   owner: string;
+  /**
+   * Folder of the jobs' files: each job's request (data included) and
+   * checkpoints, so that a server starting on the same folder resumes the
+   * jobs of one that stopped. Without it, jobs of a stopped server end
+   * `interrupted` and nothing resumes.
+   * @default undefined
+   */
+  jobsDir?: string;
   /**
    * Jobs trained at the same time.
    * @default 1
@@ -125,7 +135,7 @@ function sleep(ms: number): { promise: Promise<void>; cancel: () => void } {
  * servers and starts this server's lease), `close()` on shutdown.
  */
 export class JobManager {
-  #o: Required<Omit<JobManagerOptions, "store" | "registry" | "owner">>;
+  #o: Required<Omit<JobManagerOptions, "store" | "registry" | "owner" | "jobsDir">>;
   #store: Store;
   #registry: ModelRegistry;
   #owner: string;
@@ -134,6 +144,7 @@ export class JobManager {
   #events = new JobEventBus({ live: () => this.#live.size });
   #lease: ServerLease;
   #closing = false;
+  #jobsDir: string | null;
 
   /** Validates the options; nothing runs until `start()`. */
   constructor(options: JobManagerOptions) {
@@ -157,7 +168,13 @@ export class JobManager {
     if (this.#o.defaultReplicas > this.#o.maxReplicas) {
       this.#o.defaultReplicas = this.#o.maxReplicas;
     }
-    this.#lease = new ServerLease(this.#store, this.#owner, this.#o.leaseMs);
+    this.#jobsDir = options.jobsDir ?? null;
+    this.#lease = new ServerLease(
+      this.#store,
+      this.#owner,
+      this.#o.leaseMs,
+      this.#jobsDir === null ? undefined : (ids) => this.#takeOver(ids),
+    );
     this.#queue = new JobQueue({
       maxConcurrent: this.#o.maxConcurrentJobs,
       maxQueued: this.#o.maxQueuedJobs,
@@ -177,8 +194,9 @@ export class JobManager {
   }
 
   /**
-   * Takes this server's lease and marks `interrupted` the jobs of servers
-   * that are gone; repeats every `leaseMs / 3`.
+   * Takes this server's lease and takes over the jobs of servers that are
+   * gone (resumed with `jobsDir`, else marked `interrupted`); repeats every
+   * `leaseMs / 3`.
    */
   async start(): Promise<void> {
     await this.#lease.start();
@@ -192,20 +210,8 @@ export class JobManager {
    */
   async submit(request: JobRequest): Promise<JobRecord & { workerToken?: string }> {
     this.#queue.admit();
-    const kind = STRATEGY_KINDS[request.strategy.kind];
-    const countOption = kind.countOption;
-    const asked = (request.strategy as Partial<Record<typeof countOption, number>>)[countOption];
-    const replicas = asked ?? this.#o.defaultReplicas;
-    if (replicas > this.#o.maxReplicas) {
-      throw new InputError(
-        "invalid_request",
-        `strategy.${countOption}: this server runs at most ${this.#o.maxReplicas} ` +
-          `${countOption} per job, received ${replicas}`,
-      );
-    }
-    const strategy = { ...request.strategy, [countOption]: replicas } as JobRequest["strategy"];
-    const remoteAsked = strategy.kind === "worker" && strategy.remote === true;
-    const built = await buildJob(request, { replicas, globalBatch: kind.batchScope === "global" });
+    const { strategy, replicas, globalBatch } = this.#strategyOf(request);
+    const built = await buildJob(request, { replicas, globalBatch });
     try {
       this.#queue.admit();
     } catch (e) {
@@ -213,20 +219,10 @@ export class JobManager {
       throw e;
     }
     const id = newId("job");
-    let remote: JobRemote | null = null;
-    let workerToken: string | undefined;
-    let spec = strategy as StrategySpec;
-    if (remoteAsked && strategy.kind === "worker") {
-      const { remoteWaitMs, ...options } = strategy;
-      const pool = new RemoteWorkers({ waitMs: remoteWaitMs });
-      workerToken = newWorkerToken();
-      remote = {
-        pool,
-        http: new HttpSessions(pool, { job: id }),
-        tokenHash: await sha256Hex(workerToken),
-      };
-      spec = { ...options, remote: pool };
-    }
+    const workerToken = strategy.kind === "worker" && strategy.remote === true
+      ? newWorkerToken()
+      : undefined;
+    const tokenHash = workerToken === undefined ? null : await sha256Hex(workerToken);
     const record: JobRecord = {
       id,
       name: request.name ?? null,
@@ -247,22 +243,14 @@ export class JobManager {
       backend: null,
       owner: this.#owner,
     };
-    let resolveDone!: () => void;
-    const job: LiveJob = {
-      record,
-      built,
-      spec,
-      remote,
-      lastWorkers: null,
-      fit: request.fit,
-      history: { epoch: [], history: {} },
-      stopReason: null,
-      strategy: undefined,
-      done: new Promise((r) => (resolveDone = r)),
-      resolveDone,
-    };
+    const job = this.#liveJob(record, built, request, tokenHash, { epoch: [], history: {} });
     try {
-      if (remote !== null) await this.#store.putWorkerTokenHash(id, remote.tokenHash);
+      if (this.#jobsDir !== null) {
+        // What a later server needs to resume the job: the request, data included.
+        await Deno.mkdir(join(this.#jobsDir, id), { recursive: true });
+        await writeJsonFile(join(this.#jobsDir, id, "request.json"), request);
+      }
+      if (tokenHash !== null) await this.#store.putWorkerTokenHash(id, tokenHash);
       await this.#store.putJob(record);
     } catch (e) {
       built.model.dispose();
@@ -275,12 +263,153 @@ export class JobManager {
     return workerToken === undefined ? accepted : { ...accepted, workerToken };
   }
 
+  /** The strategy a request trains with, its Worker count filled in. */
+  #strategyOf(request: JobRequest) {
+    const kind = STRATEGY_KINDS[request.strategy.kind];
+    const countOption = kind.countOption;
+    const asked = (request.strategy as Partial<Record<typeof countOption, number>>)[countOption];
+    const replicas = asked ?? this.#o.defaultReplicas;
+    if (replicas > this.#o.maxReplicas) {
+      throw new InputError(
+        "invalid_request",
+        `strategy.${countOption}: this server runs at most ${this.#o.maxReplicas} ` +
+          `${countOption} per job, received ${replicas}`,
+      );
+    }
+    const strategy = { ...request.strategy, [countOption]: replicas } as JobRequest["strategy"];
+    return { strategy, replicas, globalBatch: kind.batchScope === "global" };
+  }
+
+  /** The live state of a job about to be queued (new, or taken over). */
+  #liveJob(
+    record: JobRecord,
+    built: BuiltJob,
+    request: JobRequest,
+    tokenHash: string | null,
+    history: LiveJob["history"],
+  ): LiveJob {
+    const { strategy } = this.#strategyOf(request);
+    let remote: JobRemote | null = null;
+    let spec = strategy as StrategySpec;
+    if (strategy.kind === "worker" && strategy.remote === true && tokenHash !== null) {
+      const { remoteWaitMs, ...options } = strategy;
+      const pool = new RemoteWorkers({ waitMs: remoteWaitMs });
+      remote = { pool, http: new HttpSessions(pool, { job: record.id }), tokenHash };
+      spec = { ...options, remote: pool };
+    }
+    let resolveDone!: () => void;
+    return {
+      record,
+      built,
+      spec,
+      remote,
+      lastWorkers: null,
+      fit: request.fit,
+      checkpointDir: this.#jobsDir === null || request.fit.checkpoint === false
+        ? null
+        : join(this.#jobsDir, record.id, "checkpoints"),
+      history,
+      stopReason: null,
+      strategy: undefined,
+      done: new Promise((r) => (resolveDone = r)),
+      resolveDone,
+    };
+  }
+
+  /**
+   * Resumes jobs claimed from servers that are gone: each is built again
+   * from its stored request and queued; its fit resumes from the newest
+   * checkpoint. A job that cannot be rebuilt (request or data gone) ends
+   * `failed` with the reason.
+   */
+  async #takeOver(ids: string[]): Promise<void> {
+    for (const id of ids) {
+      const record = await this.#store.getJob(id);
+      if (record === null) continue;
+      if (this.#closing) {
+        // Leave it for the next server.
+        await this.#store.putJob({ ...record, owner: "srv_none" });
+        continue;
+      }
+      const fail = async (message: string) => {
+        await this.#store.putJob({
+          ...record,
+          status: "failed",
+          finishedAt: new Date().toISOString(),
+          error: { code: "resume_failed", message },
+        });
+      };
+      if (this.#jobsDir === null) {
+        await fail(
+          "The server running this job stopped, and this server keeps no job files to resume it from",
+        );
+        continue;
+      }
+      let request: JobRequest;
+      try {
+        request = JSON.parse(await Deno.readTextFile(join(this.#jobsDir, id, "request.json")));
+      } catch (e) {
+        await fail(
+          `The server running this job stopped, and its stored request cannot be read ` +
+            `(${e instanceof Error ? e.message : e}): submit it again`,
+        );
+        continue;
+      }
+      let built: BuiltJob;
+      try {
+        built = await buildJob(request, {
+          replicas: this.#strategyOf(request).replicas,
+          globalBatch: this.#strategyOf(request).globalBatch,
+        });
+      } catch (e) {
+        await fail(`The job cannot be rebuilt to resume: ${e instanceof Error ? e.message : e}`);
+        continue;
+      }
+      const history = await this.#store.history(id);
+      const resumed: JobRecord = { ...record, status: "queued", owner: this.#owner, error: null };
+      const job = this.#liveJob(
+        resumed,
+        built,
+        request,
+        await this.#store.workerTokenHash(id),
+        history,
+      );
+      await this.#store.putJob(resumed);
+      this.#live.set(id, job);
+      this.#events.emit(id, {
+        type: "resumed",
+        epoch: history.epoch.length,
+        detail:
+          `taken over from a server that stopped; resuming after epoch ${history.epoch.length}`,
+      });
+      this.#events.emit(id, { type: "status", status: "queued" });
+      this.#queue.push(job);
+    }
+  }
+
   async #finish(
     job: LiveJob,
-    status: JobStatus,
+    status: JobStatus | "suspended",
     error: JobRecord["error"] = null,
   ): Promise<void> {
     const { record } = job;
+    if (status === "suspended") {
+      // Not an end: the record stays queued or running, for the next server.
+      job.remote?.pool.close("suspended");
+      try {
+        const workers = job.lastWorkers;
+        if (workers !== null) await this.#store.putJobWorkers(record.id, workers);
+        await this.#store.putJob(record);
+      } finally {
+        this.#live.delete(record.id);
+        this.#events.emit(record.id, {
+          type: "waiting",
+          detail: "this server shuts down: the job resumes from its newest checkpoint on the " +
+            "next server started on this data dir",
+        });
+      }
+      return;
+    }
     if (error === null && status === "interrupted") {
       error = {
         code: "server_shutdown",
@@ -408,7 +537,13 @@ export class JobManager {
     return this.#live.has(id) ? this.#snapshot(job) : await this.get(id);
   }
 
-  async #stop(job: LiveJob, reason: "cancelled" | "interrupted", waitMs: number): Promise<void> {
+  async #stop(
+    job: LiveJob,
+    reason: "cancelled" | "interrupted" | "suspended",
+    waitMs: number,
+  ): Promise<void> {
+    // Workers of a suspended job reconnect to the next server, not exit.
+    if (reason === "suspended") job.remote?.pool.close("suspended");
     if (this.#queue.remove(job)) {
       job.built.model.dispose();
       await this.#finish(job, reason);
@@ -441,9 +576,11 @@ export class JobManager {
   }
 
   /**
-   * Stops taking jobs, marks queued and running jobs `interrupted` (running
-   * ones stop within a step or two; after `shutdownTimeoutMs` their Workers
-   * are terminated) and gives up this server's lease. Idempotent.
+   * Stops taking jobs and stops the queued and running ones (running ones
+   * within a step or two; after `shutdownTimeoutMs` their Workers are
+   * terminated), then gives up this server's lease. With `jobsDir` they are
+   * left `queued`/`running` for the next server on the folder to resume;
+   * without, they end `interrupted`. Idempotent.
    */
   async close(): Promise<void> {
     if (this.#closing) return;
@@ -451,9 +588,11 @@ export class JobManager {
     this.#queue.close();
     await this.#lease.stop();
     const jobs = [...this.#live.values()];
-    for (const job of this.#queue.waiting.reverse()) await this.#stop(job, "interrupted", 0);
+    // With job files, jobs are left for the next server to resume.
+    const reason = this.#jobsDir === null ? "interrupted" : "suspended";
+    for (const job of this.#queue.waiting.reverse()) await this.#stop(job, reason, 0);
     await Promise.all(
-      jobs.map((job) => this.#stop(job, "interrupted", this.#o.shutdownTimeoutMs)),
+      jobs.map((job) => this.#stop(job, reason, this.#o.shutdownTimeoutMs)),
     );
     // Jobs that did not stop in time: terminate their Workers (fit rejects).
     await Promise.all(jobs.map(async (job) => {

@@ -190,6 +190,10 @@ export const FitSchema = z.strictObject({
   validationSplit: z.number().min(0).lt(1).default(0),
   shuffle: z.boolean().default(true),
   seed: z.int().optional(),
+  checkpoint: z.boolean().optional().openapi({
+    description: "Checkpoint every epoch into the data dir, so that the job resumes after a " +
+      "server restart or crash (on a server started on the same data dir); default true",
+  }),
 }).prefault({}).openapi("Fit");
 
 /** Backends a job's Workers may ask for in `strategy.backend` (`auto`: the server picks). */

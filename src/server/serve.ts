@@ -41,6 +41,7 @@ const USAGE = `Usage: deno task serve [options]
   --max-jobs N           jobs trained at once (default 1)
   --max-queue N          jobs waiting at most (default 16)
   --replicas N           replicas of a job that does not say (default: cores)
+  --lease-ms MS          a server silent this long is dead: its jobs resume here (default 15000)
   --cors-origin ORIGIN   allow a browser origin (repeatable; * for any)
 Environment: DTRAIN_TOKEN (bearer token), DTRAIN_KV (KV path or URL)`;
 
@@ -83,6 +84,7 @@ export function parseServeArgs(
         "max-jobs": { type: "string" },
         "max-queue": { type: "string" },
         replicas: { type: "string" },
+        "lease-ms": { type: "string" },
         "cors-origin": { type: "string", multiple: true },
       },
       strict: true,
@@ -101,6 +103,7 @@ export function parseServeArgs(
     maxConcurrentJobs: intFlag(parsed["max-jobs"], "max-jobs", 1),
     maxQueuedJobs: intFlag(parsed["max-queue"], "max-queue", 0),
     defaultReplicas: intFlag(parsed.replicas, "replicas", 1),
+    leaseMs: intFlag(parsed["lease-ms"], "lease-ms", 1),
     corsOrigins: parsed["cors-origin"] ?? [],
     token: env.DTRAIN_TOKEN || undefined,
     kv: env.DTRAIN_KV || undefined,

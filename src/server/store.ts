@@ -176,12 +176,13 @@ export class Store {
   }
 
   /**
-   * Marks `interrupted` every queued or running job whose server is gone
-   * (no lease, or a lease not renewed for `leaseMs`), except those of
-   * `self`. Each job is updated only if nobody changed it meanwhile.
-   * Resolves with the ids it marked.
+   * Takes over every queued or running job whose server is gone (no lease,
+   * or a lease not renewed for `leaseMs`), except those of `self`: with
+   * `claim`, the job's owner becomes `self` and its status is kept (the
+   * caller resumes it); without, it is marked `interrupted`. Each job is
+   * updated only if nobody changed it meanwhile. Resolves with the ids.
    */
-  async sweep(self: string, leaseMs: number): Promise<string[]> {
+  async sweep(self: string, leaseMs: number, claim = false): Promise<string[]> {
     const marked: string[] = [];
     const leases = new Map<string, ServerLease | null>();
     const now = Date.now();
@@ -200,6 +201,12 @@ export class Store {
         continue;
       }
       if (TERMINAL_STATUSES.includes(entry.value.status)) continue;
+      if (claim) {
+        const claimed = await this.#kv.atomic().check(entry).check(active)
+          .set(["jobs", id], { ...entry.value, owner: self }).set(active.key, self).commit();
+        if (claimed.ok) marked.push(id);
+        continue;
+      }
       const record: JobRecord = {
         ...entry.value,
         status: "interrupted",

@@ -137,6 +137,11 @@ export interface FitRequest {
   shuffle: boolean;
   /** Seed of the shuffling. */
   seed?: number;
+  /**
+   * Checkpoint every epoch into the data dir, so the job resumes after a
+   * restart (default true).
+   */
+  checkpoint?: boolean;
 }
 
 /** A job trained by MirroredStrategy (synchronous replicas, global batch). */

@@ -65,7 +65,7 @@ export const STRATEGY_KINDS: Readonly<Record<StrategyKind, StrategyKindInfo>> = 
     threadsOption: "threadsPerWorker",
     unit: "asynchronous workers",
     batchScope: "perWorker",
-    checkpoints: false,
+    checkpoints: true,
     mainThread: "optimizer",
   },
 };
@@ -79,7 +79,7 @@ export function isStrategyKind(value: unknown): value is StrategyKind {
  * Options of {@linkcode Strategy.fit}, as `model.fit` names them. What
  * `batchSize` means is the strategy's {@linkcode Strategy.batchScope}:
  * MirroredStrategy splits a global batch, WorkerStrategy computes one
- * gradient per worker batch. WorkerStrategy refuses `checkpoint`.
+ * gradient per worker batch. WorkerStrategy checkpoints at epoch ends only.
  */
 export interface FitOptions {
   /** Number of epochs to train. @default 1 */

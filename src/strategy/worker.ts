@@ -41,6 +41,14 @@ import type {
   StrategyRunStats,
 } from "./strategy.ts";
 import { compileSpec } from "./_compile.ts";
+import {
+  checkCheckpointOptions,
+  type CheckpointOptions,
+  checkpointTempPath,
+  commitCheckpoint,
+  writeCheckpointFiles,
+} from "../io/checkpoint.ts";
+import { resumePoint } from "./mirrored/_resume.ts";
 import type { DatasetLike } from "./_dataset.ts";
 import {
   checkCommonFit,
@@ -93,8 +101,9 @@ export interface WorkerStrategyOptions {
   workers?: number;
   /**
    * Remote workers on other machines may join (see `RemoteWorkers` and the
-   * HTTP service's worker routes): `true` makes a pool with default limits,
-   * or pass one. A run with no worker at all waits up to its `waitMs`.
+   * HTTP service's worker routes): `true` makes a pool with default limits
+   * (closed by `close()`), or pass one (yours to close). A run with no
+   * worker at all waits up to its `waitMs`.
    * @default false
    */
   remote?: boolean | RemoteWorkers;
@@ -146,9 +155,18 @@ export interface WorkerStrategyOptions {
 
 /**
  * Options for {@linkcode WorkerStrategy.fit}: those of `MirroredStrategy.fit`
- * except `checkpoint`, with `batchSize` per worker.
+ * except `trace`, with `batchSize` per worker and checkpoints at epoch ends
+ * only.
  */
 export interface WorkerFitOptions extends Omit<FitOptions, "batchSize" | "checkpoint" | "trace"> {
+  /**
+   * Write a checkpoint (weights, optimizer state, epoch, History) into
+   * `checkpoint.dir` at every epoch end; a later `fit` with the same dir
+   * resumes from the newest one, at the start of the epoch after it.
+   * `everySteps` is refused: an asynchronous run has no step boundary every
+   * worker agrees on. @default undefined (no checkpoints)
+   */
+  checkpoint?: Omit<CheckpointOptions, "everySteps"> & { everySteps?: 0 };
   /**
    * Samples per gradient, **per worker** (each worker computes a gradient
    * on `batchSize` samples; MirroredStrategy's `batchSize` is the global
@@ -228,6 +246,15 @@ interface Run {
   validationBatchSize: number;
   restarts: number;
   closeRequested: boolean;
+  /** Where and how epoch-end checkpoints are written. */
+  checkpoint: {
+    dir: string;
+    keep: number;
+    everyEpoch: boolean;
+    runId: string;
+    state: { seed: number; batchSize: number; shuffle: boolean; trainCount: number };
+    history: History;
+  } | undefined;
   /** Batches whose gradient was applied, and how many were applied again. */
   batches: Set<number>;
   repeated: number;
@@ -283,14 +310,17 @@ export class WorkerStrategy implements Strategy {
   #stats: Omit<WorkerStrategyStats, "workers" | keyof StrategyRunStats> | undefined;
   #exclusive = new Exclusive();
   #remote: RemoteWorkers | undefined;
+  #ownsRemote = false;
 
   /** Validates the options; Workers start on the first `fit` or `evaluate`. */
   constructor(options: WorkerStrategyOptions = {}) {
     refuseUnknownOptions(options, WORKER_OPTIONS, "WorkerStrategy");
     const remote = options.remote ?? false;
     if (remote instanceof RemoteWorkers) this.#remote = remote;
-    else if (remote === true) this.#remote = new RemoteWorkers();
-    else if (remote !== false) {
+    else if (remote === true) {
+      this.#remote = new RemoteWorkers();
+      this.#ownsRemote = true;
+    } else if (remote !== false) {
       throw new TypeError(
         `remote must be a boolean or a RemoteWorkers, received ${JSON.stringify(remote)}`,
       );
@@ -407,12 +437,13 @@ export class WorkerStrategy implements Strategy {
         "WorkerStrategy does not write a trace: remove the trace option (MirroredStrategy only)",
       );
     }
-    if ((options as FitOptions).checkpoint !== undefined) {
+    if ((options.checkpoint?.everySteps ?? 0) !== 0) {
       throw new TypeError(
-        "WorkerStrategy does not write checkpoints: remove the checkpoint option " +
-          "(or save the model and its optimizer state from a callback)",
+        "WorkerStrategy checkpoints at epoch ends only: remove checkpoint.everySteps " +
+          "(an asynchronous run has no step boundary every worker agrees on)",
       );
     }
+    if (options.checkpoint !== undefined) checkCheckpointOptions(options.checkpoint);
     const spawn = this.#spawn(model);
     const { samples, trainCount, validation } = splitSamples(model, x, y, {
       validationData: options.validationData,
@@ -448,8 +479,27 @@ export class WorkerStrategy implements Strategy {
     options: WorkerFitOptions & CheckedCommon & { batchSize: number },
     input: { spawn: Spawn; data: SharedData; trainCount: number; validation: Prepared | undefined },
   ): Promise<History> {
-    const { epochs, initialEpoch, batchSize, verbose, callbacks } = options;
+    const { epochs, batchSize, verbose, callbacks } = options;
     const { spawn, data, trainCount, validation } = input;
+    const ckpt = options.checkpoint === undefined
+      ? undefined
+      : checkCheckpointOptions(options.checkpoint);
+    const history = new History();
+    let seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+    let initialEpoch = options.initialEpoch;
+    if (ckpt !== undefined) {
+      // Weights, optimizer state and History of the newest checkpoint, if any.
+      const at = await resumePoint(ckpt.dir, model, history, {
+        batchSize,
+        trainCount,
+        initialEpoch,
+        seed,
+      });
+      initialEpoch = at.startEpoch;
+      seed = at.seed;
+    }
+    const shuffle = options.shuffle ?? true;
+    const runId = crypto.randomUUID().slice(0, 8);
     let ended: () => void = () => {};
     this.#runDone = new Promise<void>((r) => (ended = r));
     let run: Run | undefined;
@@ -463,7 +513,6 @@ export class WorkerStrategy implements Strategy {
       await ps.begin();
       ps.publish();
       const steps = Math.ceil(trainCount / batchSize);
-      const history = new History();
       const controlBuffer = new SharedArrayBuffer(PS_CONTROL_INTS * 4);
       run = {
         control: new Int32Array(controlBuffer),
@@ -488,6 +537,14 @@ export class WorkerStrategy implements Strategy {
         validationBatchSize: batchSize,
         restarts: 0,
         closeRequested: false,
+        checkpoint: ckpt === undefined ? undefined : {
+          dir: ckpt.dir,
+          keep: ckpt.keep,
+          everyEpoch: ckpt.everyEpoch,
+          runId,
+          state: { seed, batchSize, shuffle, trainCount },
+          history,
+        },
         batches: new Set(),
         repeated: 0,
       };
@@ -498,8 +555,6 @@ export class WorkerStrategy implements Strategy {
         try {
           model.stopTraining = false;
           await callAll(callbacks, "onTrainBegin", {});
-          const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
-          const shuffle = options.shuffle ?? true;
           this.#set.startRun({
             controlBuffer,
             weightsBuffer: ps.weightsBuffer,
@@ -577,6 +632,9 @@ export class WorkerStrategy implements Strategy {
         ? undefined
         : evaluateOnServer(model, run.validation[0], run.validation[1], run.validationBatchSize);
       await reporter.endEpoch(epoch, val);
+      if (run.checkpoint?.everyEpoch === true && !model.stopTraining) {
+        await writeEpochCheckpoint(model, run.checkpoint, epoch + 1);
+      }
       await ps.begin();
       epoch++;
       inEpoch = 0;
@@ -601,6 +659,10 @@ export class WorkerStrategy implements Strategy {
         ready.sort((a, b) => a.slot!.info().ticket - b.slot!.info().ticket);
       }
       if (ready.length === 0) {
+        if (model.stopTraining) {
+          if (inEpoch > 0) await endEpoch();
+          return undefined;
+        }
         await Atomics.waitAsync(control, PS_DOORBELL, seen, 100).value;
         lastYield = performance.now();
         continue;
@@ -771,7 +833,8 @@ export class WorkerStrategy implements Strategy {
       this.#set.wake();
       await this.#runDone;
     }
-    this.#remote?.close();
+    // A pool passed in belongs to the caller (who may suspend it instead).
+    if (this.#ownsRemote) this.#remote?.close();
     await this.#set.close();
   }
 
@@ -779,6 +842,23 @@ export class WorkerStrategy implements Strategy {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/** Writes the checkpoint of a run that goes on with epoch `next`. */
+async function writeEpochCheckpoint(
+  model: tf.LayersModel,
+  c: NonNullable<Run["checkpoint"]>,
+  next: number,
+): Promise<void> {
+  const temp = checkpointTempPath(c.dir, next, 0, c.runId);
+  await writeCheckpointFiles(model, temp);
+  await commitCheckpoint(c.dir, temp, {
+    epoch: next,
+    step: 0,
+    ...c.state,
+    history: { epoch: [...c.history.epoch], history: structuredClone(c.history.history) },
+    partial: { sums: [], samples: 0 },
+  }, c.keep);
 }
 
 /** The model's weights as version 0 of a new versioned buffer. */

@@ -32,9 +32,11 @@ for (
     [["train", "--bogus"], "Unknown option '--bogus'"],
     [["train", "--backend", "tpu"], '--backend must be auto, webgpu, wasm, cpu, received "tpu"'],
     [["train", "--strategy", "ring"], '--strategy must be mirrored or worker, received "ring"'],
+    [["worker", "--job", "job_1"], "--server URL is required"],
+    [["worker", "--server", "http://127.0.0.1:1"], "--job ID is required"],
     [
-      ["train", "--strategy", "worker", "--checkpoint", "x"],
-      "--checkpoint works with --strategy mirrored only",
+      ["worker", "--server", "http://127.0.0.1:1", "--job", "j", "--transport", "pigeon"],
+      "--transport must be websocket or http",
     ],
     [["serve", "--port", "abc"], '--port must be an integer >= 0, received "abc"'],
     [["train", "--nnodes", "2"], "missing --node-rank, --coordinator"],
@@ -77,7 +79,7 @@ Deno.test("run() exits 2 for an unknown command and prints the command list", as
 });
 
 Deno.test("run() prints help for every command with --help", async () => {
-  for (const command of ["train", "predict", "backends", "bench", "serve"]) {
+  for (const command of ["train", "predict", "backends", "bench", "serve", "worker"]) {
     const lines: string[] = [];
     assert.equal(await run([command, "--help"], (l) => lines.push(l)), 0);
     assert.match(lines.join("\n"), new RegExp(`^Usage: dtrain ${command}`));

@@ -231,3 +231,42 @@ Deno.test("edge workers end to end", opts, async (t) => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test(
+  "a remote job survives a server restart: its workers reconnect and it resumes from its checkpoint",
+  opts,
+  async (t) => {
+    const dir = await Deno.makeTempDir({ prefix: "dtrain-edge-restart-" });
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (listener.addr as Deno.NetAddr).port;
+    listener.close();
+    const start = () => Server.start(dir, TOKEN, ["--port", String(port), "--lease-ms", "1500"]);
+    let server = await start();
+    try {
+      for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+        await t.step(signal, async () => {
+          const { id, workerToken } = await submitRemote(server, remoteJob({ epochs: 5 }));
+          const workers = [0, 1].map(() => new WorkerProcess(server.url, id, workerToken));
+          await untilEpoch(server, id, 3);
+          await server.stop(signal);
+          server = await start();
+          const job = await waitForEnd(server, id);
+          assert.equal(job.status, "succeeded", JSON.stringify(job.error));
+          const history = job.history as { epoch: number[] };
+          assert.deepEqual(history.epoch, [0, 1, 2, 3, 4], "every epoch once");
+          for (const w of workers) {
+            assert.equal((await w.done).code, 0, w.output.text);
+            assert.ok(w.result().reconnects >= 1, `never reconnected: ${w.output.text}`);
+          }
+          const stats = await workersOf(server, id);
+          assert.ok(stats.workers.every((w) => w.applied > 0), JSON.stringify(stats.workers));
+          // Resumed from a checkpoint: the new server trained fewer than 5 epochs.
+          assert.ok(stats.batches!.applied < 5 * 125, JSON.stringify(stats.batches));
+        });
+      }
+    } finally {
+      await server.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

@@ -267,3 +267,59 @@ Deno.test("RemoteWorkers and WorkerStrategy refuse bad remote options", () => {
   pool.close();
   assert.throws(() => pool.join({ address: "c" }), /closed/);
 });
+
+Deno.test(
+  "WorkerStrategy checkpoints at epoch ends and a new fit resumes from the newest",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    const dir = await Deno.makeTempDir({ prefix: "dtrain-ps-ckpt-" });
+    const { x, y } = dataset(64);
+    try {
+      // One worker, staleness 0: the run is sequential, so resuming is exact.
+      const full = classifier(() => tf.train.adam(0.01));
+      {
+        await using s = new WorkerStrategy({ workers: 1, staleness: 0, backend: "cpu" });
+        await s.fit(full, x, y, { epochs: 3, batchSize: 16, seed: 4 });
+      }
+      const resumed = classifier(() => tf.train.adam(0.01));
+      const first = new WorkerStrategy({ workers: 1, staleness: 0, backend: "cpu" });
+      // Stops after epoch 2's checkpoint, as if the process had died there.
+      await first.fit(resumed, x, y, {
+        epochs: 3,
+        batchSize: 16,
+        seed: 4,
+        checkpoint: { dir },
+        callbacks: {
+          onEpochEnd: (epoch) => {
+            if (epoch === 1) resumed.stopTraining = true;
+          },
+        },
+      });
+      await first.close();
+      const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+      assert.deepEqual(
+        names,
+        ["ckpt-00000001-00000000"],
+        "epoch 2's end was a stop: no checkpoint",
+      );
+      const again = classifier(() => tf.train.adam(0.01)); // fresh weights: all from the checkpoint
+      await using second = new WorkerStrategy({ workers: 1, staleness: 0, backend: "cpu" });
+      const history = await second.fit(again, x, y, {
+        epochs: 3,
+        batchSize: 16,
+        seed: 99, // the checkpoint's seed wins
+        checkpoint: { dir },
+      });
+      assert.deepEqual(history.epoch, [0, 1, 2], "History continues from the checkpoint's");
+      assert.equal(second.stats!.applied, 2 * 4, "epochs 2 and 3 were trained again");
+      assert.ok(maxDiff(full, again) < 1e-5, `weights differ by ${maxDiff(full, again)}`);
+      full.dispose();
+      resumed.dispose();
+      again.dispose();
+    } finally {
+      tf.dispose([x, y]);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

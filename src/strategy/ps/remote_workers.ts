@@ -653,13 +653,21 @@ export class RemoteWorkers {
     }
   }
 
-  /** Refuses new sessions and ends the attached ones. Idempotent. */
-  close(): void {
+  /**
+   * Refuses new sessions and ends the attached ones: `ended` tells the
+   * workers the job is over (they exit), `suspended` that this server is
+   * going away (they reconnect, to the server that resumes the job).
+   * Idempotent.
+   */
+  close(how: "ended" | "suspended" = "ended"): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.endRun();
     for (const w of this.#waiters.splice(0)) w(null);
-    for (const s of [...this.#sessions]) s.close("left", "the job ended");
+    for (const s of [...this.#sessions]) {
+      if (how === "ended") s.close("left", "the job ended");
+      else s.close("lost", "the server is shutting down; the job resumes on the next server");
+    }
+    this.endRun();
   }
 }
 
