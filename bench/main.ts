@@ -21,7 +21,11 @@
  *   server and needs `--unstable-kv` (given to its child process);
  * - `multihost`: MirroredStrategy across processes (`bench/multihost.ts`):
  *   1 process x 2 replicas vs 2 processes x 1 replica over loopback and over
- *   a rate-limited veth between network namespaces. Not part of `all`.
+ *   a rate-limited veth between network namespaces. Not part of `all`;
+ * - `edge`: WorkerStrategy with remote edge workers (`bench/edge.ts`): 2
+ *   local workers vs 2 `dtrain worker` processes over loopback (WebSocket
+ *   float32/float16, request/response) and through a 100 Mbit/s veth.
+ *   Not part of `all`.
  *
  * Where the host's BLAS is found (see `backends/wasm/_host_blas.ts`), the
  * kernels, mlp, cnn, worker and scaling suites add the same configurations
@@ -42,6 +46,7 @@ import type { HttpRow } from "./_http.ts";
 import type { KernelRow } from "./_kernels.ts";
 import type { Row, RunConfig } from "./_run.ts";
 import { type MultihostRow, multihostSuite, multihostTable } from "./multihost.ts";
+import { type EdgeRow, edgeSuite, edgeTable } from "./edge.ts";
 import { openHostBlas, parseBlasRequest } from "../backends/wasm/_blas_library.ts";
 
 const SUITES = [
@@ -53,6 +58,7 @@ const SUITES = [
   "kernels",
   "http",
   "multihost",
+  "edge",
   "all",
 ];
 const USAGE = `Usage: deno task bench [--suite ${SUITES.join("|")}] [--json FILE] [--quick] ` +
@@ -319,6 +325,13 @@ let multihost: MultihostRow[] = [];
 if (suite === "multihost") {
   multihost = await multihostSuite(quick);
   console.log(multihostTable(multihost));
+}
+// Remote edge workers: its own suite too (a server, worker processes, a
+// rate-limited namespace where it can).
+let edge: EdgeRow[] = [];
+if (suite === "edge") {
+  edge = await edgeSuite(quick);
+  console.log(edgeTable(edge));
 }
 
 if (kernels.length > 0) {
@@ -674,10 +687,10 @@ const dir = jsonPath.includes("/") ? jsonPath.slice(0, jsonPath.lastIndexOf("/")
 await Deno.mkdir(dir, { recursive: true });
 await Deno.writeTextFile(
   jsonPath,
-  JSON.stringify({ cores, kernels, rows, http, multihost, peers: peerRows }, null, 2) + "\n",
+  JSON.stringify({ cores, kernels, rows, http, multihost, edge, peers: peerRows }, null, 2) + "\n",
 );
 console.log(
   `\n${
-    kernels.length + rows.length + http.length + multihost.length
+    kernels.length + rows.length + http.length + multihost.length + edge.length
   } rows written to ${jsonPath} (${cores} cores)`,
 );

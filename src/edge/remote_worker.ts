@@ -70,6 +70,8 @@ export interface RemoteWorkerResult {
   reason: string;
   /** Gradients it sent. */
   gradients: number;
+  /** Milliseconds spent computing them (weights in, forward, backward, gradient out). */
+  computeMs: number;
   /** Connections after the first. */
   reconnects: number;
 }
@@ -150,7 +152,7 @@ export async function runRemoteWorker(options: RemoteWorkerOptions): Promise<Rem
   const threads = positiveInt(options.threads ?? 1, "threads");
   const maxRetries = nonNegativeInt(options.maxRetries ?? 30, "maxRetries");
   const emit = options.onEvent ?? (() => {});
-  const result: RemoteWorkerResult = { reason: "", gradients: 0, reconnects: -1 };
+  const result: RemoteWorkerResult = { reason: "", gradients: 0, computeMs: 0, reconnects: -1 };
   let computer: { key: string; value: GradientComputer } | undefined;
   let failures = 0;
   try {
@@ -193,7 +195,10 @@ export async function runRemoteWorker(options: RemoteWorkerOptions): Promise<Rem
             });
             return computer.value;
           },
-          sent: () => result.gradients++,
+          sent: (ms) => {
+            result.gradients++;
+            result.computeMs += ms;
+          },
         });
         emit({ type: "end", reason: end });
         return { ...result, reason: end };
@@ -224,7 +229,8 @@ async function session(
     options: RemoteWorkerOptions;
     threads: number;
     computerFor: (w: Extract<ServerMessage, { type: "welcome" }>) => Promise<GradientComputer>;
-    sent: () => void;
+    /** A gradient went out, computed in `ms`. */
+    sent: (ms: number) => void;
   },
 ): Promise<string> {
   const { options } = ctx;
@@ -257,6 +263,7 @@ async function session(
     );
     while ("frame" in answer) {
       const a = decodeFrame(answer.frame, { kind: "assignment", maxBytes });
+      const t0 = performance.now();
       computer.setWeights(a.sections[0]);
       await computer.compute(
         a.sections[1],
@@ -279,8 +286,9 @@ async function session(
           new Float32Array(0),
         ],
       });
+      const ms = performance.now() - t0;
       answer = await link.gradient(frame);
-      ctx.sent();
+      ctx.sent(ms);
     }
     return endOf(answer.message);
   } catch (e) {
