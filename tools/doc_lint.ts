@@ -13,6 +13,8 @@ const MODULES = [
   "src/strategy/create_strategy.ts",
   "src/strategy/mirrored.ts",
   "src/strategy/worker.ts",
+  "src/strategy/ps/remote_workers.ts",
+  "src/edge/mod.ts",
   "src/cluster/mod.ts",
   "src/strategy/keras.ts",
   "src/server/mod.ts",

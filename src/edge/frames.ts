@@ -39,12 +39,17 @@ export type FrameKind = keyof typeof FRAME_KINDS;
 
 /** One decoded (or to be encoded) frame. */
 export interface Frame {
+  /** Assignment or gradient. */
   kind: FrameKind;
   /** Wire type of section 0. */
   fp16: boolean;
+  /** Index of the batch in the run's batch stream. */
   batch: number;
+  /** The weights' version (assignment) or the version computed on (gradient). */
   version: number;
+  /** Samples in the batch. */
   samples: number;
+  /** Weights, x rows, y rows (assignment); values, loss and metrics, empty (gradient). */
   sections: [Float32Array, Float32Array, Float32Array];
 }
 
@@ -52,6 +57,7 @@ export interface Frame {
 export class FrameError extends Error {
   /** `shape` or `protocol`. */
   readonly reason: "shape" | "protocol";
+  /** `message` names what is wrong with the frame. */
   constructor(reason: "shape" | "protocol", message: string) {
     super(message);
     this.name = "FrameError";

@@ -43,6 +43,7 @@ export const MAX_MESSAGE_CHARS = 1 << 16;
 
 /** A control message broke the protocol. */
 export class MessageError extends Error {
+  /** `message` says what is wrong with the message. */
   constructor(message: string) {
     super(message);
     this.name = "MessageError";

@@ -22,6 +22,8 @@ export {
   EDGE_PROTOCOL,
   encodeFrame,
   type Frame,
+  FRAME_HEADER_BYTES,
+  FRAME_KINDS,
   frameBytes,
   FrameError,
   type FrameKind,

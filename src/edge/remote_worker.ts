@@ -80,6 +80,7 @@ export interface RemoteWorkerResult {
 export class RemoteWorkerError extends Error {
   /** The server's error code. */
   readonly code: string;
+  /** `code` is the server's error code, `message` what it said. */
   constructor(code: string, message: string) {
     super(message);
     this.name = "RemoteWorkerError";

@@ -29,7 +29,9 @@ import {
 
 /** What the driver needs of a socket. */
 export interface SocketLike {
+  /** Sends a text (control) or binary (frame) message. */
   send(data: string | Uint8Array<ArrayBuffer>): void;
+  /** Closes the connection. */
   close(code?: number, reason?: string): void;
 }
 

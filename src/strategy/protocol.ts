@@ -61,10 +61,13 @@ export interface PsBuffers {
 
 /** A dataset in shared memory. */
 export interface SharedData {
+  /** The inputs, float32, one row per sample. */
   x: SharedArrayBuffer;
+  /** The targets, float32, one row per sample. */
   y: SharedArrayBuffer;
-  /** Per-sample shapes (without the batch dimension). */
+  /** Per-sample shape of x (without the batch dimension). */
   xShape: number[];
+  /** Per-sample shape of y. */
   yShape: number[];
   /** Number of samples in the buffers. */
   count: number;

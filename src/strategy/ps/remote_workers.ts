@@ -29,6 +29,7 @@
  * @module
  */
 import { GradientSlot } from "../../collective/gradient_slot.ts";
+import type { GradientSlot as Slot, SlotInfo } from "../../collective/gradient_slot.ts";
 import { VersionedBuffer } from "../../collective/versioned_buffer.ts";
 import { nonNegativeInt, positiveInt, refuseUnknownOptions } from "../../core/checks.ts";
 import { epochOrder } from "../../core/random.ts";
@@ -37,6 +38,8 @@ import { gatherRows } from "../_sharding.ts";
 import type { CompileSpec, ModelSource, SharedData } from "../protocol.ts";
 import { PS_CURSOR, PS_DOORBELL, PS_STOP, PS_TICKET } from "./_layout.ts";
 import type { WorkerStats } from "./_worker_set.ts";
+
+export type { CompileSpec, GradientSlot, ModelSource, SharedData, SlotInfo };
 
 /** Options of {@linkcode RemoteWorkers}. */
 export interface RemoteWorkersOptions {
@@ -88,8 +91,9 @@ export interface RemoteWelcome {
   weightCount: number;
   /** Metrics after the loss. */
   metricCount: number;
-  /** Per-sample shapes. */
+  /** Per-sample shape of x. */
   xShape: number[];
+  /** Per-sample shape of y. */
   yShape: number[];
   /** Samples per batch (the last batch of a pass may have fewer). */
   batchSize: number;
@@ -107,16 +111,19 @@ export interface RemoteAssignment {
   version: number;
   /** `weightCount` floats: trainable then non-trainable weights. */
   weights: Float32Array;
-  /** `samples` rows of x and y, flattened. */
+  /** `samples` rows of x, flattened. */
   x: Float32Array;
+  /** `samples` rows of y, flattened. */
   y: Float32Array;
 }
 
 /** A remote worker's answer to an assignment. */
 export interface RemoteGradient {
+  /** The assignment's batch. */
   batch: number;
   /** The version the gradient was computed on. */
   base: number;
+  /** The assignment's samples. */
   samples: number;
   /** `weightCount` floats: trainable gradients then non-trainable values. */
   values: Float32Array;
@@ -131,6 +138,7 @@ export type RefusalReason = "shape" | "nonFinite" | "futureVersion" | "protocol"
 export class RemoteRefusedError extends Error {
   /** Which rule it broke. */
   readonly reason: RefusalReason;
+  /** `message` says what the worker sent and what was expected. */
   constructor(reason: RefusalReason, message: string) {
     super(message);
     this.name = "RemoteRefusedError";
@@ -154,18 +162,31 @@ export interface RemoteCounts {
 
 /** What the strategy hands the pool for one run. */
 export interface RemoteRun {
+  /** The run's control words (see `ps/_layout.ts`): stop, cursor, doorbell, ticket. */
   control: Int32Array;
+  /** The server's versioned weights. */
   weightsBuffer: SharedArrayBuffer;
+  /** The training samples. */
   data: SharedData;
+  /** Samples trained on (the first `trainCount` of `data`). */
   trainCount: number;
+  /** Samples per batch. */
   batchSize: number;
+  /** Reshuffle every pass. */
   shuffle: boolean;
+  /** Shuffle seed. */
   seed: number;
+  /** Epoch of the run's first pass (its permutation). */
   initialEpoch: number;
+  /** How workers rebuild the model. */
   model: ModelSource;
+  /** Loss and metrics. */
   compile: CompileSpec;
+  /** Floats of the fused gradient layout. */
   slotLength: number;
+  /** Floats of a weight vector. */
   weightCount: number;
+  /** Metrics after the loss. */
   metricCount: number;
   /** Reads the server's latest published version. */
   version: () => number;
@@ -196,11 +217,11 @@ type SessionState = "waiting" | "ready" | "assigned" | "pushed" | "gone";
  */
 export class RemoteSession {
   /** The worker's id, once a run welcomed it (-1 before). */
-  id = -1;
+  id: number = -1;
   /** Its stats, as `WorkerStrategy.stats.workers` lists them. */
   readonly stats: WorkerStats;
   /** Its gradient slot in the current run. */
-  slot: GradientSlot | undefined;
+  slot: Slot | undefined;
   /** Settles with why the session ended. */
   readonly closed: Promise<string>;
   #pool: RemoteWorkers;
