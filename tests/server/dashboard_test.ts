@@ -224,6 +224,28 @@ Deno.test({
       const top = await page.locator("#bars li.best .fill").boundingBox();
       assert.ok(top !== null && top.width > 0, "the top bar is drawn");
 
+      // A WorkerStrategy job lists its workers (kind, where, applied, staleness).
+      const submitted = await fetch(`${server.url}/v1/jobs`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          model: { preset: "mlp", hidden: [16] },
+          compile: { optimizer: "adam", loss: "categoricalCrossentropy", metrics: ["accuracy"] },
+          data: { dataset: "mnist", limit: 400 },
+          fit: { epochs: 1, batchSize: 32 },
+          strategy: { kind: "worker", workers: 2, backend: "cpu" },
+        }),
+      });
+      const workerJob = (await submitted.json()).id as string;
+      await page.locator(`#jobs tr[data-id="${workerJob}"]`).click();
+      await page.locator('#job-panel[data-status="succeeded"]').waitFor({ timeout: 45_000 });
+      await page.locator('#job-workers-body tr[data-kind="local"]').nth(1).waitFor();
+      const cells = await page.locator("#job-workers-body tr").first().locator("td")
+        .allTextContents();
+      assert.equal(cells[1], "local", JSON.stringify(cells));
+      assert.ok(Number(cells[5]) > 0, `applied: ${JSON.stringify(cells)}`);
+      assert.match(await page.textContent("#job-workers-remote") ?? "", /batches applied 13/);
+
       await Deno.mkdir(ARTIFACTS, { recursive: true });
       const shot = join(ARTIFACTS, "dashboard.png");
       await page.screenshot({ path: shot, fullPage: true });

@@ -23,6 +23,7 @@ import sseJs from "./sse.js" with { type: "text" };
 import stateJs from "./state.js" with { type: "text" };
 import styleCss from "./style.css" with { type: "text" };
 import tokenJs from "./token.js" with { type: "text" };
+import workersJs from "./workers.js" with { type: "text" };
 
 /** The dashboard's script modules, by file name. */
 const MODULES: Record<string, string> = {
@@ -40,6 +41,7 @@ const MODULES: Record<string, string> = {
   "sse.js": sseJs,
   "state.js": stateJs,
   "token.js": tokenJs,
+  "workers.js": workersJs,
 };
 
 interface Asset {

@@ -8,6 +8,7 @@ import { $, duration, fmt, sleep } from "./dom.js";
 import { isUnauthorized, showError } from "./errors.js";
 import { readEvents } from "./sse.js";
 import { state, TERMINAL } from "./state.js";
+import { WorkersTable } from "./workers.js";
 
 /** The document event a JobView dispatches when its job ended (`detail`: the record). */
 export const JOB_ENDED = "dtrain:job-ended";
@@ -32,11 +33,17 @@ export class JobView {
     $("#job-title").textContent = this.id;
     $("#job-error").hidden = true;
     $("#job-stream").textContent = "";
+    $("#job-workers").hidden = true;
     for (const id of ["epoch", "step", "rate", "eta", "loss", "metric", "backend"]) {
       $(`#stat-${id}`).textContent = "–";
     }
     try {
       this.render(await api("GET", `v1/jobs/${encodeURIComponent(this.id)}`));
+      if (this.job.spec.strategy.kind === "worker") {
+        this.workers = new WorkersTable(this.id, this.signal);
+        this.workers.refresh();
+        if (TERMINAL.includes(this.job.status)) this.workers.stop();
+      }
     } catch (e) {
       if (this.abort.signal.aborted) return;
       if (!isUnauthorized(e)) showError(e);
@@ -116,8 +123,15 @@ export class JobView {
       }
       // Until the next batch, the epoch's means are the latest train values.
       this.epochLogs = this.lastLogs = data.logs;
+      this.workers?.refresh();
+    } else if (event === "worker") {
+      this.workers?.refresh();
+    } else if (event === "waiting" || event === "resumed") {
+      $("#job-stream").textContent = data.detail;
     } else if (event === "end") {
       this.ended = true;
+      this.workers?.stop();
+      this.workers?.refresh();
       // A job this server has no events of (e.g. after a restart): chart its History.
       if (this.loss.epochPoints === 0 && data.history) this.#history(data.history);
       this.render(data);
