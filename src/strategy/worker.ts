@@ -71,7 +71,7 @@ import {
   WorkerSet,
   type WorkerStats,
 } from "./ps/_worker_set.ts";
-import { RemoteSession, RemoteWorkers } from "./ps/remote_workers.ts";
+import { RemoteLane, RemoteWorkers } from "./ps/remote_workers.ts";
 
 export type { StalePolicy, WorkerBackend, WorkerStats };
 
@@ -651,7 +651,7 @@ export class WorkerStrategy implements Strategy {
       const seen = Atomics.load(control, PS_DOORBELL);
       this.#remote?.checkBeats();
       const local = this.#set.full();
-      const ready: (typeof local[number] | RemoteSession)[] = [
+      const ready: (typeof local[number] | RemoteLane)[] = [
         ...local,
         ...(this.#remote?.full() ?? []),
       ];
@@ -670,7 +670,7 @@ export class WorkerStrategy implements Strategy {
       for (const m of ready) {
         if (run.closeRequested) break;
         const out = ps.apply(m.slot!);
-        if (m instanceof RemoteSession) m._applied();
+        if (m instanceof RemoteLane) m._applied();
         const received = m.stats.applied + m.stats.dropped + 1;
         m.stats.meanStaleness += (out.staleness - m.stats.meanStaleness) / received;
         if (out.kind === "nonFinite") return new NonFiniteLossError(epoch, inEpoch, out.loss);

@@ -91,7 +91,7 @@ Deno.test(
     }
 
     const remoteModel = classifier(() => tf.train.sgd(0.1));
-    const pool = new RemoteWorkers({ timeoutMs: 20_000 });
+    const pool = new RemoteWorkers({ timeoutMs: 20_000, prefetch: 0 });
     await using strategy = new WorkerStrategy({ workers: 0, remote: pool, staleness: 0 });
     const session = pool.join({ address: "in-process", name: "oracle" });
     const driving = drive(session);
@@ -119,7 +119,7 @@ Deno.test("a remote run leaks no tensor (server and worker in one process)", opt
   await tf.setBackend("cpu");
   const { x, y } = dataset(64);
   const model = classifier(() => tf.train.adam(0.01));
-  const pool = new RemoteWorkers();
+  const pool = new RemoteWorkers({ prefetch: 0 });
   await using strategy = new WorkerStrategy({ workers: 0, remote: pool });
   // A first run builds what lives on (optimizer slots).
   const warm = drive(pool.join({ address: "in-process" }));
@@ -189,7 +189,7 @@ Deno.test(
     await tf.setBackend("cpu");
     const { x, y } = dataset(80);
     const model = classifier(() => tf.train.sgd(0.1));
-    const pool = new RemoteWorkers({ timeoutMs: 20_000 });
+    const pool = new RemoteWorkers({ timeoutMs: 20_000, prefetch: 0 });
     await using strategy = new WorkerStrategy({
       workers: 0,
       remote: pool,
@@ -257,6 +257,7 @@ Deno.test("a remote run with no worker fails after waitMs with a clear error", o
 
 Deno.test("RemoteWorkers and WorkerStrategy refuse bad remote options", () => {
   assert.throws(() => new RemoteWorkers({ maxWorkers: 0 }), /maxWorkers/);
+  assert.throws(() => new RemoteWorkers({ prefetch: 5 }), /prefetch must be <= 4/);
   assert.throws(() => new RemoteWorkers({ bogus: 1 } as never), /bogus/);
   assert.throws(() => new WorkerStrategy({ workers: 0 }), /workers/);
   assert.throws(() => new WorkerStrategy({ remote: "yes" as never }), /remote must be/);
@@ -321,5 +322,42 @@ Deno.test(
       tf.dispose([x, y]);
       await Deno.remove(dir, { recursive: true });
     }
+  },
+);
+
+Deno.test(
+  "with prefetch 1 a remote worker gets its next batch before its gradient is applied",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    const { x, y } = dataset(64);
+    const model = classifier(() => tf.train.sgd(0.1));
+    const pool = new RemoteWorkers({ prefetch: 1 });
+    await using strategy = new WorkerStrategy({ workers: 0, remote: pool, staleness: 8 });
+    const session = pool.join({ address: "in-process" });
+    const fit = strategy.fit(model, x, y, { epochs: 1, batchSize: 16, seed: 1 });
+    const w = (await session.welcome())!;
+    const gradient = (a: NonNullable<Awaited<ReturnType<typeof session.next>>>) => ({
+      batch: a.batch,
+      base: a.version,
+      samples: a.samples,
+      values: new Float32Array(w.weightCount),
+      logs: new Float32Array(1 + w.metricCount).fill(0.5),
+    });
+    const first = (await session.next())!;
+    session.deliver(gradient(first));
+    // Handed out at once: the server has not applied the first gradient yet.
+    const second = (await session.next())!;
+    assert.equal(second.version, first.version, "computed on the weights before the first apply");
+    session.deliver(gradient(second));
+    for (let a = await session.next(); a !== null; a = await session.next()) {
+      session.deliver(gradient(a));
+    }
+    await fit;
+    assert.equal(strategy.stats!.applied, 4);
+    assert.equal(strategy.stats!.batchesRepeated, 0);
+    assert.equal(strategy.stats!.maxStaleness, 1);
+    tf.dispose([x, y]);
+    model.dispose();
   },
 );

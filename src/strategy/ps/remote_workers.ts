@@ -60,6 +60,15 @@ export interface RemoteWorkersOptions {
    * @default 30000
    */
   timeoutMs?: number;
+  /**
+   * Batches a worker is given while its earlier gradients still wait for
+   * the server: with 1, a worker computes its next batch while the server
+   * applies its last gradient (one more version of staleness, no idle
+   * round trip); with 0, it waits for the apply and its next batch's
+   * weights include its own last gradient. At most 4.
+   * @default 1
+   */
+  prefetch?: number;
 }
 
 /** The option names {@linkcode RemoteWorkers} takes. */
@@ -67,6 +76,7 @@ export const REMOTE_WORKERS_OPTIONS = [
   "maxWorkers",
   "waitMs",
   "timeoutMs",
+  "prefetch",
 ] as const satisfies readonly (keyof RemoteWorkersOptions)[];
 
 /** What a worker says of itself when it joins. */
@@ -210,7 +220,37 @@ interface RunState {
   ended: boolean;
 }
 
-type SessionState = "waiting" | "ready" | "assigned" | "pushed" | "gone";
+type SessionState = "waiting" | "ready" | "assigned" | "gone";
+
+/**
+ * One gradient slot of a remote session, as the parameter server sees it:
+ * like an in-process worker, it has an id, stats and a slot to apply. A
+ * session has `prefetch + 1` of them, so a gradient can wait for the server
+ * in one while the worker computes the next batch.
+ */
+export class RemoteLane {
+  /** The session this slot belongs to. */
+  readonly session: RemoteSession;
+  /** The slot. */
+  readonly slot: Slot;
+  /** Wraps `slot` of `session`. */
+  constructor(session: RemoteSession, slot: Slot) {
+    this.session = session;
+    this.slot = slot;
+  }
+  /** The worker's id. */
+  get id(): number {
+    return this.session.id;
+  }
+  /** The worker's stats. */
+  get stats(): WorkerStats {
+    return this.session.stats;
+  }
+  /** @internal The server applied or dropped this slot's gradient. */
+  _applied(): void {
+    this.session._applied();
+  }
+}
 
 /**
  * One remote worker's session, driven by its transport.
@@ -220,14 +260,16 @@ export class RemoteSession {
   id: number = -1;
   /** Its stats, as `WorkerStrategy.stats.workers` lists them. */
   readonly stats: WorkerStats;
-  /** Its gradient slot in the current run. */
-  slot: Slot | undefined;
+  /** Its gradient slots in the current run (`prefetch + 1`). */
+  lanes: RemoteLane[] = [];
   /** Settles with why the session ended. */
   readonly closed: Promise<string>;
   #pool: RemoteWorkers;
   #state: SessionState = "waiting";
   #assignment: { batch: number; samples: number; version: number } | undefined;
   #applied: (() => void) | undefined;
+  /** Gradients delivered and not yet applied. */
+  #pending = 0;
   #flat: Float32Array | undefined;
   #lastSeen = performance.now();
   #resolveClosed!: (why: string) => void;
@@ -304,11 +346,13 @@ export class RemoteSession {
       this.stats.id = this.id;
     }
     this.#state = "ready";
+    this.#pending = 0;
     this.stats.status = "running";
-    this.slot = new GradientSlot(
-      new SharedArrayBuffer(GradientSlot.bytes(s.slotLength)),
-      s.slotLength,
-    );
+    this.lanes = Array.from({ length: this.#pool.prefetch + 1 }, () =>
+      new RemoteLane(
+        this,
+        new GradientSlot(new SharedArrayBuffer(GradientSlot.bytes(s.slotLength)), s.slotLength),
+      ));
     return {
       worker: this.id,
       model: s.model,
@@ -324,11 +368,13 @@ export class RemoteSession {
   }
 
   /**
-   * The next batch to compute, once the server applied (or dropped) this
-   * worker's last gradient; null when the run is over (the worker may go).
+   * The next batch to compute, once at most `prefetch` of this worker's
+   * gradients wait for the server (with `prefetch` 0: once the server
+   * applied or dropped its last one); null when the run is over (the worker
+   * may go).
    */
   async next(): Promise<RemoteAssignment | null> {
-    if (this.#state === "pushed") {
+    while (this.#pending > this.#pool.prefetch && !this.gone && this.#state !== "waiting") {
       await new Promise<void>((r) => (this.#applied = r));
     }
     const run = this.#pool._current();
@@ -404,10 +450,12 @@ export class RemoteSession {
     if (!allFinite(g.values) || !allFinite(g.logs)) {
       throw this.refuse("nonFinite", "sent a gradient with NaN or infinite values");
     }
-    const slot = this.slot!;
+    const slot = this.lanes.find((lane) => !lane.slot.full)?.slot;
+    if (slot === undefined) throw this.refuse("protocol", "sent more gradients than it was given");
     slot.payload.set(g.values, 0);
     slot.payload.set(g.logs, s.weightCount);
-    this.#state = "pushed";
+    this.#state = "ready";
+    this.#pending++;
     this.#assignment = undefined;
     this.stats.computed++;
     this.#computeMs += performance.now() - this.#assignedAt;
@@ -424,7 +472,7 @@ export class RemoteSession {
 
   /** @internal The server applied or dropped this session's gradient. */
   _applied(): void {
-    if (this.#state === "pushed") this.#state = "ready";
+    this.#pending = Math.max(0, this.#pending - 1);
     const resolve = this.#applied;
     this.#applied = undefined;
     resolve?.();
@@ -434,6 +482,8 @@ export class RemoteSession {
   _runEnded(): void {
     if (this.#state !== "gone") this.#state = "waiting";
     this.stats.status = this.gone ? this.stats.status : "idle";
+    for (const lane of this.lanes) lane.slot.release();
+    this.#pending = 0;
     this._applied();
   }
 
@@ -461,7 +511,9 @@ export class RemoteSession {
     this.stats.status = kind === "left" ? "removed" : "crashed";
     if (kind !== "left") this.stats.error = why;
     this.#pool._leave(this, held?.batch, kind);
-    this._applied();
+    const resolve = this.#applied;
+    this.#applied = undefined;
+    resolve?.();
     this.#resolveClosed(why);
     for (const listener of this.#onClose.splice(0)) listener(why);
   }
@@ -498,6 +550,8 @@ export class RemoteWorkers {
   readonly waitMs: number;
   /** Silence after which a session is lost. */
   readonly timeoutMs: number;
+  /** Assignments a worker gets while its earlier gradients wait for the server. */
+  readonly prefetch: number;
   /** Totals over the pool's life. */
   readonly counts: RemoteCounts = {
     joined: 0,
@@ -519,6 +573,8 @@ export class RemoteWorkers {
     this.maxWorkers = positiveInt(options.maxWorkers ?? 64, "maxWorkers");
     this.waitMs = nonNegativeInt(options.waitMs ?? 600_000, "waitMs");
     this.timeoutMs = positiveInt(options.timeoutMs ?? 30_000, "timeoutMs");
+    this.prefetch = nonNegativeInt(options.prefetch ?? 1, "prefetch");
+    if (this.prefetch > 4) throw new RangeError(`prefetch must be <= 4, received ${this.prefetch}`);
   }
 
   /** Sessions attached now. */
@@ -636,9 +692,9 @@ export class RemoteWorkers {
     for (const w of this.#waiters.splice(0)) w(run);
   }
 
-  /** Sessions with a gradient waiting for the server. */
-  full(): RemoteSession[] {
-    return [...this.#sessions, ...this.#past].filter((s) => s.slot?.full === true);
+  /** Slots with a gradient waiting for the server. */
+  full(): RemoteLane[] {
+    return [...this.#sessions, ...this.#past].flatMap((s) => s.lanes.filter((l) => l.slot.full));
   }
 
   /**
@@ -668,10 +724,7 @@ export class RemoteWorkers {
     const run = this.#run;
     if (run === undefined) return;
     run.ended = true;
-    for (const s of [...this.#sessions, ...this.#past]) {
-      s.slot?.release();
-      s._runEnded();
-    }
+    for (const s of [...this.#sessions, ...this.#past]) s._runEnded();
   }
 
   /**
