@@ -6,7 +6,7 @@
 // the job's worker token) is the middleware's; these handlers find the job's
 // gate and hand the connection to the edge drivers.
 import type { Context } from "hono";
-import type { OpenAPIHono } from "@hono/zod-openapi";
+import { type OpenAPIHono, z } from "@hono/zod-openapi";
 import { getConnInfo, upgradeWebSocket } from "hono/deno";
 import { SocketSession } from "../edge/serve_socket.ts";
 import { MessageError } from "../edge/messages.ts";
@@ -44,9 +44,75 @@ async function gateOf(jobs: JobManager, id: string): Promise<JobRemote> {
   }
 }
 
+const errorRefs = (statuses: number[]) =>
+  Object.fromEntries(statuses.map((s) => [s, { description: `Error (${s})` }]));
+
+/** The remote-worker routes in the OpenAPI document (binary bodies, so declared by hand). */
+function documentWorkerRoutes(app: OpenAPIHono): void {
+  const r = app.openAPIRegistry;
+  r.registerPath({
+    method: "get",
+    path: "/v1/jobs/{id}/workers",
+    summary: "The job's workers (local and remote) and what its remote workers did",
+    request: { params: z.object({ id: z.string() }) },
+    responses: {
+      200: { description: "`{workers, remote, batches}`" },
+      ...errorRefs([401, 404]),
+    },
+  });
+  r.registerPath({
+    method: "get",
+    path: "/v1/jobs/{id}/workers/connect",
+    summary: "An edge worker's WebSocket (Upgrade: websocket); the service token or the " +
+      "job's workerToken",
+    description: "Text frames: JSON control messages (hello, welcome, ready, ping, pong, bye, " +
+      "end, error); binary frames: assignments and gradients (see src/edge/frames.ts). " +
+      "Without the Upgrade header: 426 when the upgrade would be accepted.",
+    request: { params: z.object({ id: z.string() }) },
+    responses: {
+      101: { description: "Switching protocols" },
+      ...errorRefs([401, 404, 409, 426, 503]),
+    },
+  });
+  r.registerPath({
+    method: "post",
+    path: "/v1/jobs/{id}/workers",
+    summary: "Request/response form: join with a hello; answers the welcome and a session key",
+    request: { params: z.object({ id: z.string() }) },
+    responses: {
+      200: { description: "`{session, welcome}`" },
+      ...errorRefs([400, 401, 404, 409, 429, 503]),
+    },
+  });
+  r.registerPath({
+    method: "post",
+    path: "/v1/jobs/{id}/workers/{session}/step",
+    summary: "Request/response form: `ready` (JSON) or a gradient frame " +
+      "(application/octet-stream) in, the next assignment frame out (or `{type: end}`)",
+    request: { params: z.object({ id: z.string(), session: z.string() }) },
+    responses: {
+      200: {
+        description: "An assignment frame, or a JSON end/error message",
+        content: {
+          "application/octet-stream": { schema: { type: "string", format: "binary" } },
+        },
+      },
+      ...errorRefs([401, 404, 409]),
+    },
+  });
+  r.registerPath({
+    method: "delete",
+    path: "/v1/jobs/{id}/workers/{session}",
+    summary: "Request/response form: the worker leaves",
+    request: { params: z.object({ id: z.string(), session: z.string() }) },
+    responses: { 204: { description: "Left" }, ...errorRefs([401, 404, 409]) },
+  });
+}
+
 /** Attaches the remote-worker routes to `app`. */
 export function workerHandlers(app: OpenAPIHono, deps: { jobs: JobManager }): void {
   const { jobs } = deps;
+  documentWorkerRoutes(app);
 
   app.get("/v1/jobs/:id/workers", async (c) => {
     const id = c.req.param("id");
