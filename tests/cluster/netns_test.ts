@@ -185,3 +185,86 @@ Deno.test({
     }
   },
 });
+
+const MIRRORED_NODE = new URL("../fixtures/mirrored_node.ts", import.meta.url).pathname;
+
+Deno.test({
+  name: unavailable
+    ? `MirroredStrategy across namespaces fails on both hosts when the link is cut (skipped: ${unavailable})`
+    : "MirroredStrategy.fit across namespaces rejects with PeerLostError on both hosts when the veth link goes down mid-epoch",
+  ignore: unavailable !== null,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    setUp(null);
+    const children: Deno.ChildProcess[] = [];
+    try {
+      const job = {
+        nodes: 2,
+        replicas: 1,
+        optimizer: "sgd",
+        samples: 256,
+        batchSize: 32,
+        epochs: 10_000,
+        port: 29511,
+        coordinatorHost: ADDR[0],
+        hostname: "0.0.0.0",
+        peerTimeoutMs: PEER_TIMEOUT_MS,
+        slowStepMs: 5,
+      };
+      const started: Promise<void>[] = [];
+      for (const rank of [0, 1]) {
+        const child = new Deno.Command("ip", {
+          args: [
+            "netns",
+            "exec",
+            NS[rank]!,
+            Deno.execPath(),
+            "run",
+            "-A",
+            MIRRORED_NODE,
+            JSON.stringify({ ...job, rank }),
+          ],
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        children.push(child);
+        // "fitting" on stderr: the node joined and trains.
+        started.push((async () => {
+          let text = "";
+          for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+            text += chunk;
+            if (text.includes("fitting")) return;
+          }
+        })());
+      }
+      await Promise.all(started);
+      await new Promise((r) => setTimeout(r, 1500)); // well into training
+      const cutAt = Date.now();
+      must("-n", NS[0]!, "link", "set", DEV[0]!, "down");
+      const deadline = setTimeout(() => children.forEach((c) => c.kill("SIGKILL")), 30_000);
+      const outs = await Promise.all(children.map(async (c) => {
+        const out = await c.output().catch(() => null);
+        return { out, at: Date.now() };
+      }));
+      clearTimeout(deadline);
+      for (const [rank, { out, at }] of outs.entries()) {
+        assert.ok(out !== null && out.code !== 137, `rank ${rank} hung: killed after 30 s`);
+        const line = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!;
+        const result = JSON.parse(line);
+        assert.equal(result.error?.name, "PeerLostError", `rank ${rank}: ${line}`);
+        assert.ok(
+          at - cutAt <= PEER_TIMEOUT_MS + 3000,
+          `rank ${rank} ended ${at - cutAt} ms after the cut`,
+        );
+      }
+    } finally {
+      for (const c of children) {
+        try {
+          c.kill("SIGKILL");
+        } catch { /* exited */ }
+      }
+      tearDown();
+    }
+  },
+});
