@@ -19,11 +19,10 @@
 import { fileURLToPath } from "node:url";
 import { frameBytes } from "../src/edge/frames.ts";
 import { oneNamespace, type Placement } from "./_netns.ts";
+// The service and worker processes the edge tests start, reused as they are.
+import { Server } from "../tests/fixtures/serve_process.ts";
+import { WorkerProcess } from "../tests/edge/_edge.ts";
 
-const ROOT = new URL("../", import.meta.url);
-const SERVE = new URL("src/server/serve.ts", ROOT).pathname;
-const CLI = new URL("src/cli/main.ts", ROOT).pathname;
-const CONFIG = new URL("deno.json", ROOT).pathname;
 const TOKEN = "edge-bench-token";
 const HIDDEN = [256, 128];
 const BATCH = 32;
@@ -55,64 +54,6 @@ function weightCount(): number {
   return n;
 }
 
-interface Running {
-  url: string;
-  child: Deno.ChildProcess;
-  output: { text: string };
-}
-
-async function startServer(place: Placement, dataDir: string, port: number): Promise<Running> {
-  const [cmd, ...args] = [
-    ...place.prefix(0),
-    Deno.execPath(),
-    "run",
-    "-A",
-    "--unstable-kv",
-    "--config",
-    CONFIG,
-    SERVE,
-    "--host",
-    place.host(0),
-    "--port",
-    String(port),
-    "--data-dir",
-    dataDir,
-  ];
-  const child = new Deno.Command(cmd!, {
-    args,
-    env: { DTRAIN_TOKEN: TOKEN, NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const output = { text: "" };
-  let found!: (url: string) => void;
-  const url = new Promise<string>((r) => (found = r));
-  const drain = async (s: ReadableStream<Uint8Array>) => {
-    for await (const chunk of s.pipeThrough(new TextDecoderStream())) {
-      output.text += chunk;
-      const m = output.text.match(/listening on (http:\/\/\S+)/);
-      if (m) found(m[1]!);
-    }
-  };
-  drain(child.stdout);
-  drain(child.stderr);
-  const timer = setTimeout(() => found(""), 60_000);
-  const at = await url;
-  clearTimeout(timer);
-  if (at === "") throw new Error(`server did not start: ${output.text.slice(-300)}`);
-  return { url: at, child, output };
-}
-
-async function api(url: string, path: string, init: RequestInit = {}) {
-  const res = await fetch(`${url}${path}`, {
-    ...init,
-    headers: { Authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-  });
-  const body = await res.json();
-  if (!res.ok) throw new Error(`${path}: ${res.status} ${JSON.stringify(body)}`);
-  return body;
-}
-
 function job(remote: boolean) {
   return {
     model: { preset: "mlp", hidden: HIDDEN },
@@ -132,51 +73,27 @@ function job(remote: boolean) {
   };
 }
 
-/** Trains one job; resolves with epoch 2's gradients/s and the workers' stats. */
+/** Trains one job; resolves with the gradients/s of epochs 2 and 3 and the workers' stats. */
 async function measure(
   place: Placement,
   remote: { transport: "websocket" | "http"; fp16: boolean } | null,
 ): Promise<Omit<EdgeRow, "suite" | "workers" | "link" | "transport" | "wire">> {
   const dataDir = await Deno.makeTempDir({ prefix: "dtrain-bench-edge-" });
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  const server = await startServer(place, dataDir, port);
-  const workers: Deno.ChildProcess[] = [];
+  const server = await Server.start(dataDir, TOKEN, ["--host", place.host(0)], place.prefix(0));
+  const workers: WorkerProcess[] = [];
   try {
-    const accepted = await api(server.url, "/v1/jobs", {
+    const accepted = await server.json("/v1/jobs", {
       method: "POST",
       body: JSON.stringify(job(remote !== null)),
     });
     const id = accepted.id as string;
     for (let i = 0; remote !== null && i < 2; i++) {
-      const [cmd, ...args] = [
-        ...place.prefix(1),
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--config",
-        CONFIG,
-        CLI,
-        "worker",
-        "--server",
-        server.url,
-        "--job",
-        id,
-        "--backend",
-        "wasm",
-        "--transport",
-        remote.transport,
-        "--json",
-        ...(remote.fp16 ? ["--fp16"] : []),
-      ];
+      const flags = ["--transport", remote.transport, ...(remote.fp16 ? ["--fp16"] : [])];
       workers.push(
-        new Deno.Command(cmd!, {
-          args,
-          env: { DTRAIN_TOKEN: accepted.workerToken, NO_COLOR: "1" },
-          stdout: "piped",
-          stderr: "piped",
-        }).spawn(),
+        new WorkerProcess(server.url, id, accepted.workerToken as string, flags, {
+          prefix: place.prefix(1),
+          backend: "wasm",
+        }),
       );
     }
     const seen: Record<number, number> = {};
@@ -184,32 +101,22 @@ async function measure(
     const deadline = Date.now() + 600_000;
     while (!["succeeded", "failed", "cancelled", "interrupted"].includes(status)) {
       if (Date.now() > deadline) throw new Error("the job did not end within 10 minutes");
-      const record = await api(server.url, `/v1/jobs/${id}`);
-      status = record.status;
-      seen[record.progress.epoch] ??= performance.now();
+      const record = await server.json(`/v1/jobs/${id}`);
+      status = record.status as string;
+      seen[(record.progress as { epoch: number }).epoch] ??= performance.now();
       await new Promise((r) => setTimeout(r, 20));
     }
-    if (status !== "succeeded") throw new Error(`job ${status}: ${server.output.text.slice(-300)}`);
+    if (status !== "succeeded") throw new Error(`job ${status}`);
     const steps = Math.ceil(SAMPLES / BATCH);
     const gradientsPerSec = (2 * steps) / ((seen[4]! - seen[2]!) / 1000);
-    const stats = await api(server.url, `/v1/jobs/${id}/workers`);
+    const stats = await server.json(`/v1/jobs/${id}/workers`);
     const list = stats.workers as { applied: number; meanStaleness: number; stepMs: number }[];
     const applied = list.reduce((s, w) => s + w.applied, 0);
     const meanStaleness = list.reduce((s, w) => s + w.meanStaleness * w.applied, 0) / applied;
     let computeMs: number | undefined, cycleMs: number | undefined;
     if (remote !== null) {
-      const results = await Promise.all(workers.map(async (w) => {
-        const out = await w.output();
-        const line = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1) ?? "";
-        if (!line.startsWith("{")) {
-          throw new Error(
-            `a worker printed no result (exit ${out.code}): ${
-              new TextDecoder().decode(out.stderr).slice(-300)
-            }`,
-          );
-        }
-        return JSON.parse(line) as { gradients: number; computeMs: number };
-      }));
+      await Promise.all(workers.map((w) => w.done));
+      const results = workers.map((w) => w.result());
       const n = results.reduce((s, r) => s + r.gradients, 0);
       computeMs = results.reduce((s, r) => s + r.computeMs, 0) / n;
       cycleMs = list.reduce((s, w) => s + w.stepMs * w.applied, 0) / applied;
@@ -218,12 +125,11 @@ async function measure(
   } finally {
     for (const w of workers) {
       try {
-        w.kill("SIGKILL");
+        w.child.kill("SIGKILL");
       } catch { /* exited */ }
-      await w.status;
+      await w.done;
     }
-    server.child.kill("SIGTERM");
-    await server.child.status;
+    await server.stop();
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
   }
 }

@@ -57,7 +57,12 @@ import { RemoteWorkers } from "../strategy/ps/remote_workers.ts";
 import { HttpSessions } from "../edge/http_sessions.ts";
 import { sha256Hex, tokensEqual } from "./_auth.ts";
 import { ServerLease } from "./_lease.ts";
-import { JobEventBus, type SequencedEvent, type Subscription } from "./job_events.ts";
+import {
+  type JobEvent,
+  JobEventBus,
+  type SequencedEvent,
+  type Subscription,
+} from "./job_events.ts";
 import type { ModelRegistry } from "./registry.ts";
 import { TERMINAL_STATUSES } from "./schemas.ts";
 import type { JobPage, Store } from "./store.ts";
@@ -393,22 +398,25 @@ export class JobManager {
     error: JobRecord["error"] = null,
   ): Promise<void> {
     const { record } = job;
-    if (status === "suspended") {
-      // Not an end: the record stays queued or running, for the next server.
-      job.remote?.pool.close("suspended");
+    /** The last writes of a job leaving this server, then its last event here. */
+    const leave = async (last: JobEvent) => {
       try {
         const workers = job.lastWorkers;
         if (workers !== null) await this.#store.putJobWorkers(record.id, workers);
         await this.#store.putJob(record);
       } finally {
         this.#live.delete(record.id);
-        this.#events.emit(record.id, {
-          type: "waiting",
-          detail: "this server shuts down: the job resumes from its newest checkpoint on the " +
-            "next server started on this data dir",
-        });
+        this.#events.emit(record.id, last);
       }
-      return;
+    };
+    if (status === "suspended") {
+      // Not an end: the record stays queued or running, for the next server.
+      job.remote?.pool.close("suspended");
+      return await leave({
+        type: "waiting",
+        detail: "this server shuts down: the job resumes from its newest checkpoint on the " +
+          "next server started on this data dir",
+      });
     }
     if (error === null && status === "interrupted") {
       error = {
@@ -420,14 +428,7 @@ export class JobManager {
     record.finishedAt = new Date().toISOString();
     record.error = error;
     job.remote?.pool.close();
-    try {
-      const workers = job.lastWorkers;
-      if (workers !== null) await this.#store.putJobWorkers(record.id, workers);
-      await this.#store.putJob(record);
-    } finally {
-      this.#live.delete(record.id);
-      this.#events.emit(record.id, { type: "end", job: this.#snapshot(job) });
-    }
+    await leave({ type: "end", job: this.#snapshot(job) });
   }
 
   #snapshot(job: LiveJob): JobRecord {

@@ -555,8 +555,8 @@ export class WorkerStrategy implements Strategy {
         try {
           model.stopTraining = false;
           await callAll(callbacks, "onTrainBegin", {});
-          this.#set.startRun({
-            controlBuffer,
+          // The batch stream every worker draws from, in process or remote.
+          const stream = {
             weightsBuffer: ps.weightsBuffer,
             data,
             trainCount,
@@ -564,16 +564,11 @@ export class WorkerStrategy implements Strategy {
             shuffle,
             seed,
             initialEpoch,
-          });
+          };
+          this.#set.startRun({ controlBuffer, ...stream });
           this.#remote?.startRun({
             control: live.control,
-            weightsBuffer: ps.weightsBuffer,
-            data,
-            trainCount,
-            batchSize,
-            shuffle,
-            seed,
-            initialEpoch,
+            ...stream,
             model: spawn.source,
             compile: spawn.compile,
             slotLength: spawn.slotLength,

@@ -44,9 +44,18 @@ export class WorkerProcess {
   readonly output = { text: "" };
   readonly done: Promise<Deno.CommandStatus>;
 
-  constructor(url: string, job: string, token: string, flags: string[] = []) {
-    this.child = new Deno.Command(Deno.execPath(), {
+  /** `flags` are more `dtrain worker` flags; `prefix` a command to run it under. */
+  constructor(
+    url: string,
+    job: string,
+    token: string,
+    flags: string[] = [],
+    options: { prefix?: string[]; backend?: string } = {},
+  ) {
+    const [cmd, ...pre] = [...(options.prefix ?? []), Deno.execPath()];
+    this.child = new Deno.Command(cmd!, {
       args: [
+        ...pre,
         "run",
         "-A",
         "--config",
@@ -58,7 +67,7 @@ export class WorkerProcess {
         "--job",
         job,
         "--backend",
-        "cpu",
+        options.backend ?? "cpu",
         "--json",
         ...flags,
       ],
@@ -76,7 +85,7 @@ export class WorkerProcess {
   }
 
   /** The JSON result line a finished worker printed. */
-  result(): { reason: string; gradients: number; reconnects: number } {
+  result(): { reason: string; gradients: number; computeMs: number; reconnects: number } {
     const line = this.output.text.trim().split("\n").findLast((l) => l.startsWith("{"));
     assert.ok(line !== undefined, `no result line in: ${this.output.text}`);
     return JSON.parse(line);

@@ -357,6 +357,47 @@ Deno.test(
     assert.equal(strategy.stats!.applied, 4);
     assert.equal(strategy.stats!.batchesRepeated, 0);
     assert.equal(strategy.stats!.maxStaleness, 1);
+    assert.deepEqual(pool.counts.refused, {
+      shape: 0,
+      nonFinite: 0,
+      futureVersion: 0,
+      protocol: 0,
+    });
+    tf.dispose([x, y]);
+    model.dispose();
+  },
+);
+
+Deno.test(
+  "a gradient that arrives after the run's last one is set aside, not refused",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    const { x, y } = dataset(32);
+    const model = classifier(() => tf.train.sgd(0.1));
+    const pool = new RemoteWorkers({ prefetch: 1 });
+    await using strategy = new WorkerStrategy({ workers: 0, remote: pool, staleness: 8 });
+    const a = pool.join({ address: "a" });
+    const b = pool.join({ address: "b" });
+    const fit = strategy.fit(model, x, y, { epochs: 1, batchSize: 16, seed: 1 });
+    const w = (await a.welcome())!;
+    await b.welcome();
+    const gradient = (g: NonNullable<Awaited<ReturnType<typeof a.next>>>) => ({
+      batch: g.batch,
+      base: g.version,
+      samples: g.samples,
+      values: new Float32Array(w.weightCount),
+      logs: new Float32Array(1 + w.metricCount).fill(0.5),
+    });
+    // b holds a batch while a finishes the run's 2 gradients.
+    const late = (await b.next())!;
+    for (let g = await a.next(); g !== null; g = await a.next()) a.deliver(gradient(g));
+    await fit;
+    b.deliver(gradient(late)); // late: ignored
+    assert.equal(await b.next(), null);
+    assert.equal(b.gone, false, "the late worker is not refused");
+    assert.equal(pool.counts.refused.protocol, 0);
+    assert.equal(strategy.stats!.applied, 2);
     tf.dispose([x, y]);
     model.dispose();
   },

@@ -421,7 +421,13 @@ export class RemoteSession {
     if (this.gone) throw new RemoteRefusedError("protocol", "the session is over");
     const run = this.#pool._current();
     const a = this.#assignment;
-    if (run === undefined || run.ended) throw this.refuse("protocol", "the run is over");
+    // A gradient that arrives after the run's last one was applied is not
+    // wrong, only late: it is set aside, and the next `next` says the run is over.
+    if (run === undefined || run.ended || run.spec.isOver()) {
+      this.#assignment = undefined;
+      if (this.#state === "assigned") this.#state = "ready";
+      return;
+    }
     if (this.#state !== "assigned" || a === undefined) {
       throw this.refuse("protocol", "sent a gradient without an assignment");
     }
