@@ -402,3 +402,46 @@ Deno.test(
     model.dispose();
   },
 );
+
+Deno.test(
+  "a checkpoint torn by a crash mid-write is skipped: the fit resumes from the one before",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    const dir = await Deno.makeTempDir({ prefix: "dtrain-ps-torn-" });
+    const { x, y } = dataset(48);
+    const fitOptions = { batchSize: 16, seed: 6 };
+    try {
+      const whole = classifier(() => tf.train.adam(0.01));
+      {
+        await using s = new WorkerStrategy({ workers: 1, staleness: 0, backend: "cpu" });
+        await s.fit(whole, x, y, { ...fitOptions, epochs: 4 });
+      }
+      const first = classifier(() => tf.train.adam(0.01));
+      {
+        await using s = new WorkerStrategy({ workers: 1, staleness: 0, backend: "cpu" });
+        await s.fit(first, x, y, { ...fitOptions, epochs: 3, checkpoint: { dir } });
+      }
+      // What a kill during the next writes leaves: the newest state half written, and a
+      // temporary folder of a checkpoint never committed.
+      const newest = `${dir}/ckpt-00000003-00000000/state.json`;
+      const text = await Deno.readTextFile(newest);
+      await Deno.writeTextFile(newest, text.slice(0, text.length >> 1));
+      await Deno.mkdir(`${dir}/.tmp-ckpt-00000004-00000000-deadbeef`);
+      await Deno.writeTextFile(`${dir}/.tmp-ckpt-00000004-00000000-deadbeef/model.json`, "{");
+
+      const resumed = classifier(() => tf.train.adam(0.01));
+      await using s = new WorkerStrategy({ workers: 1, staleness: 0, backend: "cpu" });
+      const history = await s.fit(resumed, x, y, { ...fitOptions, epochs: 4, checkpoint: { dir } });
+      assert.deepEqual(history.epoch, [0, 1, 2, 3]);
+      assert.equal(s.stats!.applied, 2 * 3, "epochs 3 and 4 trained again, from checkpoint 2");
+      assert.ok(maxDiff(whole, resumed) < 1e-5, `weights differ by ${maxDiff(whole, resumed)}`);
+      const left = [...Deno.readDirSync(dir)].map((e) => e.name);
+      assert.ok(!left.some((n) => n.startsWith(".tmp-")), `temporary folders left: ${left}`);
+      for (const m of [whole, first, resumed]) m.dispose();
+    } finally {
+      tf.dispose([x, y]);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
