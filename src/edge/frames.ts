@@ -120,7 +120,8 @@ export function encodeFrame(frame: Frame): Uint8Array {
 /**
  * Decodes a frame of kind `expect.kind`, checking every size against the
  * bytes received; throws {@linkcode FrameError} otherwise. Sections are
- * float32 copies (section 0 widened from float16 when it came so).
+ * float32 views of `data` (section 0 a widened copy when it came as
+ * float16; all copies when `data` is not 4-byte aligned).
  */
 export function decodeFrame(
   data: Uint8Array,
@@ -158,10 +159,14 @@ export function decodeFrame(
       `frame of ${data.byteLength} bytes, its header says ${need} (${n0}, ${n1}, ${n2} values)`,
     );
   }
-  // Copy into an aligned buffer: a received frame may sit at any offset.
-  const aligned = new Uint8Array(data.byteLength);
-  aligned.set(data);
-  let at = FRAME_HEADER_BYTES;
+  // Float views need 4-byte alignment: a frame at another offset is copied first.
+  let aligned = data;
+  if (data.byteOffset % 4 !== 0) {
+    aligned = new Uint8Array(data.byteLength);
+    aligned.set(data);
+  }
+  const base = aligned.byteOffset;
+  let at = base + FRAME_HEADER_BYTES;
   let s0: Float32Array;
   if (fp16) {
     s0 = Float32Array.from(new Float16Array(aligned.buffer, at, n0));
