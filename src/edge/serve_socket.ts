@@ -37,6 +37,9 @@ export interface SocketLike {
 
 type Incoming = { text: WorkerMessage } | { binary: Uint8Array } | { closed: true };
 
+/** A connection must say hello within this long. */
+const HELLO_TIMEOUT_MS = 10_000;
+
 /** Close codes: normal, policy violation (refused), try again later (full). */
 const NORMAL = 1000, POLICY = 1008, TRY_LATER = 1013;
 
@@ -82,6 +85,13 @@ export class SocketSession {
   /** The socket is open: the session starts. */
   open(socket: SocketLike): void {
     this.#socket = socket;
+    // A connection that never says hello holds no session: it goes.
+    const hello = setTimeout(() => {
+      if (this.#session === undefined) {
+        this.#fail(new MessageError(`no hello within ${HELLO_TIMEOUT_MS} ms`));
+      }
+    }, HELLO_TIMEOUT_MS);
+    this.done.then(() => clearTimeout(hello));
     this.#ping = setInterval(
       () => this.#send({ type: "ping" }),
       Math.max(50, this.#pool.timeoutMs / 3),
