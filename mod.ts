@@ -28,6 +28,7 @@ export {
   type EvaluateOptions,
   type FitOptions,
   isStrategyKind,
+  type LossWeights,
   type Strategy,
   STRATEGY_KINDS,
   type StrategyKind,
@@ -47,6 +48,8 @@ export {
   type MirroredClusterOptions,
   MirroredStrategy,
   type MirroredStrategyOptions,
+  type Samples,
+  type SampleValues,
   type StrategyStats,
 } from "./src/strategy/mirrored.ts";
 export {

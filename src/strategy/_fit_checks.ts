@@ -9,7 +9,7 @@
 import * as tf from "../tf.ts";
 import type { History, TrainingCallbacks } from "../training/callbacks.ts";
 import { type DatasetLike, materializeDataset } from "./_dataset.ts";
-import { type Prepared, prepareSamples, type Samples } from "./_inputs.ts";
+import { isSingleIO, type Prepared, prepareSamples, type Samples } from "./_inputs.ts";
 import { positiveInt } from "../core/checks.ts";
 
 /** The fit options every strategy reads the same way. */
@@ -77,6 +77,7 @@ export const FIT_OPTIONS = [
   "terminateOnNaN",
   "checkpoint",
   "trace",
+  "lossWeights",
 ] as const;
 
 /** Validates the options every fit shares and applies their defaults. */
@@ -136,16 +137,29 @@ export function splitSamples(
   return { samples, trainCount, validation };
 }
 
-/** Samples `[from, to)` of prepared data, copied. */
+/** Samples `[from, to)` of prepared data, every column copied. */
 export function slicePrepared(p: Prepared, from: number, to: number): Prepared {
-  const part = (f: Prepared["x"]) => {
+  const part = (f: Prepared["inputs"][number]) => {
     const width = f.shape.slice(1).reduce((a, b) => a * b, 1);
     return {
       data: f.data.slice(from * width, to * width),
       shape: [to - from, ...f.shape.slice(1)],
     };
   };
-  return { x: part(p.x), y: part(p.y), count: to - from };
+  return { inputs: p.inputs.map(part), outputs: p.outputs.map(part), count: to - from };
+}
+
+/**
+ * Refuses a model with several inputs or outputs on a path that trains one
+ * input and one output only (`what`), naming what does take it.
+ */
+export function refuseMultiIO(model: tf.LayersModel, what: string): void {
+  if (isSingleIO(model)) return;
+  throw new TypeError(
+    `${what} trains models with one input and one output, received a model with ` +
+      `${model.inputs.length} inputs and ${model.outputs.length} outputs: pass its data to ` +
+      "fit(model, x, y) instead, with x and y as arrays (or dicts by layer name) of tensors",
+  );
 }
 
 /** Lets one fit or evaluate run at a time on a strategy. */
@@ -178,6 +192,7 @@ export async function fitOnDataset(
   dataset: DatasetLike,
   fit: (x: tf.Tensor, y: tf.Tensor) => Promise<History>,
 ): Promise<History> {
+  refuseMultiIO(model, "fitDataset()");
   const { x, y } = await materializeDataset(dataset, {
     x: model.inputs[0]?.shape.slice(1) ?? [],
     y: model.outputs[0]?.shape.slice(1) ?? [],

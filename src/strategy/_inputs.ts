@@ -1,15 +1,19 @@
 /**
- * Turns the inputs users pass to `fit`/`evaluate` (tensors, typed arrays,
- * nested arrays) into flat Float32 samples in shared memory, with clear
- * errors for shapes that do not fit the model.
+ * Turns the inputs users pass to `fit`/`evaluate` into flat Float32 samples,
+ * one column per model input and per model output, and copies them into
+ * shared memory, with clear errors for shapes and sample counts that do not
+ * fit the model. Each input's or output's values are a tensor, a typed array
+ * or a nested number array; a model with several inputs (outputs) takes an
+ * array of them in `model.inputs` (`model.outputs`) order or a dict keyed by
+ * input (output) layer name, as `model.fit` does.
  *
  * @module
  */
 import * as tf from "../tf.ts";
-import type { SharedData } from "./protocol.ts";
+import type { SharedColumn, SharedData } from "./protocol.ts";
 
-/** What `fit`/`evaluate` accept for `x` and `y`. */
-export type Samples =
+/** One input's values (or one output's targets), as `fit`/`evaluate` accept them. */
+export type SampleValues =
   | tf.Tensor
   | Float32Array
   | number[]
@@ -17,13 +21,20 @@ export type Samples =
   | number[][][]
   | number[][][][];
 
+/**
+ * What `fit`/`evaluate` accept for `x` and `y`: the values of the model's
+ * input (output) or, for a model with several, an array of them in
+ * `model.inputs` (`model.outputs`) order, or a dict keyed by layer name.
+ */
+export type Samples = SampleValues | SampleValues[] | { [name: string]: SampleValues };
+
 interface Flat {
   data: Float32Array;
   shape: number[];
 }
 
 function flatten(
-  value: Samples,
+  value: SampleValues,
   what: string,
   perSample: (number | null)[],
 ): Flat {
@@ -99,22 +110,31 @@ function checkShape(
 
 const SPARSE_LOSSES = new Set(["sparseCategoricalCrossentropy", "sparse_categorical_crossentropy"]);
 
-/** Whether the model's (single) loss takes class indices rather than one-hot labels. */
-function sparseLoss(model: tf.LayersModel): boolean {
-  const loss = Array.isArray(model.loss) ? model.loss[0] : model.loss;
-  return typeof loss === "string" && SPARSE_LOSSES.has(loss);
+/** The loss the model was compiled with for output `i` (a name, a function or undefined). */
+function lossFor(model: tf.LayersModel, i: number): unknown {
+  const loss = model.loss as unknown;
+  if (Array.isArray(loss)) return loss[i];
+  if (loss !== null && typeof loss === "object") {
+    return (loss as Record<string, unknown>)[model.outputNames[i]!];
+  }
+  return loss;
 }
 
 /**
  * Sparse labels as `[n, 1]` class indices, checked: integers in
- * `[0, classes)` where `classes` is the model's last output dimension.
+ * `[0, classes)` where `classes` is the output's last dimension.
  */
-function sparseLabels(y: Samples, outShape: (number | null)[]): Flat {
-  const fy = flatten(y, "y", [1]);
+function sparseLabels(
+  y: SampleValues,
+  outShape: (number | null)[],
+  what: string,
+  single: boolean,
+): Flat {
+  const fy = flatten(y, what, [1]);
   const per = fy.shape.slice(1);
   if (!(per.length === 0 || (per.length === 1 && per[0] === 1))) {
     throw new RangeError(
-      `y holds class indices for the sparse loss: expected shape [n] or [n, 1], ` +
+      `${what} holds class indices for the sparse loss: expected shape [n] or [n, 1], ` +
         `received [${fy.shape.join(", ")}]`,
     );
   }
@@ -123,62 +143,157 @@ function sparseLabels(y: Samples, outShape: (number | null)[]): Flat {
     const v = fy.data[i]!;
     if (!Number.isInteger(v) || v < 0 || (typeof classes === "number" && v >= classes)) {
       throw new RangeError(
-        `y[${i}] is ${v}: a sparse categorical label must be an integer in ` +
-          `[0, ${classes ?? "classes"})`,
+        `${single ? `${what}[${i}]` : `${what}: sample ${i}`} is ${v}: a sparse categorical ` +
+          `label must be an integer in [0, ${classes ?? "classes"})`,
       );
     }
   }
   return { data: fy.data, shape: [fy.shape[0]!, 1] };
 }
 
-/** Flat, shape-checked x and y. */
+/** Flat, shape-checked samples: one column per model input and per model output. */
 export interface Prepared {
-  x: Flat;
-  y: Flat;
+  /** One per input, in `model.inputs` order. */
+  inputs: Flat[];
+  /** One per output, in `model.outputs` order. */
+  outputs: Flat[];
+  /** Samples in every column. */
   count: number;
 }
 
-/** Converts and checks x and y against the model's input and output shapes. */
+/** Whether the model has exactly one input and one output. */
+export function isSingleIO(model: tf.LayersModel): boolean {
+  return model.inputs.length === 1 && model.outputs.length === 1;
+}
+
+/** The model's inputs or outputs, as errors name them. */
+interface Side {
+  /** `"x"` or `"y"`. */
+  arg: string;
+  /** `"input"` or `"output"`. */
+  kind: string;
+  /** Layer names, in model order. */
+  names: string[];
+}
+
+/** How errors name column `i` of a side: `x`, or `x[1] (input "b")` when there are several. */
+function label(side: Side, i: number): string {
+  return side.names.length === 1 ? side.arg : `${side.arg}[${i}] (${side.kind} "${side.names[i]}")`;
+}
+
+function isValues(value: unknown): boolean {
+  return value instanceof tf.Tensor || ArrayBuffer.isView(value);
+}
+
+function isDict(value: unknown): value is Record<string, SampleValues> {
+  return value !== null && typeof value === "object" && !Array.isArray(value) &&
+    !isValues(value);
+}
+
+/** `value` split into one entry per input (output) of `side`, checked against their count and names. */
+function perColumn(value: Samples, side: Side): SampleValues[] {
+  const { arg, kind, names } = side;
+  const list = names.map((n) => `"${n}"`).join(", ");
+  if (isDict(value)) {
+    for (const key of Object.keys(value)) {
+      if (!names.includes(key)) {
+        throw new RangeError(
+          `${arg} has an entry "${key}", which is not an ${kind} of the model: expected the ` +
+            `${kind} names ${list}`,
+        );
+      }
+    }
+    return names.map((name) => {
+      const v = value[name];
+      if (v === undefined) {
+        throw new RangeError(
+          `${arg} has no entry for ${kind} "${name}": expected one per ${kind} name (${list})`,
+        );
+      }
+      return v;
+    });
+  }
+  // One input: an array is its samples, unless it holds exactly one tensor or typed array.
+  if (Array.isArray(value) && (names.length > 1 || (value.length === 1 && isValues(value[0])))) {
+    if (value.length !== names.length) {
+      throw new RangeError(
+        `${arg} holds ${value.length} arrays, expected ${names.length}: one per model ${kind} ` +
+          `(${list}), in model.${kind}s order`,
+      );
+    }
+    return value as SampleValues[];
+  }
+  if (names.length > 1) {
+    throw new RangeError(
+      `The model has ${names.length} ${kind}s (${list}): pass ${arg} as an array of ` +
+        `${names.length} tensors in model.${kind}s order or as a dict by ${kind} name, ` +
+        "received one " + (value instanceof tf.Tensor ? "tensor" : "array"),
+    );
+  }
+  return [value as SampleValues];
+}
+
+/**
+ * Converts and checks x and y against the model's input and output shapes:
+ * one column per input and output, all with the same number of samples.
+ */
 export function prepareSamples(
   model: tf.LayersModel,
   x: Samples,
   y: Samples,
 ): Prepared {
-  if (model.inputs.length !== 1 || model.outputs.length !== 1) {
-    throw new RangeError(
-      `dtrain strategies train models with one input and one output, received ` +
-        `${model.inputs.length} inputs and ${model.outputs.length} outputs`,
-    );
+  const ins: Side = { arg: "x", kind: "input", names: model.inputNames };
+  const outs: Side = { arg: "y", kind: "output", names: model.outputNames };
+  const inputs = perColumn(x, ins).map((v, i) => {
+    const shape = model.inputs[i]!.shape.slice(1);
+    const f = flatten(v, label(ins, i), shape);
+    checkShape(f, shape, label(ins, i));
+    return f;
+  });
+  const outputs = perColumn(y, outs).map((v, i) => {
+    const shape = model.outputs[i]!.shape.slice(1);
+    const what = label(outs, i);
+    const loss = lossFor(model, i);
+    // Sparse categorical labels are class indices, [n] or [n, 1], as model.fit takes them.
+    if (typeof loss === "string" && SPARSE_LOSSES.has(loss)) {
+      return sparseLabels(v, shape, what, outs.names.length === 1);
+    }
+    const f = flatten(v, what, shape);
+    checkShape(f, shape, what);
+    return f;
+  });
+  const count = inputs[0]!.shape[0]!;
+  const columns: [Flat, string][] = [
+    ...inputs.map((f, i): [Flat, string] => [f, label(ins, i)]),
+    ...outputs.map((f, i): [Flat, string] => [f, label(outs, i)]),
+  ];
+  for (const [f, what] of columns) {
+    if (f.shape[0] !== count) {
+      throw new RangeError(
+        `${label(ins, 0)} and ${what} must have the same number of samples, received ` +
+          `${count} and ${f.shape[0]}`,
+      );
+    }
   }
-  const inShape = model.inputs[0]!.shape.slice(1);
-  const outShape = model.outputs[0]!.shape.slice(1);
-  const fx = flatten(x, "x", inShape);
-  const sparse = sparseLoss(model);
-  // Sparse categorical labels are class indices, [n] or [n, 1], as model.fit takes them.
-  const fy = sparse ? sparseLabels(y, outShape) : flatten(y, "y", outShape);
-  checkShape(fx, inShape, "x");
-  if (!sparse) checkShape(fy, outShape, "y");
-  if (fx.shape[0] !== fy.shape[0]) {
-    throw new RangeError(
-      `x and y must have the same number of samples, received ${fx.shape[0]} and ${fy.shape[0]}`,
-    );
-  }
-  return { x: fx, y: fy, count: fx.shape[0]! };
+  return { inputs, outputs, count };
 }
 
-/** Copies samples `[from, to)` into new shared buffers. */
+/** Copies samples `[from, to)` of every column into new shared buffers. */
 export function toShared(p: Prepared, from = 0, to = p.count): SharedData {
-  const share = (f: Flat) => {
+  const share = (f: Flat): SharedColumn => {
     const width = f.shape.slice(1).reduce((a, b) => a * b, 1);
-    const buf = new SharedArrayBuffer(Math.max(4, (to - from) * width * 4));
-    new Float32Array(buf).set(f.data.subarray(from * width, to * width));
-    return buf;
+    const buffer = new SharedArrayBuffer(Math.max(4, (to - from) * width * 4));
+    new Float32Array(buffer).set(f.data.subarray(from * width, to * width));
+    return { buffer, shape: f.shape.slice(1) };
   };
+  const inputs = p.inputs.map(share), outputs = p.outputs.map(share);
   return {
-    x: share(p.x),
-    y: share(p.y),
-    xShape: p.x.shape.slice(1),
-    yShape: p.y.shape.slice(1),
+    x: inputs[0]!.buffer,
+    y: outputs[0]!.buffer,
+    xShape: inputs[0]!.shape,
+    yShape: outputs[0]!.shape,
     count: to - from,
+    inputs,
+    outputs,
   };
 }

@@ -51,55 +51,129 @@ export async function buildModel(
       cls,
       compile.optimizer.config as tf.serialization.ConfigDict,
     ) as tf.Optimizer;
-    model.compile({ optimizer, loss: compile.loss, metrics: compile.metrics });
+    // tfjs types a metrics dict as one metric per output; it takes lists too.
+    const metrics = compile.metrics as tf.ModelCompileArgs["metrics"];
+    model.compile({ optimizer, loss: compile.loss, metrics });
   }
   return model;
 }
 
-/** The loss function; a Sequential keeps it on its inner functional model. */
-export function lossOf(
-  model: tf.LayersModel,
-): (y: tf.Tensor, out: tf.Tensor) => tf.Tensor {
+/** A compiled loss (or metric) function: per-sample values of a batch. */
+type LossFn = (y: tf.Tensor, out: tf.Tensor) => tf.Tensor;
+
+/**
+ * The compiled loss functions, one per model output; a Sequential keeps them
+ * on its inner functional model.
+ */
+export function lossFunctionsOf(model: tf.LayersModel): LossFn[] {
   const inner = (model as unknown as { model?: tf.LayersModel }).model;
   const fns = model.lossFunctions ?? inner?.lossFunctions;
-  if (fns === undefined || fns.length !== 1) {
+  if (fns === undefined || fns.length !== model.outputs.length) {
     throw new TypeError(
-      `Expected one compiled loss function, received ${fns?.length ?? 0}`,
+      `Expected one compiled loss function per model output (${model.outputs.length}), ` +
+        `received ${fns?.length ?? 0}`,
     );
   }
-  return fns[0]!;
+  return fns;
+}
+
+/** Output `i` of what `model.apply` returned (one tensor for a one-output model). */
+function outputAt(out: tf.Tensor | tf.Tensor[], i: number): tf.Tensor {
+  return Array.isArray(out) ? out[i]! : out;
+}
+
+/** `model.apply` on a batch's input tensors (one tensor for a one-input model). */
+function applyTo(
+  model: tf.LayersModel,
+  xs: tf.Tensor[],
+  training: boolean,
+): tf.Tensor | tf.Tensor[] {
+  return model.apply(xs.length === 1 ? xs[0]! : xs, { training }) as tf.Tensor | tf.Tensor[];
 }
 
 /**
  * One training step's loss and gradients, computed as tfjs' own `fit` does:
- * the mean loss over the batch plus regularisation penalties, with the
- * compiled metrics evaluated in the same forward pass. Takes ownership of
- * `x` and `y` (disposed); the caller disposes the returned tensors.
+ * the sum over outputs of each output's mean loss (times its weight in
+ * `lossWeights`, null: 1 each) plus regularisation penalties, with the
+ * compiled metrics evaluated in the same forward pass; with several outputs
+ * the metrics start with each output's (unweighted) mean loss, as
+ * `model.metricsNames` lists them. `xs`/`ys` hold one tensor per model input
+ * and output; the step takes ownership of them (disposed). The caller
+ * disposes the returned tensors.
  */
 export function lossAndGradients(
   model: tf.LayersModel,
   trainVars: tf.Variable[],
-  x: tf.Tensor,
-  y: tf.Tensor,
+  xs: tf.Tensor[],
+  ys: tf.Tensor[],
+  lossWeights: readonly number[] | null,
 ): { value: tf.Scalar; grads: tf.NamedTensorMap; metricValues: tf.Scalar[] } {
   const metricValues: tf.Scalar[] = [];
-  const loss = lossOf(model);
+  const losses = lossFunctionsOf(model);
+  const metrics = model.metricsTensors;
+  // With several outputs, metricsTensors starts with the outputs' losses.
+  const first = losses.length > 1 ? losses.length : 0;
   try {
     const { value, grads } = tf.tidy(() =>
       tf.variableGrads(() => {
-        const out = model.apply(x, { training: true }) as tf.Tensor;
-        let total = tf.mean(loss(y, out)) as tf.Scalar;
-        for (const [metric] of model.metricsTensors) {
-          metricValues.push(tf.keep(tf.mean(metric(y, out)) as tf.Scalar));
+        const out = applyTo(model, xs, true);
+        let total: tf.Scalar | undefined;
+        for (let i = 0; i < losses.length; i++) {
+          const mean = tf.mean(losses[i]!(ys[i]!, outputAt(out, i))) as tf.Scalar;
+          if (first > 0) metricValues.push(tf.keep(mean));
+          const w = lossWeights?.[i] ?? 1;
+          const term = w === 1 ? mean : tf.mul(mean, w) as tf.Scalar;
+          total = total === undefined ? term : tf.add(total, term);
         }
-        for (const reg of model.calculateLosses()) total = tf.add(total, reg);
-        return total;
+        for (let m = first; m < metrics.length; m++) {
+          const [metric, o] = metrics[m]!;
+          metricValues.push(tf.keep(tf.mean(metric(ys[o]!, outputAt(out, o))) as tf.Scalar));
+        }
+        for (const reg of model.calculateLosses()) total = tf.add(total!, reg);
+        return total!;
       }, trainVars)
     );
     return { value, grads, metricValues };
   } finally {
-    tf.dispose([x, y]);
+    tf.dispose(xs);
+    tf.dispose(ys);
   }
+}
+
+/**
+ * Sums over one batch, in inference mode, of the total loss (each output's
+ * loss times its weight in `lossWeights`, null: 1 each) and of every metric
+ * in `model.metricsNames` order after `loss` (with several outputs, each
+ * output's unweighted loss first). Divided by the sample count they are the
+ * logs `model.evaluate` reports. `xs`/`ys` (one tensor per model input and
+ * output) stay the caller's; the caller disposes the returned scalars.
+ */
+export function evaluationSums(
+  model: tf.LayersModel,
+  xs: tf.Tensor[],
+  ys: tf.Tensor[],
+  lossWeights: readonly number[] | null,
+): tf.Scalar[] {
+  const losses = lossFunctionsOf(model);
+  const metrics = model.metricsTensors;
+  const first = losses.length > 1 ? losses.length : 0;
+  return tf.tidy(() => {
+    const out = applyTo(model, xs, false);
+    const sums: tf.Scalar[] = [];
+    let total: tf.Scalar | undefined;
+    for (let i = 0; i < losses.length; i++) {
+      const sum = tf.sum(losses[i]!(ys[i]!, outputAt(out, i))) as tf.Scalar;
+      if (first > 0) sums.push(sum);
+      const w = lossWeights?.[i] ?? 1;
+      const term = w === 1 ? sum : tf.mul(sum, w) as tf.Scalar;
+      total = total === undefined ? term : tf.add(total, term);
+    }
+    for (let m = first; m < metrics.length; m++) {
+      const [metric, o] = metrics[m]!;
+      sums.push(tf.sum(metric(ys[o]!, outputAt(out, o))) as tf.Scalar);
+    }
+    return [total!, ...sums];
+  });
 }
 
 /**

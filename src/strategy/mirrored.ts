@@ -31,7 +31,7 @@ import { FitReporter, type FitReporterOptions } from "../training/reporter.ts";
 import { checkCheckpointOptions, type CheckpointOptions } from "../io/checkpoint.ts";
 import { writeJsonFile } from "../io/json_file.ts";
 import { Trace } from "../training/trace.ts";
-import { compileSpec } from "./_compile.ts";
+import { compileSpec, lossWeightsOf } from "./_compile.ts";
 import type { DatasetLike } from "./_dataset.ts";
 import {
   checkCommonFit,
@@ -40,9 +40,10 @@ import {
   FIT_OPTIONS,
   fitOnDataset,
   refuseFitOptions,
+  refuseMultiIO,
   splitSamples,
 } from "./_fit_checks.ts";
-import { prepareSamples, type Samples, toShared } from "./_inputs.ts";
+import { prepareSamples, type Samples, type SampleValues, toShared } from "./_inputs.ts";
 import { CONTROL_STOP } from "./_layout.ts";
 import { type ModelModule, modelSource, resolveModelModule } from "./_options.ts";
 import {
@@ -60,13 +61,22 @@ import type { Reply, Request, SharedData } from "./protocol.ts";
 import type {
   EvaluateOptions,
   FitOptions,
+  LossWeights,
   Strategy,
   StrategyKind,
   StrategyRunStats,
 } from "./strategy.ts";
 
 export type { CrossHostStats, MirroredClusterOptions };
-export type { CheckpointOptions, DatasetLike, EvaluateOptions, FitOptions, Samples };
+export type {
+  CheckpointOptions,
+  DatasetLike,
+  EvaluateOptions,
+  FitOptions,
+  LossWeights,
+  Samples,
+  SampleValues,
+};
 
 /**
  * What {@linkcode MirroredStrategy.fitPipeline} needs from an input pipeline
@@ -182,6 +192,8 @@ export interface StrategyStats extends StrategyRunStats {
 interface CheckedFit extends CheckedCommon {
   /** Global batch size. */
   batchSize: number;
+  /** One weight per output, or null (1 each). */
+  lossWeights: number[] | null;
 }
 
 /**
@@ -306,6 +318,10 @@ export class MirroredStrategy implements Strategy {
   /**
    * Trains `model` on `x`/`y` across the replicas; resolves with the History
    * once `model` holds the trained weights. `batchSize` is the global batch.
+   * A model with several inputs (outputs) takes `x` (`y`) as an array in
+   * `model.inputs` (`model.outputs`) order or a dict by layer name; its logs
+   * add each output's loss (`<output>_loss`) and prefix metrics with the
+   * output's name, as `model.fit`'s do; `lossWeights` weighs the outputs.
    * Rejects with `ReplicaCrashedError` when a replica fails (the model keeps
    * its weights from the last completed epoch) and `NonFiniteLossError` when
    * the loss stops being finite.
@@ -385,6 +401,7 @@ export class MirroredStrategy implements Strategy {
         batchSize: o.batchSize,
         shuffle,
         seed,
+        lossWeights: o.lossWeights === null ? null : o.lossWeights.join(","),
       }, () =>
         this.#run(group, reporter, {
           type: "fit",
@@ -406,6 +423,7 @@ export class MirroredStrategy implements Strategy {
             runId,
           },
           resumeFrom,
+          lossWeights: o.lossWeights,
         }), trace);
       if (trace !== undefined) await writeJsonFile(options.trace!, trace);
       return await this.#finish(model, group, reporter, replies, o.callbacks);
@@ -448,6 +466,7 @@ export class MirroredStrategy implements Strategy {
           "or a MirroredStrategy without it",
       );
     }
+    refuseMultiIO(model, "fitPipeline()");
     for (const key of ["validationSplit", "shuffle", "seed", "checkpoint", "trace"]) {
       if (key in options) {
         throw new TypeError(
@@ -490,6 +509,7 @@ export class MirroredStrategy implements Strategy {
         validationBatchSize: Math.max(1, Math.ceil(o.batchSize / this.replicas)),
         checkpoint: null,
         resumeFrom: null,
+        lossWeights: o.lossWeights,
       };
       let replies: Reply[] = [];
       for await (
@@ -536,7 +556,7 @@ export class MirroredStrategy implements Strategy {
       who: "replica",
       optimizer: "model",
     });
-    return { ...common, batchSize };
+    return { ...common, batchSize, lossWeights: lossWeightsOf(model, options.lossWeights) };
   }
 
   /** Starts (or reuses) the replicas and the reporter, and calls onTrainBegin. */
@@ -648,7 +668,8 @@ export class MirroredStrategy implements Strategy {
 
   /**
    * Evaluates `model` on `x`/`y` with every replica taking a share; resolves
-   * with `{ loss, <metric>... }` averaged over all samples.
+   * with `{ loss, <metric>... }` averaged over all samples (`model.metricsNames`:
+   * with several outputs, each output's loss and its prefixed metrics).
    */
   async evaluate(
     model: tf.LayersModel,
@@ -662,15 +683,22 @@ export class MirroredStrategy implements Strategy {
       who: "replica",
       optimizer: "model",
     });
+    const lossWeights = lossWeightsOf(model, options.lossWeights);
     const data = toShared(prepareSamples(model, x, y));
     return await this.#exclusive.run(async () => {
       const group = await this.#ensureGroup(model);
       const replies = await this.#acrossHosts(
         group,
-        { op: "evaluate", ...describeModel(model), count: data.count, batchSize },
+        {
+          op: "evaluate",
+          ...describeModel(model),
+          count: data.count,
+          batchSize,
+          lossWeights: lossWeights === null ? null : lossWeights.join(","),
+        },
         () =>
           group.pool.watch(
-            group.pool.all(() => ({ type: "evaluate", data, batchSize })),
+            group.pool.all(() => ({ type: "evaluate", data, batchSize, lossWeights })),
             this.#timeoutMs,
           ),
       );

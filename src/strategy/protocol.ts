@@ -21,10 +21,10 @@ export type ModelSource =
 export interface CompileSpec {
   /** Registered class name of the optimizer, e.g. `"Adam"`. */
   optimizer: { className: string; config: Record<string, unknown> };
-  /** Loss identifier(s). */
-  loss: string | string[];
-  /** Metric identifiers. */
-  metrics: string[];
+  /** Loss identifier: one for every output, one per output, or one per output name. */
+  loss: string | string[] | Record<string, string>;
+  /** Metric identifiers: for every output, or per output name. */
+  metrics: string[] | Record<string, string | string[]>;
 }
 
 /** Shared memory a replica group uses for its whole life. */
@@ -59,11 +59,17 @@ export interface PsBuffers {
   slot: SharedArrayBuffer;
 }
 
-/** A dataset in shared memory. */
+/**
+ * A dataset in shared memory. `x`/`y` are the model's first input and first
+ * output (all a one-input, one-output model has); `inputs`/`outputs` list
+ * every input and output in `model.inputs`/`model.outputs` order, the first
+ * of each being `x`/`y` (the same buffers). Readers take the lists when they
+ * are there, else `x` and `y` alone (see `_columns.ts`).
+ */
 export interface SharedData {
-  /** The inputs, float32, one row per sample. */
+  /** The first input, float32, one row per sample. */
   x: SharedArrayBuffer;
-  /** The targets, float32, one row per sample. */
+  /** The first output's targets, float32, one row per sample. */
   y: SharedArrayBuffer;
   /** Per-sample shape of x (without the batch dimension). */
   xShape: number[];
@@ -71,7 +77,17 @@ export interface SharedData {
   yShape: number[];
   /** Number of samples in the buffers. */
   count: number;
+  /**
+   * Every input, in `model.inputs` order: its values (float32, one row per
+   * sample) and per-sample shape. Absent: `x` alone.
+   */
+  inputs?: { buffer: SharedArrayBuffer; shape: number[] }[];
+  /** Every output's targets, in `model.outputs` order, as `inputs`. Absent: `y` alone. */
+  outputs?: { buffer: SharedArrayBuffer; shape: number[] }[];
 }
+
+/** One input or output of a {@linkcode SharedData}: its rows and per-sample shape. */
+export type SharedColumn = NonNullable<SharedData["inputs"]>[number];
 
 /** Requests from the main thread to a replica. */
 export type Request =
@@ -115,8 +131,17 @@ export type Request =
     checkpoint: { dir: string; everySteps: number; everyEpoch: boolean; runId: string } | null;
     /** Checkpoint folder whose weights and optimizer state every replica loads first. */
     resumeFrom: string | null;
+    /** Weight of each output's loss in the total loss (null: 1 each). */
+    lossWeights: number[] | null;
   }
-  | { type: "evaluate"; id: number; data: SharedData; batchSize: number }
+  | {
+    type: "evaluate";
+    id: number;
+    data: SharedData;
+    batchSize: number;
+    /** Weight of each output's loss in the total loss (null: 1 each). */
+    lossWeights: number[] | null;
+  }
   | { type: "loadWeights"; id: number }
   /** Free the model and wasm threads, reply `closed`, then close the Worker. */
   | { type: "close"; id: number };
@@ -162,6 +187,8 @@ export type PsRequest =
     seed: number;
     /** Pass `floor(b / steps)` of batch `b` uses the permutation of epoch `initialEpoch + pass`. */
     initialEpoch: number;
+    /** Weight of each output's loss in the total loss (null: 1 each). */
+    lossWeights: number[] | null;
   }
   /**
    * WorkerStrategy: sum loss and metrics over samples `[from, to)` of `data`
@@ -175,6 +202,8 @@ export type PsRequest =
     from: number;
     to: number;
     batchSize: number;
+    /** Weight of each output's loss in the total loss (null: 1 each). */
+    lossWeights: number[] | null;
   };
 
 /** Replies from a replica. */

@@ -115,12 +115,31 @@ export interface FitOptions {
    * @default undefined (no trace)
    */
   trace?: string;
+  /**
+   * Weight of each output's loss in the total loss, as Keras' `loss_weights`
+   * (tfjs' `compile` has none): one number per model output in
+   * `model.outputs` order, or a dict by output name (a missing name weighs
+   * 1). The total loss is the weighted sum of the outputs' mean losses plus
+   * the regularisation penalties; per-output losses in the logs
+   * (`<output>_loss`) stay unweighted. Validation uses the same weights.
+   * @default undefined (every output weighs 1, as in `model.fit`)
+   */
+  lossWeights?: LossWeights;
 }
+
+/** One weight per model output, or a dict of weights by output name. */
+export type LossWeights = number[] | Record<string, number>;
 
 /** Options of {@linkcode Strategy.evaluate}. */
 export interface EvaluateOptions {
   /** Samples per replica batch. @default 32 */
   batchSize?: number;
+  /**
+   * Weight of each output's loss in the reported `loss` (see
+   * {@linkcode FitOptions.lossWeights}).
+   * @default undefined (every output weighs 1)
+   */
+  lossWeights?: LossWeights;
 }
 
 /** What every strategy measures in its last run. */
@@ -153,7 +172,11 @@ export interface Strategy {
   readonly batchScope: "global" | "perWorker";
   /** Measurements of the last run, once one has run. */
   readonly stats: StrategyRunStats | undefined;
-  /** Trains `model` on x/y; resolves with the History, as `model.fit` does. */
+  /**
+   * Trains `model` on x/y; resolves with the History, as `model.fit` does.
+   * A model with several inputs (outputs) takes x (y) as an array in
+   * `model.inputs` (`model.outputs`) order or a dict by layer name.
+   */
   fit(model: tf.LayersModel, x: Samples, y: Samples, options?: FitOptions): Promise<History>;
   /** Trains on a finite tfjs-data `Dataset` of `{ xs, ys }`, read into memory once. */
   fitDataset(model: tf.LayersModel, dataset: DatasetLike, options?: FitOptions): Promise<History>;

@@ -40,7 +40,7 @@ import type {
   StrategyKind,
   StrategyRunStats,
 } from "./strategy.ts";
-import { compileSpec } from "./_compile.ts";
+import { compileSpec, lossWeightsOf } from "./_compile.ts";
 import {
   checkCheckpointOptions,
   type CheckpointOptions,
@@ -59,8 +59,9 @@ import {
   refuseFitOptions,
   splitSamples,
 } from "./_fit_checks.ts";
-import { type Prepared, prepareSamples, type Samples, toShared } from "./_inputs.ts";
+import { isSingleIO, type Prepared, prepareSamples, type Samples, toShared } from "./_inputs.ts";
 import type { SharedData } from "./protocol.ts";
+import { evaluationSums } from "./_model.ts";
 import { ParameterServer, type StalePolicy } from "./ps/_parameter_server.ts";
 import { AsyncFitReporter } from "./ps/_reporter.ts";
 import { shardRange } from "./_sharding.ts";
@@ -242,8 +243,11 @@ interface Run {
   initialEpoch: number;
   steps: number;
   verbose: 0 | 1 | 2;
-  validation: [tf.Tensor, tf.Tensor] | undefined;
+  /** Validation inputs and targets, one tensor per model input and output. */
+  validation: { xs: tf.Tensor[]; ys: tf.Tensor[] } | undefined;
   validationBatchSize: number;
+  /** One weight per output's loss, or null (1 each). */
+  lossWeights: number[] | null;
   restarts: number;
   closeRequested: boolean;
   /** Where and how epoch-end checkpoints are written. */
@@ -393,6 +397,23 @@ export class WorkerStrategy implements Strategy {
     };
   }
 
+  /**
+   * Refuses what remote edge workers cannot compute: their batches carry one
+   * x and one y section, and they weigh one loss.
+   */
+  #refuseRemote(model: tf.LayersModel, lossWeights: number[] | null): void {
+    if (this.#remote === undefined) return;
+    if (!isSingleIO(model) || lossWeights !== null) {
+      throw new TypeError(
+        "WorkerStrategy with remote workers trains models with one input and one output " +
+          `and no lossWeights, received ${model.inputs.length} inputs, ${model.outputs.length} ` +
+          `outputs${lossWeights === null ? "" : " and lossWeights"}: edge workers get one x and ` +
+          "one y per batch; train this model with in-process workers (remote: false) or " +
+          "MirroredStrategy",
+      );
+    }
+  }
+
   #spawn(model: tf.LayersModel): Spawn {
     const compile = compileSpec(model, {
       hasModule: this.#modelModule !== undefined,
@@ -415,8 +436,11 @@ export class WorkerStrategy implements Strategy {
    * server's state (its variables and its optimizer), so it holds the latest
    * weights at every moment, also when `fit` rejects. `batchSize` is per
    * worker. Resolves with the History (logs add `stale`, `dropped`,
-   * `restarts`). Rejects with `WorkerCrashedError` (`role: "worker"`) when every worker is gone
-   * for good, and `NonFiniteLossError` when a loss stops being finite.
+   * `restarts`). x/y and `lossWeights` as in `MirroredStrategy.fit` (several
+   * inputs or outputs: arrays in model order or dicts by layer name); with
+   * `remote` workers, one input and one output only. Rejects with
+   * `WorkerCrashedError` (`role: "worker"`) when every worker is gone for
+   * good, and `NonFiniteLossError` when a loss stops being finite.
    */
   async fit(
     model: tf.LayersModel,
@@ -444,6 +468,8 @@ export class WorkerStrategy implements Strategy {
       );
     }
     if (options.checkpoint !== undefined) checkCheckpointOptions(options.checkpoint);
+    const lossWeights = lossWeightsOf(model, options.lossWeights);
+    this.#refuseRemote(model, lossWeights);
     const spawn = this.#spawn(model);
     const { samples, trainCount, validation } = splitSamples(model, x, y, {
       validationData: options.validationData,
@@ -451,7 +477,7 @@ export class WorkerStrategy implements Strategy {
     });
     const data = toShared(samples, 0, trainCount);
     return await this.#exclusive.run(() =>
-      this.#fit(model, { ...options, ...common, batchSize }, {
+      this.#fit(model, { ...options, ...common, batchSize, lossWeights }, {
         spawn,
         data,
         trainCount,
@@ -476,7 +502,10 @@ export class WorkerStrategy implements Strategy {
 
   async #fit(
     model: tf.LayersModel,
-    options: WorkerFitOptions & CheckedCommon & { batchSize: number },
+    options: Omit<WorkerFitOptions, "lossWeights"> & CheckedCommon & {
+      batchSize: number;
+      lossWeights: number[] | null;
+    },
     input: { spawn: Spawn; data: SharedData; trainCount: number; validation: Prepared | undefined },
   ): Promise<History> {
     const { epochs, batchSize, verbose, callbacks } = options;
@@ -530,11 +559,12 @@ export class WorkerStrategy implements Strategy {
         initialEpoch,
         steps,
         verbose,
-        validation: validation === undefined ? undefined : [
-          tf.tensor(validation.x.data, validation.x.shape),
-          tf.tensor(validation.y.data, validation.y.shape),
-        ],
+        validation: validation === undefined ? undefined : {
+          xs: validation.inputs.map((f) => tf.tensor(f.data, f.shape)),
+          ys: validation.outputs.map((f) => tf.tensor(f.data, f.shape)),
+        },
         validationBatchSize: batchSize,
+        lossWeights: options.lossWeights,
         restarts: 0,
         closeRequested: false,
         checkpoint: ckpt === undefined ? undefined : {
@@ -565,7 +595,7 @@ export class WorkerStrategy implements Strategy {
             seed,
             initialEpoch,
           };
-          this.#set.startRun({ controlBuffer, ...stream });
+          this.#set.startRun({ controlBuffer, ...stream, lossWeights: options.lossWeights });
           this.#remote?.startRun({
             control: live.control,
             ...stream,
@@ -609,7 +639,7 @@ export class WorkerStrategy implements Strategy {
       await callAll(callbacks, "onTrainEnd", {});
       return history;
     } finally {
-      tf.dispose(run?.validation ?? []);
+      tf.dispose([...run?.validation?.xs ?? [], ...run?.validation?.ys ?? []]);
       ended();
     }
   }
@@ -623,9 +653,13 @@ export class WorkerStrategy implements Strategy {
       // Callbacks and validation see the weights the server publishes, and
       // whatever they change in the model is what the server goes on from.
       await ps.sync();
-      const val = run.validation === undefined
-        ? undefined
-        : evaluateOnServer(model, run.validation[0], run.validation[1], run.validationBatchSize);
+      const val = run.validation === undefined ? undefined : evaluateOnServer(
+        model,
+        run.validation.xs,
+        run.validation.ys,
+        run.validationBatchSize,
+        run.lossWeights,
+      );
       await reporter.endEpoch(epoch, val);
       if (run.checkpoint?.everyEpoch === true && !model.stopTraining) {
         await writeEpochCheckpoint(model, run.checkpoint, epoch + 1);
@@ -753,7 +787,8 @@ export class WorkerStrategy implements Strategy {
 
   /**
    * Evaluates `model` on `x`/`y` with every worker taking a share of the
-   * samples; resolves with `{ loss, <metric>... }` averaged over all samples.
+   * samples; resolves with `{ loss, <metric>... }` averaged over all samples
+   * (`model.metricsNames`).
    */
   async evaluate(
     model: tf.LayersModel,
@@ -762,26 +797,36 @@ export class WorkerStrategy implements Strategy {
     options: EvaluateOptions = {},
   ): Promise<Logs> {
     const batchSize = positiveInt(options.batchSize ?? 32, "batchSize");
+    const lossWeights = lossWeightsOf(model, options.lossWeights);
     const spawn = this.#spawn(model);
-    const data = toShared(prepareSamples(model, x, y));
+    const prepared = prepareSamples(model, x, y);
+    const data = toShared(prepared);
     return await this.#exclusive.run(async () => {
       await this.#set.prepare(spawn);
       const members = this.#set.idle();
       if (members.length === 0) {
         // Remote workers only: the server evaluates.
-        const x = tf.tensor(new Float32Array(data.x), [data.count, ...data.xShape]);
-        const y = tf.tensor(new Float32Array(data.y), [data.count, ...data.yShape]);
+        const xs = prepared.inputs.map((f) => tf.tensor(f.data, f.shape));
+        const ys = prepared.outputs.map((f) => tf.tensor(f.data, f.shape));
         try {
-          return evaluateOnServer(model, x, y, batchSize);
+          return evaluateOnServer(model, xs, ys, batchSize, lossWeights);
         } finally {
-          tf.dispose([x, y]);
+          tf.dispose([...xs, ...ys]);
         }
       }
       const weights = publishWeights(model);
       const replies = await this.#set.watching(() =>
         Promise.all(members.map((m, i) => {
           const [from, to] = shardRange(data.count, members.length, i);
-          return this.#set.request(m, { type: "psEvaluate", weights, data, from, to, batchSize });
+          return this.#set.request(m, {
+            type: "psEvaluate",
+            weights,
+            data,
+            from,
+            to,
+            batchSize,
+            lossWeights,
+          });
         }))
       );
       const sums = new Array<number>(model.metricsNames.length).fill(0);
@@ -865,17 +910,35 @@ function publishWeights(model: tf.LayersModel): SharedArrayBuffer {
   return buffer;
 }
 
-/** Loss and metrics of `model` on (x, y), on the main thread. */
+/**
+ * Loss and metrics of `model` on `xs`/`ys` (one tensor per input and
+ * output), on the main thread, in batches, averaged over all samples: the
+ * sums the workers compute (`evaluationSums`), so the server's validation
+ * means what a worker's evaluation means.
+ */
 function evaluateOnServer(
   model: tf.LayersModel,
-  x: tf.Tensor,
-  y: tf.Tensor,
+  xs: tf.Tensor[],
+  ys: tf.Tensor[],
   batchSize: number,
+  lossWeights: number[] | null,
 ): Logs {
-  const result = model.evaluate(x, y, { batchSize, verbose: 0 });
-  const scalars = Array.isArray(result) ? result : [result];
+  const count = xs[0]!.shape[0]!;
+  const sums = new Array<number>(model.metricsNames.length).fill(0);
+  for (let at = 0; at < count; at += batchSize) {
+    const n = Math.min(batchSize, count - at);
+    const partial = tf.tidy(() =>
+      evaluationSums(
+        model,
+        xs.map((t) => tf.slice(t, [at], [n])),
+        ys.map((t) => tf.slice(t, [at], [n])),
+        lossWeights,
+      )
+    );
+    partial.forEach((t, i) => (sums[i]! += t.dataSync()[0]!));
+    tf.dispose(partial);
+  }
   const logs: Logs = {};
-  model.metricsNames.forEach((name, i) => (logs[name] = scalars[i]!.dataSync()[0]!));
-  tf.dispose(scalars);
+  model.metricsNames.forEach((name, i) => (logs[name] = sums[i]! / Math.max(1, count)));
   return logs;
 }

@@ -22,10 +22,11 @@ import { registerFileIO } from "../../io/file_handler.ts";
 import { RecordRing } from "../../collective/ring.ts";
 import { epochOrder } from "../../core/random.ts";
 import { packWeightsAsync, unpackWeights } from "../../core/weights.ts";
-import { gatherRows, shardRange } from "../_sharding.ts";
+import { shardRange } from "../_sharding.ts";
+import { BatchReader, evaluateRows } from "../_columns.ts";
 import { CONTROL_STOP, type FusedLayout, heartbeatIndex } from "../_layout.ts";
 import { FlatOptimizer } from "../_flat_optimizer.ts";
-import { fromShared, lossAndGradients, lossOf, writeNonTrainable, writeStep } from "../_model.ts";
+import { fromShared, lossAndGradients, writeNonTrainable, writeStep } from "../_model.ts";
 import { prepareWorkerModel } from "../_worker_model.ts";
 import { closeWorker, serveRequests } from "../../workers/worker_loop.ts";
 import { RecordKind } from "../../core/records.ts";
@@ -126,17 +127,6 @@ async function init(req: Extract<Request, { type: "init" }>): Promise<Reply> {
   };
 }
 
-function views(data: SharedData) {
-  const xWidth = data.xShape.reduce((a, b) => a * b, 1);
-  const yWidth = data.yShape.reduce((a, b) => a * b, 1);
-  return {
-    x: new Float32Array(data.x),
-    y: new Float32Array(data.y),
-    xWidth,
-    yWidth,
-  };
-}
-
 /**
  * One training step on this replica's shard: fills the reduce slot with the
  * raw mean gradients, non-trainable weights, loss and metrics (the all-reduce
@@ -144,10 +134,11 @@ function views(data: SharedData) {
  */
 async function computeShard(
   s: State,
-  xb: Float32Array,
-  yb: Float32Array,
+  batches: BatchReader,
+  order: Uint32Array,
+  from: number,
   count: number,
-  data: SharedData,
+  lossWeights: number[] | null,
 ): Promise<void> {
   const { model, layout, reducer } = s;
   const slot = reducer.slot;
@@ -155,12 +146,8 @@ async function computeShard(
     slot.fill(0, 0, layout.stop);
     return;
   }
-  const step = lossAndGradients(
-    model,
-    s.trainVars,
-    tf.tensor(xb, [count, ...data.xShape]),
-    tf.tensor(yb, [count, ...data.yShape]),
-  );
+  batches.read(order, from, count);
+  const step = lossAndGradients(model, s.trainVars, batches.xs, batches.ys, lossWeights);
   await writeStep(slot, layout, model, s.trainVars, step);
 }
 
@@ -190,34 +177,11 @@ async function evaluateShared(
   s: State,
   data: SharedData,
   batchSize: number,
+  lossWeights: number[] | null,
 ): Promise<number[]> {
   const { model, layout, reducer } = s;
-  const v = views(data);
-  const [lo, hi] = shardRange(data.count, s.shard.count, s.shard.index);
-  const sums = new Float64Array(1 + layout.metricCount);
-  const order = epochOrder(data.count, { seed: 0, epoch: 0, shuffle: false });
-  for (let at = lo; at < hi; at += batchSize) {
-    const n = Math.min(batchSize, hi - at);
-    const partial = tf.tidy(() => {
-      const x = tf.tensor(gatherRows(v.x, v.xWidth, order, at, n), [
-        n,
-        ...data.xShape,
-      ]);
-      const y = tf.tensor(gatherRows(v.y, v.yWidth, order, at, n), [
-        n,
-        ...data.yShape,
-      ]);
-      const out = model.apply(x, { training: false }) as tf.Tensor;
-      return [
-        tf.sum(lossOf(model)(y, out)),
-        ...model.metricsTensors.map(([metric]) => tf.sum(metric(y, out))),
-      ];
-    });
-    for (let i = 0; i < partial.length; i++) {
-      sums[i]! += (await partial[i]!.data())[0]!;
-    }
-    tf.dispose(partial);
-  }
+  const [from, to] = shardRange(data.count, s.shard.count, s.shard.index);
+  const sums = await evaluateRows(model, data, { from, to, batchSize }, lossWeights);
   const slot = reducer.slot;
   const scale = data.count === 0 ? 0 : 1 / data.count;
   slot[layout.loss] = sums[0]! * scale;
@@ -238,7 +202,6 @@ async function fit(
     Atomics.add(control, heartbeatIndex(replica), 1);
     return isAbortedShared(control);
   };
-  const v = views(req.data);
   let stopped = false;
   if (req.resumeFrom !== null) await loadCheckpointFiles(s.model, req.resumeFrom);
   const flat = s.flat;
@@ -249,12 +212,11 @@ async function fit(
     else flat.readConfig();
     reducer.barrier();
   }
-  // The wasm backend copies a new tensor's values into its heap, so one pair
+  // The wasm backend copies a new tensor's values into its heap, so one set
   // of batch buffers serves every step (others may keep the array).
-  const most = Math.ceil(req.batchSize / s.shard.count);
-  const reuse = tf.getBackend() === "wasm"
-    ? { x: new Float32Array(most * v.xWidth), y: new Float32Array(most * v.yWidth) }
-    : undefined;
+  const batches = new BatchReader(req.data, {
+    reuseRows: tf.getBackend() === "wasm" ? Math.ceil(req.batchSize / s.shard.count) : 0,
+  });
   const ckpt = req.checkpoint;
   const checkpoint = async (epoch: number, step: number) => {
     if (ckpt === null || replica !== 0) return;
@@ -277,9 +239,7 @@ async function fit(
       const n = Math.min(req.batchSize, req.trainCount - start);
       const [lo, hi] = shardRange(n, s.shard.count, s.shard.index);
       const count = hi - lo;
-      const xb = gatherRows(v.x, v.xWidth, order, start + lo, count, reuse?.x);
-      const yb = gatherRows(v.y, v.yWidth, order, start + lo, count, reuse?.y);
-      await computeShard(s, xb, yb, count, req.data);
+      await computeShard(s, batches, order, start + lo, count, req.lossWeights);
       // Weighted by the share below, so a stop vote counts from any replica with samples.
       reducer.slot[layout.stop] = Atomics.load(control, CONTROL_STOP) !== 0 ? 1 : 0;
       const t1 = performance.now();
@@ -347,7 +307,7 @@ async function fit(
     }
     let val: number[] = [];
     if (req.validation !== null) {
-      val = await evaluateShared(s, req.validation, req.validationBatchSize);
+      val = await evaluateShared(s, req.validation, req.validationBatchSize, req.lossWeights);
     }
     if (replica === 0) {
       await storeWeights(s);
@@ -423,7 +383,7 @@ async function handle(req: Request): Promise<Reply> {
     case "fit":
       return await fit(state, req);
     case "evaluate": {
-      const values = await evaluateShared(state, req.data, req.batchSize);
+      const values = await evaluateShared(state, req.data, req.batchSize, req.lossWeights);
       return await done(state, req.id, values, false);
     }
     case "loadWeights":

@@ -95,6 +95,8 @@ export interface RunSpec {
   shuffle: boolean;
   seed: number;
   initialEpoch: number;
+  /** Weight of each output's loss (null: 1 each). */
+  lossWeights: number[] | null;
 }
 
 type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
@@ -473,6 +475,7 @@ export class WorkerSet {
           shuffle: s.shuffle,
           seed: s.seed,
           initialEpoch: s.initialEpoch,
+          lossWeights: s.lossWeights,
         });
         joined();
         const reply = await request;

@@ -40,7 +40,8 @@ export interface GradientComputerSpec {
  * ```ts ignore
  * const computer = await GradientComputer.create(spec);
  * computer.setWeights(weights); // layout.loss floats: trainable then non-trainable
- * await computer.compute(x, y, samples, xShape, yShape, payload);
+ * await computer.compute(x, y, samples, xShape, yShape, payload); // one input, one output
+ * await computer.computeBatch(xs, ys, payload, lossWeights); // tensors, one per input and output
  * computer.dispose();
  * ```
  */
@@ -89,8 +90,9 @@ export class GradientComputer {
   }
 
   /**
-   * Loss, metrics and gradients of one batch of `samples` rows on the
-   * current weights, written into `into` (`layout.length` floats).
+   * Loss, metrics and gradients of one batch of `samples` rows of a
+   * one-input, one-output model on the current weights, written into `into`
+   * (`layout.length` floats).
    */
   async compute(
     x: Float32Array,
@@ -100,12 +102,27 @@ export class GradientComputer {
     yShape: readonly number[],
     into: Float32Array,
   ): Promise<void> {
-    const step = lossAndGradients(
-      this.model,
-      this.#trainVars,
-      tf.tensor(x, [samples, ...xShape]),
-      tf.tensor(y, [samples, ...yShape]),
+    await this.computeBatch(
+      [tf.tensor(x, [samples, ...xShape])],
+      [tf.tensor(y, [samples, ...yShape])],
+      into,
+      null,
     );
+  }
+
+  /**
+   * Loss, metrics and gradients of one batch on the current weights, written
+   * into `into` (`layout.length` floats): `xs`/`ys` hold one tensor per model
+   * input and output (disposed here), `lossWeights` one weight per output
+   * (null: 1 each).
+   */
+  async computeBatch(
+    xs: tf.Tensor[],
+    ys: tf.Tensor[],
+    into: Float32Array,
+    lossWeights: readonly number[] | null,
+  ): Promise<void> {
+    const step = lossAndGradients(this.model, this.#trainVars, xs, ys, lossWeights);
     await writeStep(into, this.layout, this.model, this.#trainVars, step);
   }
 

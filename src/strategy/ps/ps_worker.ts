@@ -14,12 +14,11 @@ import * as tf from "../../tf.ts";
 import { GradientSlot } from "../../collective/gradient_slot.ts";
 import { VersionedBuffer } from "../../collective/versioned_buffer.ts";
 import { epochOrder } from "../../core/random.ts";
-import { gatherRows } from "../_sharding.ts";
-import { lossOf } from "../_model.ts";
+import { BatchReader, evaluateRows } from "../_columns.ts";
 import { GradientComputer } from "./gradient_computer.ts";
 import { closeWorker, serveRequests } from "../../workers/worker_loop.ts";
 import { PS_CURSOR, PS_DOORBELL, PS_STOP, PS_TICKET } from "./_layout.ts";
-import { parsePsRequest, type PsRequest, type Reply, type SharedData } from "../protocol.ts";
+import { parsePsRequest, type PsRequest, type Reply } from "../protocol.ts";
 
 interface State {
   computer: GradientComputer;
@@ -64,15 +63,6 @@ function pullWeights(s: State, source: VersionedBuffer): number {
   return version;
 }
 
-function views(data: SharedData) {
-  return {
-    x: new Float32Array(data.x),
-    y: new Float32Array(data.y),
-    xWidth: data.xShape.reduce((a, b) => a * b, 1),
-    yWidth: data.yShape.reduce((a, b) => a * b, 1),
-  };
-}
-
 async function train(
   s: State,
   req: Extract<PsRequest, { type: "psTrain" }>,
@@ -80,7 +70,7 @@ async function train(
   const control = new Int32Array(req.buffers.control);
   const source = new VersionedBuffer(req.buffers.weights, s.computer.weightCount);
   const slot = new GradientSlot(req.buffers.slot, s.computer.layout.length);
-  const v = views(req.data);
+  const batches = new BatchReader(req.data);
   const steps = Math.ceil(req.trainCount / req.batchSize);
   const over = () => {
     beat(s);
@@ -103,10 +93,9 @@ async function train(
     }
     const start = (batch % steps) * req.batchSize;
     const n = Math.min(req.batchSize, req.trainCount - start);
-    const xb = gatherRows(v.x, v.xWidth, order, start, n);
-    const yb = gatherRows(v.y, v.yWidth, order, start, n);
+    batches.read(order, start, n);
     const base = pullWeights(s, source);
-    await s.computer.compute(xb, yb, n, req.data.xShape, req.data.yShape, slot.payload);
+    await s.computer.computeBatch(batches.xs, batches.ys, slot.payload, req.lossWeights);
     slot.push({ base, batch, samples: n, ticket: Atomics.add(control, PS_TICKET, 1) });
     Atomics.add(control, PS_DOORBELL, 1);
     Atomics.notify(control, PS_DOORBELL);
@@ -120,26 +109,15 @@ async function evaluate(
   s: State,
   req: Extract<PsRequest, { type: "psEvaluate" }>,
 ): Promise<Reply> {
-  const { model, layout } = s.computer;
+  const { model } = s.computer;
   pullWeights(s, new VersionedBuffer(req.weights, s.computer.weightCount));
-  const v = views(req.data);
-  const order = epochOrder(req.data.count, { seed: 0, epoch: 0, shuffle: false });
-  const sums = new Array<number>(1 + layout.metricCount).fill(0);
-  for (let at = req.from; at < req.to; at += req.batchSize) {
-    beat(s);
-    const n = Math.min(req.batchSize, req.to - at);
-    const partial = tf.tidy(() => {
-      const x = tf.tensor(gatherRows(v.x, v.xWidth, order, at, n), [n, ...req.data.xShape]);
-      const y = tf.tensor(gatherRows(v.y, v.yWidth, order, at, n), [n, ...req.data.yShape]);
-      const out = model.apply(x, { training: false }) as tf.Tensor;
-      return [
-        tf.sum(lossOf(model)(y, out)),
-        ...model.metricsTensors.map(([metric]) => tf.sum(metric(y, out))),
-      ];
-    });
-    for (let i = 0; i < partial.length; i++) sums[i]! += (await partial[i]!.data())[0]!;
-    tf.dispose(partial);
-  }
+  const sums = await evaluateRows(
+    model,
+    req.data,
+    { from: req.from, to: req.to, batchSize: req.batchSize },
+    req.lossWeights,
+    () => beat(s),
+  );
   return {
     type: "done",
     id: req.id,

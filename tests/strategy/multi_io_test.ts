@@ -1,0 +1,571 @@
+// Models with several inputs and outputs (issue 13): a functional model with
+// two inputs ([8] and [4]) and two heads (softmax-3 classes with categorical
+// cross-entropy, linear-1 regression with mean squared error) trains under
+// both strategies as model.fit trains it, x and y given as arrays or dicts.
+import assert from "node:assert/strict";
+import { MirroredStrategy, tf, WorkerStrategy } from "../../mod.ts";
+
+const opts = { sanitizeOps: false, sanitizeResources: false };
+const BACKEND = "cpu" as const;
+/** Oracle tolerance: max |weight difference| after training, and History values. */
+const TOL = 1e-4;
+/** Tolerance of evaluate() against model.evaluate. */
+const EVAL_TOL = 1e-5;
+/** `model.metricsNames` of the model below, compiled with METRICS. */
+const NAMES = ["loss", "cls_loss", "reg_loss", "cls_acc", "reg_mae"];
+const METRICS = { cls: ["accuracy"], reg: ["mae"] };
+
+type LossFn = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor;
+type LossSpec = string[] | Record<string, string> | LossFn[];
+
+/**
+ * Two inputs `in_a` [8] and `in_b` [4], a shared trunk with an L2 penalty,
+ * heads `cls` (softmax 3) and `reg` (linear 1); seeded initial weights.
+ */
+function twoByTwo(
+  optimizer: () => tf.Optimizer,
+  loss: LossSpec = ["categoricalCrossentropy", "meanSquaredError"],
+): tf.LayersModel {
+  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+  const a = tf.input({ shape: [8], name: "in_a" });
+  const b = tf.input({ shape: [4], name: "in_b" });
+  const ha = tf.layers.dense({ units: 12, activation: "relu", kernelInitializer: init(1) })
+    .apply(a) as tf.SymbolicTensor;
+  const hb = tf.layers.dense({ units: 6, activation: "relu", kernelInitializer: init(2) })
+    .apply(b) as tf.SymbolicTensor;
+  const trunk = tf.layers.dense({
+    units: 16,
+    activation: "relu",
+    kernelInitializer: init(3),
+    kernelRegularizer: tf.regularizers.l2({ l2: 1e-3 }),
+  }).apply(tf.layers.concatenate().apply([ha, hb])) as tf.SymbolicTensor;
+  const cls = tf.layers.dense({
+    units: 3,
+    activation: "softmax",
+    name: "cls",
+    kernelInitializer: init(4),
+  }).apply(trunk) as tf.SymbolicTensor;
+  const reg = tf.layers.dense({ units: 1, name: "reg", kernelInitializer: init(5) })
+    .apply(trunk) as tf.SymbolicTensor;
+  const model = tf.model({ inputs: [a, b], outputs: [cls, reg] });
+  model.compile({
+    optimizer: optimizer(),
+    loss: loss as tf.ModelCompileArgs["loss"],
+    metrics: METRICS as unknown as tf.ModelCompileArgs["metrics"],
+  });
+  return model;
+}
+
+interface Data {
+  xa: tf.Tensor2D;
+  xb: tf.Tensor2D;
+  cls: tf.Tensor2D;
+  reg: tf.Tensor2D;
+}
+
+/** `n` samples: classes from a seeded linear map of both inputs, a regression target from another. */
+function data(n: number, seed = 7): Data {
+  return tf.tidy(() => {
+    const xa = tf.randomUniform([n, 8], -1, 1, "float32", seed) as tf.Tensor2D;
+    const xb = tf.randomUniform([n, 4], -1, 1, "float32", seed + 1) as tf.Tensor2D;
+    const both = tf.concat([xa, xb], 1);
+    const logits = tf.matMul(both, tf.randomNormal([12, 3], 0, 1, "float32", seed + 2));
+    const cls = tf.cast(tf.oneHot(tf.argMax(logits, 1), 3), "float32") as tf.Tensor2D;
+    const reg = tf.matMul(both, tf.randomNormal([12, 1], 0, 0.5, "float32", seed + 3));
+    return { xa, xb, cls, reg: reg as tf.Tensor2D };
+  });
+}
+
+function disposeData(d: Data): void {
+  tf.dispose([d.xa, d.xb, d.cls, d.reg]);
+}
+
+function maxWeightDiff(a: tf.LayersModel, b: tf.LayersModel): number {
+  return tf.tidy(() => {
+    const wa = a.getWeights(), wb = b.getWeights();
+    assert.equal(wa.length, wb.length);
+    return Math.max(...wa.map((w, i) => tf.max(tf.abs(tf.sub(w, wb[i]!))).dataSync()[0]!));
+  });
+}
+
+/**
+ * `model.evaluate` as logs. tfjs 4.22 returns, for a model with k outputs,
+ * the running sums of the per-output losses (the k-th is the total), then
+ * one value per `metricsTensors` entry (the per-output losses, then the
+ * metrics); `model.metricsNames` is `loss` followed by those entries.
+ */
+function evaluateLogs(model: tf.LayersModel, x: tf.Tensor[], y: tf.Tensor[], batchSize: number) {
+  const out = model.evaluate(x, y, { batchSize }) as tf.Scalar[];
+  const values = out.map((s) => s.dataSync()[0]!);
+  tf.dispose(out);
+  const k = model.outputs.length;
+  const logs: Record<string, number> = { loss: values[k - 1]! };
+  model.metricsNames.slice(1).forEach((name, i) => (logs[name] = values[k + i]!));
+  return logs;
+}
+
+function assertClose(
+  got: Record<string, number | undefined>,
+  want: Record<string, number>,
+  tol: number,
+  what: string,
+): void {
+  assert.deepEqual(Object.keys(got).sort(), Object.keys(want).sort(), `${what}: keys`);
+  for (const [key, w] of Object.entries(want)) {
+    const g = got[key]!;
+    assert.ok(Math.abs(g - w) <= tol, `${what}: ${key} ${g} vs ${w}`);
+  }
+}
+
+/** Every value of every key of `want` matches `got`'s within TOL (`scale` maps a key's values). */
+function assertHistory(
+  got: Record<string, number[] | undefined>,
+  want: Record<string, unknown[]>,
+  keys: string[],
+  what: string,
+  scale: Record<string, number> = {},
+): void {
+  for (const key of keys) {
+    const w = want[key] as number[];
+    assert.ok(w !== undefined && w.length > 0, `${what}: model.fit has ${key}`);
+    assert.equal(got[key]?.length, w.length, `${what}: ${key} has one value per epoch`);
+    w.forEach((v, i) => {
+      const g = got[key]![i]! * (scale[key] ?? 1);
+      assert.ok(Math.abs(g - v) <= TOL, `${what}: ${key}[${i}] ${g} vs ${v}`);
+    });
+  }
+}
+
+const FIT = { epochs: 2, batchSize: 24 };
+
+Deno.test(
+  "MirroredStrategy.fit() with 1 and 2 replicas trains a 2-input, 2-output model like model.fit",
+  opts,
+  async () => {
+    await tf.setBackend(BACKEND);
+    const adam = () => tf.train.adam(0.01);
+    const d = data(96);
+    const x = [d.xa, d.xb], y = [d.cls, d.reg];
+    const expected = twoByTwo(adam);
+    assert.deepEqual(expected.metricsNames, NAMES);
+    const want = await expected.fit(x, y, { ...FIT, shuffle: false, verbose: 0 });
+    for (const replicas of [1, 2]) {
+      const model = twoByTwo(adam);
+      await using strategy = new MirroredStrategy({ replicas, backend: BACKEND });
+      const history = await strategy.fit(model, x, y, { ...FIT, shuffle: false });
+      const diff = maxWeightDiff(model, expected);
+      assert.ok(diff <= TOL, `${replicas} replicas: max |weight difference| ${diff} > ${TOL}`);
+      assert.deepEqual(
+        Object.keys(history.history).sort(),
+        Object.keys(want.history).sort(),
+        `${replicas} replicas: History keys`,
+      );
+      assertHistory(history.history, want.history, NAMES, `${replicas} replicas`);
+      assert.equal(new Set(strategy.stats!.weightsDigests).size, 1, "replica weights differ");
+      model.dispose();
+    }
+    expected.dispose();
+    disposeData(d);
+  },
+);
+
+Deno.test(
+  "MirroredStrategy.fit() weights the outputs' losses by lossWeights as a weighted model.fit",
+  opts,
+  async () => {
+    await tf.setBackend(BACKEND);
+    const sgd = () => tf.train.sgd(0.2);
+    const d = data(96);
+    const x = [d.xa, d.xb], y = [d.cls, d.reg];
+    // tfjs' compile has no lossWeights: the oracle halves the regression loss itself.
+    const half: LossFn = (t, p) => tf.mul(tf.metrics.meanSquaredError(t, p), 0.5);
+    const categorical: LossFn = (t, p) => tf.metrics.categoricalCrossentropy(t, p);
+    const expected = twoByTwo(sgd, [categorical, half]);
+    const want = await expected.fit(x, y, { ...FIT, shuffle: false, verbose: 0 });
+    const unweighted = twoByTwo(sgd);
+    await unweighted.fit(x, y, { ...FIT, shuffle: false, verbose: 0 });
+    assert.ok(maxWeightDiff(unweighted, expected) > 10 * TOL, "the weights make a difference");
+    for (const lossWeights of [[1, 0.5], { reg: 0.5 }]) {
+      const model = twoByTwo(sgd);
+      await using strategy = new MirroredStrategy({ replicas: 2, backend: BACKEND });
+      const history = await strategy.fit(model, x, y, { ...FIT, shuffle: false, lossWeights });
+      const what = `lossWeights ${JSON.stringify(lossWeights)}`;
+      const diff = maxWeightDiff(model, expected);
+      assert.ok(diff <= TOL, `${what}: max |weight difference| ${diff} > ${TOL}`);
+      // The total is weighted; each output's own loss is reported unweighted.
+      assertHistory(history.history, want.history, NAMES, what, { reg_loss: 0.5 });
+      model.dispose();
+    }
+    expected.dispose();
+    unweighted.dispose();
+    disposeData(d);
+  },
+);
+
+Deno.test(
+  "MirroredStrategy.fit() reports per-output validation logs equal to model.evaluate",
+  opts,
+  async () => {
+    await tf.setBackend(BACKEND);
+    const sgd = () => tf.train.sgd(0.2);
+    const d = data(120);
+    const x = [d.xa, d.xb], y = [d.cls, d.reg];
+    const expected = twoByTwo(sgd);
+    const want = await expected.fit(x, y, {
+      epochs: 1,
+      batchSize: 24,
+      shuffle: false,
+      verbose: 0,
+      validationSplit: 0.2,
+    });
+    const model = twoByTwo(sgd);
+    await using strategy = new MirroredStrategy({ replicas: 2, backend: BACKEND });
+    const history = await strategy.fit(model, x, y, {
+      epochs: 1,
+      batchSize: 24,
+      shuffle: false,
+      validationSplit: 0.2,
+      lossWeights: [1, 0.5],
+    });
+    assert.deepEqual(Object.keys(history.history).sort(), Object.keys(want.history).sort());
+    // tfjs 4.22's fit shifts its multi-output val_ values; the oracle is
+    // model.evaluate on the validation tail with the trained weights.
+    const tail = [...x, ...y].map((t) => tf.slice(t, [96], [24]));
+    const val = evaluateLogs(model, tail.slice(0, 2), tail.slice(2), 24);
+    val.loss = val.cls_loss! + 0.5 * val.reg_loss!;
+    const got: Record<string, number> = {};
+    for (const name of NAMES) got[name] = history.history[`val_${name}`]![0]!;
+    assertClose(got, val, EVAL_TOL, "val_ logs");
+    tf.dispose(tail);
+    expected.dispose();
+    model.dispose();
+    disposeData(d);
+  },
+);
+
+Deno.test(
+  "MirroredStrategy.fit() takes x and y as dicts by layer name, and a loss dict, like arrays",
+  opts,
+  async () => {
+    await tf.setBackend(BACKEND);
+    const adam = () => tf.train.adam(0.01);
+    const d = data(64);
+    const byArray = twoByTwo(adam);
+    const byDict = twoByTwo(adam, { reg: "meanSquaredError", cls: "categoricalCrossentropy" });
+    await using strategy = new MirroredStrategy({ replicas: 2, backend: BACKEND });
+    const a = await strategy.fit(byArray, [d.xa, d.xb], [d.cls, d.reg], { ...FIT, seed: 3 });
+    // Keys in any order: the dict is read by name.
+    const b = await strategy.fit(
+      byDict,
+      { in_b: d.xb, in_a: d.xa },
+      { reg: d.reg, cls: d.cls },
+      { ...FIT, seed: 3 },
+    );
+    assert.equal(maxWeightDiff(byArray, byDict), 0);
+    assert.deepEqual(b.history, a.history);
+    byArray.dispose();
+    byDict.dispose();
+    disposeData(d);
+  },
+);
+
+Deno.test(
+  "MirroredStrategy.fit() takes class indices for a sparse head of a 2-output model like model.fit",
+  opts,
+  async () => {
+    await tf.setBackend(BACKEND);
+    const sgd = () => tf.train.sgd(0.2);
+    const d = data(64);
+    const labels = tf.tidy(() => tf.cast(tf.argMax(d.cls, 1), "float32"));
+    const loss = ["sparseCategoricalCrossentropy", "meanSquaredError"];
+    const expected = twoByTwo(sgd, loss);
+    const want = await expected.fit([d.xa, d.xb], [labels, d.reg], {
+      ...FIT,
+      shuffle: false,
+      verbose: 0,
+    });
+    const model = twoByTwo(sgd, loss);
+    await using strategy = new MirroredStrategy({ replicas: 2, backend: BACKEND });
+    const history = await strategy.fit(model, [d.xa, d.xb], [labels, d.reg], {
+      ...FIT,
+      shuffle: false,
+    });
+    const diff = maxWeightDiff(model, expected);
+    assert.ok(diff <= TOL, `max |weight difference| ${diff} > ${TOL}`);
+    assertHistory(history.history, want.history, NAMES, "sparse head");
+    await assert.rejects(
+      () => strategy.fit(model, [d.xa, d.xb], [[0, 1, 2, 3, ...Array(60).fill(0)], d.reg]),
+      new RangeError(
+        'y[0] (output "cls"): sample 3 is 3: a sparse categorical label must be an integer ' +
+          "in [0, 3)",
+      ),
+    );
+    tf.dispose(labels);
+    expected.dispose();
+    model.dispose();
+    disposeData(d);
+  },
+);
+
+Deno.test(
+  "WorkerStrategy.fit() with one worker and staleness 0 trains a 2-input, 2-output model like model.fit",
+  opts,
+  async () => {
+    // One worker, no shuffling: batches come in order, each gradient on the
+    // latest weights, as model.fit computes them.
+    await tf.setBackend(BACKEND);
+    const sgd = () => tf.train.sgd(0.2);
+    const d = data(96);
+    const x = [d.xa, d.xb], y = [d.cls, d.reg];
+    const expected = twoByTwo(sgd);
+    const want = await expected.fit(x, y, { ...FIT, shuffle: false, verbose: 0 });
+    const model = twoByTwo(sgd);
+    await using strategy = new WorkerStrategy({ workers: 1, staleness: 0, backend: BACKEND });
+    const history = await strategy.fit(model, x, y, { ...FIT, shuffle: false });
+    const diff = maxWeightDiff(model, expected);
+    assert.ok(diff <= TOL, `max |weight difference| ${diff} > ${TOL}`);
+    const own = ["stale", "dropped", "restarts"];
+    assert.deepEqual(
+      Object.keys(history.history).filter((k) => !own.includes(k)).sort(),
+      Object.keys(want.history).sort(),
+    );
+    assertHistory(history.history, want.history, NAMES, "WorkerStrategy");
+    expected.dispose();
+    model.dispose();
+    disposeData(d);
+  },
+);
+
+Deno.test(
+  "WorkerStrategy.fit() weights the outputs' losses by lossWeights, in training and validation",
+  opts,
+  async () => {
+    await tf.setBackend(BACKEND);
+    const sgd = () => tf.train.sgd(0.2);
+    const d = data(96);
+    const x = [d.xa, d.xb], y = [d.cls, d.reg];
+    const mirrored = twoByTwo(sgd);
+    {
+      await using strategy = new MirroredStrategy({ replicas: 1, backend: BACKEND });
+      await strategy.fit(mirrored, x, y, { ...FIT, shuffle: false, lossWeights: { reg: 0.5 } });
+    }
+    const model = twoByTwo(sgd);
+    await using strategy = new WorkerStrategy({ workers: 1, staleness: 0, backend: BACKEND });
+    const history = await strategy.fit(model, x, y, {
+      ...FIT,
+      shuffle: false,
+      lossWeights: [1, 0.5],
+      validationData: [x, y],
+    });
+    const diff = maxWeightDiff(model, mirrored);
+    assert.ok(diff <= TOL, `vs MirroredStrategy: max |weight difference| ${diff} > ${TOL}`);
+    const val = evaluateLogs(model, x, y, 24);
+    const last = (key: string) => history.history[key]!.at(-1)!;
+    assert.ok(Math.abs(last("val_loss") - (val.cls_loss! + 0.5 * val.reg_loss!)) <= EVAL_TOL);
+    assert.ok(Math.abs(last("val_reg_loss") - val.reg_loss!) <= EVAL_TOL);
+    mirrored.dispose();
+    model.dispose();
+    disposeData(d);
+  },
+);
+
+Deno.test(
+  "evaluate() of both strategies returns the logs of model.evaluate for a 2-input, 2-output model",
+  opts,
+  async () => {
+    await tf.setBackend(BACKEND);
+    const d = data(100);
+    const x = [d.xa, d.xb], y = [d.cls, d.reg];
+    const model = twoByTwo(() => tf.train.sgd(0.1));
+    const want = evaluateLogs(model, x, y, 16);
+    const weighted = { ...want, loss: 2 * want.cls_loss! + 0.25 * want.reg_loss! };
+    await using mirrored = new MirroredStrategy({ replicas: 2, backend: BACKEND });
+    await using worker = new WorkerStrategy({ workers: 2, backend: BACKEND });
+    for (const [name, strategy] of [["mirrored", mirrored], ["worker", worker]] as const) {
+      assertClose(await strategy.evaluate(model, x, y, { batchSize: 16 }), want, EVAL_TOL, name);
+      assertClose(
+        await strategy.evaluate(model, { in_a: d.xa, in_b: d.xb }, { cls: d.cls, reg: d.reg }, {
+          batchSize: 16,
+          lossWeights: [2, 0.25],
+        }),
+        weighted,
+        EVAL_TOL,
+        `${name} with lossWeights`,
+      );
+    }
+    model.dispose();
+    disposeData(d);
+  },
+);
+
+Deno.test(
+  "fit() of a 2-input, 2-output model leaks no tensors in the main thread or the Workers",
+  opts,
+  async () => {
+    await tf.setBackend(BACKEND);
+    const d = data(64);
+    const x = [d.xa, d.xb], y = [d.cls, d.reg];
+    const options = { epochs: 1, batchSize: 16, validationSplit: 0.25, lossWeights: [1, 0.5] };
+    const model = twoByTwo(() => tf.train.adam(0.01));
+    await using mirrored = new MirroredStrategy({ replicas: 2, backend: BACKEND });
+    await using worker = new WorkerStrategy({ workers: 2, backend: BACKEND });
+    // Warm-up: the optimizer makes its state on the first fit.
+    await mirrored.fit(model, x, y, options);
+    await worker.fit(model, x, y, options);
+    const main = tf.memory().numTensors;
+    const replicas = mirrored.stats!.replicaTensors;
+    const workers = worker.stats!.workers.map((w) => w.tensors);
+    for (let i = 0; i < 2; i++) {
+      await mirrored.fit(model, x, y, options);
+      await mirrored.evaluate(model, x, y);
+      await worker.fit(model, x, y, options);
+      await worker.evaluate(model, x, y);
+    }
+    await mirrored.fit(model, x, y, options);
+    await worker.fit(model, x, y, options);
+    assert.equal(tf.memory().numTensors, main, "main-thread tensors leaked");
+    assert.deepEqual(mirrored.stats!.replicaTensors, replicas, "replica tensors leaked");
+    assert.deepEqual(worker.stats!.workers.map((w) => w.tensors), workers, "worker tensors leaked");
+    model.dispose();
+    disposeData(d);
+  },
+);
+
+Deno.test(
+  "fit() refuses x and y that do not fit a 2-input, 2-output model, naming the input or output",
+  opts,
+  async () => {
+    await tf.setBackend(BACKEND);
+    const d = data(16);
+    const model = twoByTwo(() => tf.train.sgd(0.1));
+    await using mirrored = new MirroredStrategy({ replicas: 2, backend: BACKEND });
+    await using worker = new WorkerStrategy({ workers: 1, backend: BACKEND });
+    const short = tf.slice(d.xb, 0, 15);
+    const wide = tf.zeros([16, 5]);
+    const cases: [string, () => [unknown, unknown, object?], RegExp | string][] = [
+      [
+        "one tensor for two inputs",
+        () => [d.xa, [d.cls, d.reg]],
+        'The model has 2 inputs ("in_a", "in_b"): pass x as an array of 2 tensors in ' +
+        "model.inputs order or as a dict by input name, received one tensor",
+      ],
+      [
+        "three tensors for two inputs",
+        () => [[d.xa, d.xb, d.xb], [d.cls, d.reg]],
+        'x holds 3 arrays, expected 2: one per model input ("in_a", "in_b"), in model.inputs order',
+      ],
+      [
+        "a wrong per-sample shape",
+        () => [[d.xa, wide], [d.cls, d.reg]],
+        'x[1] (input "in_b") has per-sample shape [5], expected [4] to match the model',
+      ],
+      [
+        "a wrong output shape",
+        () => [[d.xa, d.xb], [d.cls, d.cls]],
+        'y[1] (output "reg") has per-sample shape [3], expected [1] to match the model',
+      ],
+      [
+        "an input with fewer samples",
+        () => [[d.xa, short], [d.cls, d.reg]],
+        'x[0] (input "in_a") and x[1] (input "in_b") must have the same number of samples, ' +
+        "received 16 and 15",
+      ],
+      [
+        "an output with fewer samples",
+        () => [[d.xa, d.xb], { cls: d.cls, reg: tf.slice(d.reg, 0, 12) }],
+        'x[0] (input "in_a") and y[1] (output "reg") must have the same number of samples, ' +
+        "received 16 and 12",
+      ],
+      [
+        "a dict without an input",
+        () => [{ in_a: d.xa }, [d.cls, d.reg]],
+        'x has no entry for input "in_b": expected one per input name ("in_a", "in_b")',
+      ],
+      [
+        "a dict with an unknown name",
+        () => [{ in_a: d.xa, in_b: d.xb, in_c: d.xb }, [d.cls, d.reg]],
+        'x has an entry "in_c", which is not an input of the model: expected the input names ' +
+        '"in_a", "in_b"',
+      ],
+      [
+        "lossWeights of the wrong length",
+        () => [[d.xa, d.xb], [d.cls, d.reg], { lossWeights: [1] }],
+        'lossWeights has 1 entries, expected 2: one per model output ("cls", "reg")',
+      ],
+      [
+        "lossWeights for an unknown output",
+        () => [[d.xa, d.xb], [d.cls, d.reg], { lossWeights: { out: 2 } }],
+        'lossWeights names "out", which is not an output of the model: expected the output ' +
+        'names "cls", "reg"',
+      ],
+      [
+        "a non-finite loss weight",
+        () => [[d.xa, d.xb], [d.cls, d.reg], { lossWeights: [1, NaN] }],
+        'lossWeights of output "reg" must be a finite number, received NaN',
+      ],
+    ];
+    for (const [what, args, message] of cases) {
+      for (const strategy of [mirrored, worker]) {
+        const [x, y, extra] = args();
+        await assert.rejects(
+          // deno-lint-ignore no-explicit-any
+          () => strategy.fit(model, x as any, y as any, { batchSize: 4, ...extra }),
+          (e: Error) => {
+            assert.ok(e instanceof RangeError, `${what}: ${e.name} ${e.message}`);
+            assert.equal(e.message, message, what);
+            return true;
+          },
+        );
+      }
+    }
+    assert.equal(mirrored.stats, undefined, "no replica started");
+    assert.equal(worker.stats, undefined, "no worker started");
+    tf.dispose([short, wide]);
+    model.dispose();
+    disposeData(d);
+  },
+);
+
+Deno.test(
+  "paths that train one input and one output refuse a 2-input, 2-output model, naming fit()",
+  opts,
+  async () => {
+    await tf.setBackend(BACKEND);
+    const d = data(8);
+    const model = twoByTwo(() => tf.train.sgd(0.1));
+    const dataset = {
+      iterator: () => Promise.resolve({ next: () => Promise.resolve({ done: true, value: null }) }),
+    };
+    const single =
+      "trains models with one input and one output, received a model with 2 inputs and 2 " +
+      "outputs: pass its data to fit(model, x, y) instead, with x and y as arrays (or dicts " +
+      "by layer name) of tensors";
+    await using mirrored = new MirroredStrategy({ replicas: 1, backend: BACKEND });
+    await assert.rejects(
+      () => mirrored.fitDataset(model, dataset),
+      new TypeError(`fitDataset() ${single}`),
+    );
+    const pipeline = {
+      count: 8,
+      start: () => Promise.reject(new Error("not started")),
+      epochs: () => ({ [Symbol.asyncIterator]: () => ({ next: () => Promise.reject() }) }),
+    };
+    await assert.rejects(
+      () => mirrored.fitPipeline(model, pipeline),
+      new TypeError(`fitPipeline() ${single}`),
+    );
+    await using remote = new WorkerStrategy({ workers: 1, remote: true, backend: BACKEND });
+    await assert.rejects(
+      () => remote.fit(model, [d.xa, d.xb], [d.cls, d.reg]),
+      new TypeError(
+        "WorkerStrategy with remote workers trains models with one input and one output and " +
+          "no lossWeights, received 2 inputs, 2 outputs: edge workers get one x and one y " +
+          "per batch; train this model with in-process workers (remote: false) or " +
+          "MirroredStrategy",
+      ),
+    );
+    assert.equal(mirrored.stats, undefined, "no replica started");
+    model.dispose();
+    disposeData(d);
+  },
+);
