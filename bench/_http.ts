@@ -8,17 +8,23 @@
  * 2. Trains the bench MLP (784-512-512-10, Adam) on a few MNIST samples
  *    through `POST /v1/jobs` and waits for it to succeed.
  * 3. Loads `POST /v1/models/{id}/predict` (one 784-value row per request)
- *    with autocannon, at each concurrency, for a few seconds each: first
- *    idle, then while a long training job runs (cancelled afterwards).
+ *    with autocannon, at each concurrency, for a few seconds each, in both
+ *    body forms: JSON (`{"inputs": [[...]]}` in, JSON out) and binary (the
+ *    "DTR1" header and float32 in, `Accept: application/octet-stream` out);
+ *    first idle, then while a long training job runs (cancelled afterwards).
+ *    The server predicts in `predictWorkers` inference Workers on
+ *    `predictBackend` (default: 1 Worker on wasm, the fast path).
  *
  * The load generator runs in this process and the server in its own, on the
  * same cores as the training job's replica Workers: the figures are those of
  * one machine serving and training at once, not of a network service.
  *
  * Usage: deno run -A --unstable-kv bench/_http.ts '{"quick":true}'
+ * (other fields: see {@linkcode HttpConfig}, e.g. '{"predictWorkers":2,"loads":["idle"]}')
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import autocannon from "autocannon";
 
 /** The load generator, for the report. */
@@ -34,6 +40,14 @@ export interface HttpConfig {
   durationS?: number;
   /** Replicas of the training jobs. */
   replicas?: number;
+  /** The server's inference Workers (`--predict-workers`; 0: main thread). Default 1. */
+  predictWorkers?: number;
+  /** The server's predict backend (`--predict-backend`). Default `"wasm"`. */
+  predictBackend?: "cpu" | "wasm";
+  /** Body forms to measure. Default both. */
+  forms?: ("json" | "binary")[];
+  /** Loads to measure. Default both. */
+  loads?: ("idle" | "training")[];
 }
 
 /** One measurement. */
@@ -42,6 +56,11 @@ export interface HttpRow {
   model: "mlp";
   /** `idle`: nothing else runs; `training`: a training job runs on the server meanwhile. */
   load: "idle" | "training";
+  /** `json`: JSON in and out; `binary`: the binary form in and out. */
+  form: "json" | "binary";
+  /** The server's inference Workers and their backend. */
+  predictWorkers: number;
+  predictBackend: "cpu" | "wasm";
   concurrency: number;
   durationS: number;
   /** 2xx answers. */
@@ -60,7 +79,10 @@ export interface HttpRow {
 
 const MNIST_MAX = 10000;
 
-async function startServer(dataDir: string): Promise<{ url: string; child: Deno.ChildProcess }> {
+async function startServer(
+  dataDir: string,
+  predict: { workers: number; backend: "cpu" | "wasm" },
+): Promise<{ url: string; child: Deno.ChildProcess }> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -73,6 +95,10 @@ async function startServer(dataDir: string): Promise<{ url: string; child: Deno.
       "0",
       "--data-dir",
       dataDir,
+      "--predict-workers",
+      String(predict.workers),
+      "--predict-backend",
+      predict.backend,
     ],
     // No token, and the KV in the temporary data dir.
     env: { DTRAIN_TOKEN: "", DTRAIN_KV: "" },
@@ -144,17 +170,39 @@ async function waitJob(
   }
 }
 
+/** One request body: JSON, or the binary form (answered in binary too). */
+interface Form {
+  form: "json" | "binary";
+  headers: Record<string, string>;
+  body: string | Buffer;
+}
+
+/** The binary form of `rows`: "DTR1", rank 2, [rows, width], float32 little-endian. */
+function binaryBody(rows: number[][]): Buffer {
+  const width = rows[0]!.length;
+  const out = new Uint8Array(16 + rows.length * width * 4);
+  out.set([0x44, 0x54, 0x52, 0x31]);
+  const view = new DataView(out.buffer);
+  view.setUint32(4, 2, true);
+  view.setUint32(8, rows.length, true);
+  view.setUint32(12, width, true);
+  rows.flat().forEach((v, i) => view.setFloat32(16 + 4 * i, v, true));
+  return Buffer.from(out.buffer);
+}
+
 async function measure(
   url: string,
-  body: string,
+  form: Form,
   concurrency: number,
   durationS: number,
-): Promise<Omit<HttpRow, "suite" | "model" | "load">> {
+): Promise<
+  Omit<HttpRow, "suite" | "model" | "load" | "form" | "predictWorkers" | "predictBackend">
+> {
   const r = await autocannon({
     url,
     method: "POST",
-    headers: { "content-type": "application/json" },
-    body,
+    headers: form.headers,
+    body: form.body,
     connections: concurrency,
     pipelining: 1,
     duration: durationS,
@@ -179,9 +227,21 @@ async function run(c: HttpConfig): Promise<HttpRow[]> {
   const concurrency = c.concurrency ?? [1, 16, 64];
   const durationS = c.durationS ?? (c.quick ? 1 : 3);
   const replicas = c.replicas ?? Math.max(1, navigator.hardwareConcurrency ?? 1);
+  const predict = { workers: c.predictWorkers ?? 1, backend: c.predictBackend ?? "wasm" } as const;
+  const formNames = c.forms ?? ["json", "binary"];
+  const loads = c.loads ?? ["idle", "training"];
   const dataDir = await Deno.makeTempDir({ prefix: "dtrain-bench-http-" });
-  const { url: base, child } = await startServer(dataDir);
+  const { url: base, child } = await startServer(dataDir, predict);
   const rows: HttpRow[] = [];
+  const row = (load: HttpRow["load"], form: Form, m: Awaited<ReturnType<typeof measure>>) => ({
+    suite: "http" as const,
+    model: "mlp" as const,
+    load,
+    form: form.form,
+    predictWorkers: predict.workers,
+    predictBackend: predict.backend,
+    ...m,
+  });
   try {
     // The model to serve: a tiny training run.
     const trained = await call(`${base}/v1/jobs`, {
@@ -195,19 +255,28 @@ async function run(c: HttpConfig): Promise<HttpRow[]> {
       180_000,
     );
     const predictUrl = `${base}/v1/models/${done.modelId}/predict`;
-    const row = Array.from({ length: 784 }, (_, i) => Math.round(((i * 37) % 256) / 2.55) / 100);
-    const body = JSON.stringify({ inputs: [row] });
+    const sample = Array.from({ length: 784 }, (_, i) => Math.round(((i * 37) % 256) / 2.55) / 100);
+    const body = JSON.stringify({ inputs: [sample] });
+    const all: Form[] = [
+      { form: "json", headers: { "content-type": "application/json" }, body },
+      {
+        form: "binary",
+        headers: { "content-type": "application/octet-stream", accept: "application/octet-stream" },
+        body: binaryBody([sample]),
+      },
+    ];
+    const forms = all.filter((f) => formNames.includes(f.form));
     for (let i = 0; i < 20; i++) await call(predictUrl, { method: "POST", body }); // warm-up
 
-    for (const n of concurrency) {
-      rows.push({
-        suite: "http",
-        model: "mlp",
-        load: "idle",
-        ...await measure(predictUrl, body, n, durationS),
-      });
-      console.error(`done: http idle, concurrency ${n}`);
+    if (loads.includes("idle")) {
+      for (const n of concurrency) {
+        for (const form of forms) {
+          rows.push(row("idle", form, await measure(predictUrl, form, n, durationS)));
+          console.error(`done: http idle, ${form.form}, concurrency ${n}`);
+        }
+      }
     }
+    if (!loads.includes("training")) return rows;
 
     // A job long enough to outlast the measurements; cancelled afterwards.
     const background = await call(`${base}/v1/jobs`, {
@@ -224,16 +293,12 @@ async function run(c: HttpConfig): Promise<HttpRow[]> {
       180_000,
     );
     for (const n of concurrency) {
-      const m = await measure(predictUrl, body, n, durationS);
-      const job = await call(`${base}/v1/jobs/${id}`);
-      rows.push({
-        suite: "http",
-        model: "mlp",
-        load: "training",
-        ...m,
-        trainingRunning: job.status === "running",
-      });
-      console.error(`done: http training, concurrency ${n}`);
+      for (const form of forms) {
+        const m = await measure(predictUrl, form, n, durationS);
+        const job = await call(`${base}/v1/jobs/${id}`);
+        rows.push({ ...row("training", form, m), trainingRunning: job.status === "running" });
+        console.error(`done: http training, ${form.form}, concurrency ${n}`);
+      }
     }
     await fetch(`${base}/v1/jobs/${id}`, { method: "DELETE" }).then((r) => r.body?.cancel());
   } finally {

@@ -481,16 +481,16 @@ if (stragglerRows.length > 0) {
 if (http.length > 0) {
   console.log("");
   console.log(
-    "| http predict (MLP, 1 row) | concurrency | requests/s | p50 ms | p99 ms | mean ms | " +
+    "| http predict (MLP, 1 row) | form | concurrency | requests/s | p50 ms | p99 ms | mean ms | " +
       "failed |",
   );
-  console.log("|---|---:|---:|---:|---:|---:|---:|");
+  console.log("|---|---|---:|---:|---:|---:|---:|---:|");
   for (const h of http) {
     const load = h.load === "idle"
       ? "idle"
       : `while training${h.trainingRunning === false ? " (job ended early)" : ""}`;
     console.log(
-      `| ${load} | ${h.concurrency} | ${Math.round(h.requestsPerSec)} | ${h.p50Ms} | ` +
+      `| ${load} | ${h.form} | ${h.concurrency} | ${Math.round(h.requestsPerSec)} | ${h.p50Ms} | ` +
         `${h.p99Ms} | ${h.meanMs.toFixed(1)} | ${h.failed} |`,
     );
   }

@@ -5,7 +5,8 @@
 import { loadFashionMnist, loadMnist, oneHot, tf } from "../../mod.ts";
 import { buildPreset } from "../models/presets.ts";
 import { InputError, type InputErrorCode } from "./_domain_errors.ts";
-import type { JobRequest, ModelTopology } from "./types.ts";
+import type { DatasetLibrary } from "./datasets.ts";
+import type { DatasetRecord, JobRequest, ModelTopology } from "./types.ts";
 
 const DATASET_SIZES = { "mnist": 10000, "fashion-mnist": 60000 } as const;
 const IMAGE = 784;
@@ -25,7 +26,7 @@ export interface BuiltJob {
   count: number;
   /** Training steps per epoch. */
   steps: number;
-  /** Inline samples are ready; datasets are read when the job starts. */
+  /** Inline samples are ready; datasets and uploads are read when the job starts. */
   loadData(): Promise<JobData>;
   /** Human-readable summary of the model and the data. */
   summary: { model: string; data: string };
@@ -152,21 +153,49 @@ function flattenRows(
   return out;
 }
 
+/** The uploaded dataset `id` names, from `datasets`; an InputError naming `data.upload` if none. */
+async function findUpload(
+  id: string,
+  datasets: DatasetLibrary | undefined,
+): Promise<{ record: DatasetRecord; datasets: DatasetLibrary }> {
+  if (datasets === undefined) {
+    throw bad(
+      "invalid_request",
+      `data.upload: this server keeps no uploaded datasets, received ${JSON.stringify(id)}`,
+      { field: "data.upload", received: id },
+    );
+  }
+  const record = await datasets.find(id);
+  if (record === null) {
+    throw bad(
+      "invalid_request",
+      `data.upload: no uploaded dataset ${JSON.stringify(id)} ` +
+        "(POST /v1/datasets uploads one, GET /v1/datasets lists them)",
+      { field: "data.upload", received: id },
+    );
+  }
+  return { record, datasets };
+}
+
 /**
  * Builds and compiles the model of `request`, checks the data against it and
  * the batch against the replicas. Throws an `InputError` for anything that
  * would make training fail up front. The caller owns (and must dispose) the
- * returned model.
+ * returned model. An uploaded dataset (`data.upload`) is looked up in
+ * `options.datasets` (none: such a request is refused).
  */
 export async function buildJob(
   request: JobRequest,
-  options: { replicas: number; globalBatch: boolean },
+  options: { replicas: number; globalBatch: boolean; datasets?: DatasetLibrary },
 ): Promise<BuiltJob> {
   const { data, fit } = request;
   const inline = "x" in data ? data : undefined;
   const dataset = "dataset" in data ? data : undefined;
+  const upload = "upload" in data ? await findUpload(data.upload, options.datasets) : undefined;
   let count: number;
-  if (inline !== undefined) {
+  if (upload !== undefined) {
+    count = upload.record.count;
+  } else if (inline !== undefined) {
     if (inline.x.length !== inline.y.length) {
       throw bad(
         "shape_mismatch",
@@ -210,8 +239,10 @@ export async function buildJob(
   let modelSummary: string;
   const preset = presetOf(request.model);
   if (preset !== undefined) {
-    const inputs = inline?.x[0]?.length ?? IMAGE;
-    const outputs = inline?.y[0]?.length ?? CLASSES;
+    const inputs = inline?.x[0]?.length ??
+      (upload === undefined ? IMAGE : product(upload.record.xShape));
+    const outputs = inline?.y[0]?.length ??
+      (upload === undefined ? CLASSES : product(upload.record.yShape));
     if (inputs < 1 || outputs < 1) {
       throw bad("shape_mismatch", "data: rows of x and y must not be empty");
     }
@@ -246,6 +277,31 @@ export async function buildJob(
         steps,
         loadData: () => Promise.resolve({ x, y, count }),
         summary: { model: modelSummary, data: `inline: ${count} samples` },
+      };
+    }
+    if (upload !== undefined) {
+      const { record, datasets } = upload;
+      if (inSize !== product(record.xShape) || outSize !== product(record.yShape)) {
+        throw bad(
+          "shape_mismatch",
+          `data.upload: the dataset ${record.id} has samples of shape [${
+            record.xShape.join(", ")
+          }] and targets of shape [${record.yShape.join(", ")}], the model takes [${
+            inShape.join(", ")
+          }] and gives [${outShape.join(", ")}]`,
+          {
+            field: "data.upload",
+            expected: { x: inSize, y: outSize },
+            received: { x: product(record.xShape), y: product(record.yShape) },
+          },
+        );
+      }
+      return {
+        model,
+        count,
+        steps,
+        loadData: () => datasets.read(record.id),
+        summary: { model: modelSummary, data: `upload ${record.id}: ${count} samples` },
       };
     }
     const name = dataset!.dataset;

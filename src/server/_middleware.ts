@@ -40,9 +40,17 @@ export function shutdownGate(closing: () => boolean): MiddlewareHandler {
   };
 }
 
-/** Refuses a request body over `maxBytes` with a 413 saying the limit. */
-export function bodyLimitOf(maxBytes: number): MiddlewareHandler {
-  return bodyLimit({
+/**
+ * Refuses a request body over `maxBytes` with a 413 saying the limit, except
+ * on the routes `except` names as `"METHOD /path"` (they enforce their own
+ * limit, e.g. `POST /v1/datasets` while it streams the body to disk).
+ */
+export function bodyLimitOf(
+  maxBytes: number,
+  options: { except?: readonly string[] } = {},
+): MiddlewareHandler {
+  const except = new Set(options.except ?? []);
+  const limit = bodyLimit({
     maxSize: maxBytes,
     onError: () => {
       throw new HttpError(
@@ -53,4 +61,5 @@ export function bodyLimitOf(maxBytes: number): MiddlewareHandler {
       );
     },
   });
+  return (c, next) => except.has(`${c.req.method} ${c.req.path}`) ? next() : limit(c, next);
 }

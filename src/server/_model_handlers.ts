@@ -1,10 +1,349 @@
 // Private: the handlers of the models resource: metadata, the tfjs files
 // (`model.json` and its weight files, so `tf.loadLayersModel(url)` works),
-// predict and delete. They only translate between HTTP and the registry.
+// predict and delete. They only translate between HTTP and the registry:
+// predict decodes its body here (JSON, the binary form, `.npy`) into one
+// Float32Array and encodes the outputs the way `Accept` asks.
+//
+// The binary form (`application/octet-stream`), requests and answers alike,
+// all little-endian:
+//
+//   bytes 0-3      magic "DTR1" (0x44 0x54 0x52 0x31)
+//   bytes 4-7      u32 rank r, 2 <= r <= 8
+//   next 4r bytes  u32 dims [rows, d1, ..., d(r-1)], each >= 1; in a request
+//                  d1 x ... x d(r-1) is the model's input size ([n, 784] or
+//                  [n, 28, 28, 1] for a 28x28x1 model)
+//   the rest       rows x d1 x ... x d(r-1) float32 values, row-major,
+//                  exactly (the header is a multiple of 4 bytes: they are
+//                  read in place)
+//
+// An answer is [rows, width]. `.npy` (`application/x-npy`, format 1.0-3.0,
+// descr '<f4', C order, at least 2 dimensions) is accepted and answered the
+// same way.
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import type { JSONValue } from "hono/utils/types";
+import type { z } from "@hono/zod-openapi";
 import type { ModelRegistry } from "./registry.ts";
+import { InputError } from "./_domain_errors.ts";
+import { HttpError } from "./_errors.ts";
+import { PredictWorkerCrashedError } from "./_predict_pool.ts";
 import { ROUTES } from "./_routes.ts";
+import { validationError } from "./_validation.ts";
+
+type Issue = z.core.$ZodIssue;
+
+/** The binary form's magic, "DTR1". */
+const MAGIC = [0x44, 0x54, 0x52, 0x31];
+const MAX_RANK = 8;
+const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // "\x93NUMPY"
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+const BINARY = "application/octet-stream";
+const NPY = "application/x-npy";
+
+interface Input {
+  shape: number[];
+  size: number;
+}
+
+/** A 400 naming the field, worded like the schema's own (`_validation.ts`). */
+function invalid(path: PropertyKey[], message: string, code = "invalid_type"): HttpError {
+  return validationError([{ code, path, message } as unknown as Issue], undefined, "json");
+}
+
+function kind(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  // zod's words: NaN and Infinity by name, any other number as "number".
+  if (typeof value === "number") return value - value === 0 ? "number" : String(value);
+  return typeof value;
+}
+
+function shapeMismatch(field: string, received: number, input: Input): InputError {
+  return new InputError(
+    "shape_mismatch",
+    `${field} has ${received} values, expected ${input.size} ` +
+      `(the model's input shape [${input.shape.join(", ")}])`,
+    { field, expected: input.size, received },
+  );
+}
+
+/**
+ * The JSON form, `{"inputs": [[...], ...]}`, checked and copied into one
+ * Float32Array in a single pass (the schema would walk every number once
+ * more): 400 naming the first bad field (`inputs[3][7]`), `shape_mismatch`
+ * for a row of the wrong length.
+ */
+function jsonInputs(text: string, input: Input): { x: Float32Array; rows: number } {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new HttpError(400, "bad_request", "Malformed JSON in request body");
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw invalid([], `Invalid input: expected object, received ${kind(body)}`);
+  }
+  const inputs = (body as { inputs?: unknown }).inputs;
+  if (!Array.isArray(inputs)) {
+    throw invalid(["inputs"], `Invalid input: expected array, received ${kind(inputs)}`);
+  }
+  const extra = Object.keys(body).filter((k) => k !== "inputs");
+  if (extra.length > 0) {
+    const keys = extra.map((k) => JSON.stringify(k)).join(", ");
+    throw invalid([], `Unrecognized key${extra.length > 1 ? "s" : ""}: ${keys}`, "custom");
+  }
+  if (inputs.length === 0) {
+    throw invalid(
+      ["inputs"],
+      "Too small: expected array to have >=1 items, received an array of 0",
+      "custom",
+    );
+  }
+  const { size } = input;
+  const x = new Float32Array(inputs.length * size);
+  let o = 0;
+  for (let i = 0; i < inputs.length; i++) {
+    const row: unknown = inputs[i];
+    if (!Array.isArray(row)) {
+      throw invalid(["inputs", i], `Invalid input: expected array, received ${kind(row)}`);
+    }
+    if (row.length !== size) throw shapeMismatch(`inputs[${i}]`, row.length, input);
+    for (let j = 0; j < size; j++) {
+      const v: unknown = row[j];
+      // `v - v` is 0 for every finite number, NaN for NaN and +-Infinity.
+      if (typeof v !== "number" || v - v !== 0) {
+        throw invalid(["inputs", i, j], `Invalid input: expected number, received ${kind(v)}`);
+      }
+      x[o++] = v;
+    }
+  }
+  return { x, rows: inputs.length };
+}
+
+function bodyError(form: string, message: string): HttpError {
+  return new HttpError(400, "invalid_request", `Invalid request body: ${form}: ${message}`, {
+    details: { target: "body", form },
+  });
+}
+
+/** The sample values of a binary body's dims, checked against the model; 400 otherwise. */
+function checkDims(form: string, dims: number[], input: Input): number {
+  if (dims.length < 2 || dims.length > MAX_RANK) {
+    throw bodyError(
+      form,
+      `expected 2 to ${MAX_RANK} dimensions [rows, ...sample], received ${dims.length}`,
+    );
+  }
+  const zero = dims.findIndex((d) => !Number.isSafeInteger(d) || d < 1);
+  if (zero >= 0) {
+    throw bodyError(form, `dimension ${zero} must be an integer >= 1, received ${dims[zero]}`);
+  }
+  const size = dims.slice(1).reduce((a, b) => a * b, 1);
+  if (size !== input.size) {
+    throw new InputError(
+      "shape_mismatch",
+      `${form} shape [${dims.join(", ")}] holds samples of ${size} values, expected ` +
+        `${input.size} (the model's input shape [${input.shape.join(", ")}])`,
+      { field: "shape", expected: input.size, received: size },
+    );
+  }
+  return dims[0]!;
+}
+
+/** `count` float32 values at `offset`, in place when aligned; non-finite ones refused. */
+function floats(bytes: Uint8Array, offset: number, count: number, rowSize: number): Float32Array {
+  const at = bytes.byteOffset + offset;
+  let x: Float32Array;
+  if (LITTLE_ENDIAN && at % 4 === 0) {
+    x = new Float32Array(bytes.buffer, at, count);
+  } else {
+    x = new Float32Array(count);
+    const view = new DataView(bytes.buffer, at, count * 4);
+    for (let i = 0; i < count; i++) x[i] = view.getFloat32(i * 4, true);
+  }
+  for (let i = 0; i < count; i++) {
+    const v = x[i]!;
+    if (v - v !== 0) {
+      const row = Math.floor(i / rowSize);
+      throw invalid(
+        ["inputs", row, i - row * rowSize],
+        `Invalid input: expected number, received ${kind(v)}`,
+      );
+    }
+  }
+  return x;
+}
+
+function dataLength(form: string, bytes: Uint8Array, offset: number, count: number): void {
+  const have = bytes.byteLength - offset;
+  if (have !== count * 4) {
+    throw bodyError(
+      form,
+      `expected ${count * 4} bytes of float32 data after the ${offset}-byte header ` +
+        `(${count} values), received ${have}`,
+    );
+  }
+}
+
+/** The binary form (see the top of this file). */
+function binaryInputs(bytes: Uint8Array, input: Input): { x: Float32Array; rows: number } {
+  const form = "binary";
+  if (bytes.byteLength < 8 || MAGIC.some((b, i) => bytes[i] !== b)) {
+    throw bodyError(
+      form,
+      'expected the magic "DTR1" and a u32 rank (8 bytes) first, received ' +
+        (bytes.byteLength < 8 ? `${bytes.byteLength} bytes` : "other bytes"),
+    );
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const rank = view.getUint32(4, true);
+  if (rank < 2 || rank > MAX_RANK) {
+    throw bodyError(
+      form,
+      `expected 2 to ${MAX_RANK} dimensions [rows, ...sample], received ${rank}`,
+    );
+  }
+  const offset = 8 + 4 * rank;
+  if (bytes.byteLength < offset) {
+    throw bodyError(
+      form,
+      `a header of rank ${rank} takes ${offset} bytes, received ${bytes.byteLength}`,
+    );
+  }
+  const dims = Array.from({ length: rank }, (_, i) => view.getUint32(8 + 4 * i, true));
+  const rows = checkDims(form, dims, input);
+  dataLength(form, bytes, offset, rows * input.size);
+  return { x: floats(bytes, offset, rows * input.size, input.size), rows };
+}
+
+/** A `.npy` file of little-endian float32 in C order. */
+function npyInputs(bytes: Uint8Array, input: Input): { x: Float32Array; rows: number } {
+  const form = "npy";
+  if (bytes.byteLength < 10 || NPY_MAGIC.some((b, i) => bytes[i] !== b)) {
+    throw bodyError(form, 'expected a .npy file (magic "\\x93NUMPY"), received other bytes');
+  }
+  const major = bytes[6]!;
+  if (major < 1 || major > 3) {
+    throw bodyError(form, `expected format version 1, 2 or 3, received ${major}`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const lengthBytes = major === 1 ? 2 : 4;
+  if (bytes.byteLength < 8 + lengthBytes) {
+    throw bodyError(form, `the header is cut short at ${bytes.byteLength} bytes`);
+  }
+  const headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  const offset = 8 + lengthBytes + headerLength;
+  if (bytes.byteLength < offset) {
+    throw bodyError(
+      form,
+      `the header says ${headerLength} bytes, the body has ${bytes.byteLength - 8 - lengthBytes}`,
+    );
+  }
+  const header = new TextDecoder().decode(bytes.subarray(8 + lengthBytes, offset));
+  const descr = header.match(/'descr'\s*:\s*'([^']*)'/)?.[1];
+  if (descr !== "<f4") {
+    throw bodyError(
+      form,
+      `expected descr '<f4' (little-endian float32), received ${
+        descr === undefined ? "none" : `'${descr}'`
+      }`,
+    );
+  }
+  const fortran = header.match(/'fortran_order'\s*:\s*(True|False)/)?.[1];
+  if (fortran !== "False") {
+    throw bodyError(
+      form,
+      `expected 'fortran_order': False (C order), received ${fortran ?? "none"}`,
+    );
+  }
+  const tuple = header.match(/'shape'\s*:\s*\(([^)]*)\)/)?.[1];
+  if (tuple === undefined) throw bodyError(form, "the header has no 'shape' tuple");
+  const dims = tuple.split(",").map((d) => d.trim()).filter((d) => d !== "").map(Number);
+  const rows = checkDims(form, dims, input);
+  dataLength(form, bytes, offset, rows * input.size);
+  return { x: floats(bytes, offset, rows * input.size, input.size), rows };
+}
+
+function essence(contentType: string | undefined): string {
+  return (contentType ?? "").split(";")[0]!.trim().toLowerCase();
+}
+
+function isJson(type: string): boolean {
+  return /^application\/([a-z0-9.-]+\+)?json$/.test(type);
+}
+
+/** Decodes a predict body by its `Content-Type`; 415 for another type. */
+async function decodeInputs(
+  c: Context,
+  input: Input,
+): Promise<{ x: Float32Array; rows: number }> {
+  const header = c.req.header("content-type");
+  const type = essence(header);
+  if (isJson(type)) return jsonInputs(await c.req.text(), input);
+  if (type === BINARY) return binaryInputs(new Uint8Array(await c.req.arrayBuffer()), input);
+  if (type === NPY) return npyInputs(new Uint8Array(await c.req.arrayBuffer()), input);
+  throw new HttpError(
+    415,
+    "unsupported_media_type",
+    `Unsupported media type: expected "Content-Type: application/json", "${BINARY}" or ` +
+      `"${NPY}", received ${header === undefined ? "none" : JSON.stringify(header)}`,
+  );
+}
+
+/** The answer's form: the supported type `Accept` ranks highest (JSON by default). */
+function answerType(accept: string | undefined): "json" | "binary" | "npy" {
+  if (accept === undefined) return "json";
+  let best: "json" | "binary" | "npy" = "json";
+  let bestQ = 0;
+  for (const part of accept.split(",")) {
+    const [range, ...params] = part.split(";");
+    const type = range!.trim().toLowerCase();
+    const form = type === BINARY ? "binary" : type === NPY ? "npy" : isJson(type) ? "json" : null;
+    if (form === null) continue;
+    const qParam = params.map((p) => p.trim()).find((p) => p.startsWith("q="));
+    const q = qParam === undefined ? 1 : Number(qParam.slice(2));
+    if (q > bestQ) {
+      best = form;
+      bestQ = q;
+    }
+  }
+  return best;
+}
+
+function binaryAnswer(data: Float32Array, rows: number, width: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(16 + data.byteLength);
+  out.set(MAGIC, 0);
+  const view = new DataView(out.buffer);
+  view.setUint32(4, 2, true);
+  view.setUint32(8, rows, true);
+  view.setUint32(12, width, true);
+  copyFloats(out, 16, data);
+  return out;
+}
+
+function npyAnswer(data: Float32Array, rows: number, width: number): Uint8Array<ArrayBuffer> {
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${rows}, ${width}), }`;
+  // Magic, version and length take 10 bytes; the data starts on a multiple of 64.
+  header = header.padEnd(Math.ceil((10 + header.length + 1) / 64) * 64 - 10 - 1, " ") + "\n";
+  const out = new Uint8Array(10 + header.length + data.byteLength);
+  out.set(NPY_MAGIC, 0);
+  out[6] = 1;
+  out[7] = 0;
+  new DataView(out.buffer).setUint16(8, header.length, true);
+  out.set(new TextEncoder().encode(header), 10);
+  copyFloats(out, 10 + header.length, data);
+  return out;
+}
+
+function copyFloats(out: Uint8Array, offset: number, data: Float32Array): void {
+  if (LITTLE_ENDIAN) {
+    out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), offset);
+  } else {
+    const view = new DataView(out.buffer, offset);
+    data.forEach((v, i) => view.setFloat32(i * 4, v, true));
+  }
+}
 
 /** Attaches the `/v1/models` routes to `app`. */
 export function modelHandlers(app: OpenAPIHono, deps: { models: ModelRegistry }): void {
@@ -35,11 +374,44 @@ export function modelHandlers(app: OpenAPIHono, deps: { models: ModelRegistry })
     });
   });
 
-  app.openapi(ROUTES.predict, async (c) => {
-    const { id } = c.req.valid("param");
-    const outputs = await models.predict(id, c.req.valid("json").inputs);
-    return c.json({ outputs }, 200);
-  });
+  // The predict route is documented with its full body, but attached with
+  // its path parameter only: the handler decodes and checks the body in one
+  // pass (`decodeInputs`), where the schema would walk every number again.
+  const { predict } = ROUTES;
+  app.openAPIRegistry.registerPath(predict);
+  app.openapi(
+    { ...predict, hide: true, request: { params: predict.request.params } },
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const input = await models.input(id);
+      const { x, rows } = await decodeInputs(c, input);
+      let out: { data: Float32Array; width: number };
+      try {
+        out = await models.predictRows(id, x, rows);
+      } catch (e) {
+        if (e instanceof PredictWorkerCrashedError) {
+          throw new HttpError(503, e.code, e.message, {
+            headers: { "Retry-After": "1" },
+            cause: e,
+          });
+        }
+        throw e;
+      }
+      const { data, width } = out;
+      const form = answerType(c.req.header("accept"));
+      if (form !== "json") {
+        return new Response(
+          form === "binary" ? binaryAnswer(data, rows, width) : npyAnswer(data, rows, width),
+          { headers: { "content-type": form === "binary" ? BINARY : NPY } },
+        );
+      }
+      const outputs: number[][] = new Array(rows);
+      for (let i = 0; i < rows; i++) {
+        outputs[i] = Array.from(data.subarray(i * width, (i + 1) * width));
+      }
+      return c.json({ outputs }, 200);
+    },
+  );
 
   app.openapi(ROUTES.deleteModel, async (c) => {
     await models.delete(c.req.valid("param").id);

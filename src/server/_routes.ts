@@ -5,6 +5,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import {
   BackendReportSchema,
+  DatasetListSchema,
+  DatasetRecordSchema,
+  DatasetUploadQuerySchema,
   ErrorSchema,
   HealthSchema,
   JobAcceptedSchema,
@@ -45,6 +48,13 @@ const JobId = z.object({
 });
 const ModelId = z.object({
   id: z.string().openapi({ param: { name: "id", in: "path" }, example: "mdl_0mb1x2y3zabcdefgh" }),
+});
+const DatasetId = z.object({
+  id: z.string().openapi({ param: { name: "id", in: "path" }, example: "ds_0mb1x2y3zabcdefgh" }),
+});
+/** An error response of `status` described for the dataset routes. */
+const datasetError = (status: number, description: string) => ({
+  [status]: { ...errors(status)[status]!, description },
 });
 const json = <T extends z.ZodType>(schema: T, description: string) => ({
   description,
@@ -178,13 +188,115 @@ export const ROUTES = {
     method: "post",
     path: "/v1/models/{id}/predict",
     summary: "Run a model",
+    description: "The body is JSON (`inputs`: one flattened row per sample), or binary: " +
+      '`application/octet-stream` is the magic "DTR1", a u32 rank r (2 to 8), r u32 dims ' +
+      "[rows, ...sample] whose sample dims multiply to the model's input size, then " +
+      "rows x size float32 values, row-major, all little-endian; `application/x-npy` is a " +
+      ".npy file of '<f4' in C order with the same shape. The answer is JSON, or the binary " +
+      "form (or .npy) of the [rows, width] outputs when `Accept` asks for " +
+      "`application/octet-stream` (or `application/x-npy`). Concurrent requests run in " +
+      "batches on the server's inference Workers; 503 when a Worker died while running " +
+      "the request (retry: it is replaced).",
     request: {
       params: ModelId,
-      body: { content: { "application/json": { schema: PredictRequestSchema } }, required: true },
+      body: {
+        content: {
+          "application/json": { schema: PredictRequestSchema },
+          "application/octet-stream": {
+            schema: z.string().openapi({ format: "binary", description: "DTR1 header + float32" }),
+          },
+          "application/x-npy": {
+            schema: z.string().openapi({ format: "binary", description: ".npy of '<f4'" }),
+          },
+        },
+        required: true,
+      },
     },
     responses: {
-      200: json(PredictResponseSchema, "One output row per input row"),
-      ...errors(400, 401, 404, 413, 415),
+      200: {
+        description: "One output row per input row",
+        content: {
+          "application/json": { schema: PredictResponseSchema },
+          "application/octet-stream": {
+            schema: z.string().openapi({ format: "binary", description: "DTR1 [rows, width]" }),
+          },
+          "application/x-npy": {
+            schema: z.string().openapi({ format: "binary", description: ".npy [rows, width]" }),
+          },
+        },
+      },
+      ...errors(400, 401, 404, 413, 415, 503),
+    },
+  }),
+  uploadDataset: createRoute({
+    method: "post",
+    path: "/v1/datasets",
+    summary: "Upload a dataset once, to train jobs on by id",
+    description: "The body streams to the server's disk, checked as it arrives; its size " +
+      "limit is the server's maxDatasetBytes (512 MiB by default), not maxBodyBytes. The " +
+      "format is `?format=` or, by default, the Content-Type: `application/octet-stream` " +
+      '(f32): the magic "DTDS", u32 version 1, u32 count n, u32 rank a of a sample of x, ' +
+      "u32 rank b of a sample of y (1 to 8 each), a u32 dims of x, b u32 dims of y, then " +
+      "n samples of x and n samples of y as float32, row-major, all little-endian, exactly; " +
+      "`text/csv` (csv): numeric rows, `?label=` names the label column (header name or " +
+      "zero-based index; `?header=false` when there is no header line), one-hot encoded " +
+      "over the distinct labels or `?classes=N`; `multipart/form-data` (idx): the fields " +
+      "`images` and `labels`, IDX files (gzipped or not), uint8 images scaled to [0, 1], " +
+      "labels one-hot like csv. Every value must be finite. A job names the answer's id " +
+      'as `"data": {"upload": id}`.',
+    request: {
+      query: DatasetUploadQuerySchema,
+      body: {
+        content: {
+          "application/octet-stream": {
+            schema: { type: "string", format: "binary", description: "DTDS header + float32" },
+          },
+          "text/csv": { schema: { type: "string", description: "numeric CSV rows" } },
+          "multipart/form-data": {
+            schema: {
+              type: "object",
+              required: ["images", "labels"],
+              properties: {
+                images: { type: "string", format: "binary", description: "IDX file (or .gz)" },
+                labels: { type: "string", format: "binary", description: "IDX file, rank 1" },
+              },
+            },
+          },
+        },
+        required: true,
+      },
+    },
+    responses: {
+      201: json(DatasetRecordSchema, "Stored"),
+      ...errors(400, 401),
+      ...datasetError(413, "Body over maxDatasetBytes"),
+      ...datasetError(415, "Content-Type names no format and no ?format= was given"),
+      ...errors(503),
+    },
+  }),
+  listDatasets: createRoute({
+    method: "get",
+    path: "/v1/datasets",
+    summary: "Uploaded datasets, newest first",
+    responses: { 200: json(DatasetListSchema, "The datasets"), ...errors(401) },
+  }),
+  getDataset: createRoute({
+    method: "get",
+    path: "/v1/datasets/{id}",
+    summary: "An uploaded dataset's metadata",
+    request: { params: DatasetId },
+    responses: { 200: json(DatasetRecordSchema, "The dataset"), ...errors(401, 404) },
+  }),
+  deleteDataset: createRoute({
+    method: "delete",
+    path: "/v1/datasets/{id}",
+    summary: "Remove an uploaded dataset",
+    description: "Refused (409) while a queued or running job trains on it.",
+    request: { params: DatasetId },
+    responses: {
+      204: { description: "Removed" },
+      ...errors(401, 404),
+      ...datasetError(409, "A queued or running job trains on it"),
     },
   }),
   deleteModel: createRoute({

@@ -41,8 +41,11 @@ function serviceOptions(): Options {
   };
 }
 
-/** Attaches GET `/healthz`, `/v1/options` and `/v1/backends` (probed once) to `app`. */
-export function serviceHandlers(app: OpenAPIHono): void {
+/**
+ * Attaches GET `/healthz`, `/v1/options` and `/v1/backends` (probed once;
+ * `predict()` says where predictions run now) to `app`.
+ */
+export function serviceHandlers(app: OpenAPIHono, deps: { predict: () => string }): void {
   app.openapi(ROUTES.health, (c) => c.json({ status: "ok" as const }, 200));
 
   const options = serviceOptions();
@@ -51,7 +54,7 @@ export function serviceHandlers(app: OpenAPIHono): void {
   let backendReport: Promise<BackendReport> | undefined;
   app.openapi(ROUTES.backends, async (c) => {
     backendReport ??= probeBackends();
-    return c.json(await backendReport, 200);
+    return c.json({ ...await backendReport, predict: deps.predict() }, 200);
   });
 }
 

@@ -8,8 +8,10 @@
  *   validation hook, error and not-found handlers;
  * - `_errors.ts`: the only place where errors become HTTP statuses;
  * - `_job_handlers.ts`, `_event_stream.ts` (SSE), `_model_handlers.ts`,
- *   `_service_handlers.ts` (health, options, backends, dashboard, docs);
- * - `jobs.ts` (the job queue), `registry.ts` (models), `store.ts` (the KV).
+ *   `_dataset_handlers.ts`, `_service_handlers.ts` (health, options,
+ *   backends, dashboard, docs);
+ * - `jobs.ts` (the job queue), `registry.ts` (models), `datasets.ts`
+ *   (uploaded datasets), `store.ts` (the KV).
  *
  * Who owns what: `createApp` owns the store, the registry and the job
  * manager, and `close()` closes them in that reverse order.
@@ -20,14 +22,18 @@ import { join } from "node:path";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { cors } from "hono/cors";
 import { setBackendOrThrow } from "../../backends/cpu.ts";
+import { tf } from "../../mod.ts";
 import { bearerAuth } from "./_auth.ts";
+import { DATASET_UPLOAD_ROUTE, datasetHandlers } from "./_dataset_handlers.ts";
 import { workerHandlers } from "./_worker_handlers.ts";
 import { eventStreamHandler } from "./_event_stream.ts";
 import { jobHandlers } from "./_job_handlers.ts";
 import { bodyLimitOf, notFound, onError, shutdownGate, validationHook } from "./_middleware.ts";
 import { modelHandlers } from "./_model_handlers.ts";
+import { PredictPool } from "./_predict_pool.ts";
 import { dashboardHandlers, docHandlers, serviceHandlers } from "./_service_handlers.ts";
 import { DASHBOARD_PATHS } from "./dashboard/_assets.ts";
+import { DatasetLibrary } from "./datasets.ts";
 import { JobManager } from "./jobs.ts";
 import { ModelRegistry } from "./registry.ts";
 import { Store } from "./store.ts";
@@ -58,6 +64,12 @@ export interface AppOptions {
    */
   maxBodyBytes?: number;
   /**
+   * Largest dataset upload (`POST /v1/datasets`, streamed to disk; 413
+   * above). That route is exempt from `maxBodyBytes`.
+   * @default 536870912 (512 MiB)
+   */
+  maxDatasetBytes?: number;
+  /**
    * Jobs trained at the same time.
    * @default 1
    */
@@ -83,11 +95,24 @@ export interface AppOptions {
    */
   modelCacheSize?: number;
   /**
-   * Backend of this process's tfjs, which serves predict. Activated by
-   * `createApp` (replicas choose their own per job).
-   * @default "cpu"
+   * Backend predict runs on: that of the inference Workers (`wasm`: one
+   * thread each, on the host's BLAS when one is found, the fastest), or with
+   * `predictWorkers: 0` of this process's tfjs, activated by `createApp`
+   * (with Workers, this process stays on `cpu`; replicas choose their own
+   * backend per job). `cpu` gives the very numbers of tfjs' CPU backend;
+   * `wasm` agrees with them to about 1e-6.
+   * @default "wasm"
    */
   predictBackend?: "cpu" | "wasm";
+  /**
+   * Inference Workers that run predict, apart from training (a running job
+   * does not stall them), started on the first predict request; 0: predict
+   * on this process's tfjs, between the main thread's other work. One is the
+   * most a 2-core host gains from (measured: a second one competes with the
+   * main thread, which parses the requests, for the cores).
+   * @default 1
+   */
+  predictWorkers?: number;
   /**
    * A server whose lease is not renewed this long is dead: its queued and
    * running jobs are marked `interrupted`.
@@ -173,18 +198,28 @@ export async function createApp(options: AppOptions = {}): Promise<DtrainApp> {
     throw new TypeError(`dataDir must be a non-empty string, received ${JSON.stringify(dataDir)}`);
   }
   const maxBodyBytes = positive(options.maxBodyBytes ?? 32 * 1024 * 1024, "maxBodyBytes");
+  const maxDatasetBytes = positive(options.maxDatasetBytes ?? 512 * 1024 * 1024, "maxDatasetBytes");
   const cancelWaitMs = options.cancelWaitMs ?? 10_000;
   if (!Number.isInteger(cancelWaitMs) || cancelWaitMs < 0) {
     throw new RangeError(`cancelWaitMs must be an integer >= 0, received ${cancelWaitMs}`);
   }
-  const predictBackend = options.predictBackend ?? "cpu";
+  const predictBackend = options.predictBackend ?? "wasm";
   if (predictBackend !== "cpu" && predictBackend !== "wasm") {
     throw new TypeError(`predictBackend must be "cpu" or "wasm", received "${predictBackend}"`);
   }
+  const predictWorkers = options.predictWorkers ?? 1;
+  if (!Number.isInteger(predictWorkers) || predictWorkers < 0) {
+    throw new RangeError(`predictWorkers must be an integer >= 0, received ${predictWorkers}`);
+  }
+  const pool = predictWorkers === 0 ? undefined : new PredictPool({
+    workers: predictWorkers,
+    backend: predictBackend,
+    cacheSize: options.modelCacheSize,
+  });
   const token = options.token ?? "";
 
   await Deno.mkdir(dataDir, { recursive: true });
-  if (predictBackend === "cpu") {
+  if (predictBackend === "cpu" || pool !== undefined) {
     await setBackendOrThrow("cpu");
   } else {
     const { wasmBackend } = await import("../../backends/mod.ts");
@@ -195,18 +230,25 @@ export async function createApp(options: AppOptions = {}): Promise<DtrainApp> {
     (options.kv as string | undefined) ?? join(dataDir, "dtrain.kv"),
   );
   const store = new Store(kv, !external);
+  const datasets = new DatasetLibrary({
+    dir: join(dataDir, "datasets"),
+    store,
+    maxBytes: maxDatasetBytes,
+  });
   let models: ModelRegistry, jobs: JobManager;
   try {
     models = new ModelRegistry({
       dir: join(dataDir, "models"),
       store,
       cacheSize: options.modelCacheSize,
+      pool,
     });
     jobs = new JobManager({
       store,
       registry: models,
       owner: `srv_${crypto.randomUUID().slice(0, 8)}`,
       jobsDir: join(dataDir, "jobs"),
+      datasets,
       maxConcurrentJobs: options.maxConcurrentJobs,
       maxQueuedJobs: options.maxQueuedJobs,
       defaultReplicas: options.defaultReplicas,
@@ -232,14 +274,20 @@ export async function createApp(options: AppOptions = {}): Promise<DtrainApp> {
   }
   app.use("*", shutdownGate(() => closing));
   app.use("*", bearerAuth(token, OPEN_PATHS, (job, given) => jobs.acceptsWorkerToken(job, given)));
-  app.use("*", bodyLimitOf(maxBodyBytes));
+  app.use("*", bodyLimitOf(maxBodyBytes, { except: [DATASET_UPLOAD_ROUTE] }));
+  // Jobs submitted in a request find their uploaded datasets in `datasets`.
 
-  serviceHandlers(app);
+  serviceHandlers(app, {
+    // The inference Workers' backend once one started, else what they will run.
+    predict: () =>
+      pool === undefined ? tf.getBackend() : pool.stats.backend?.name ?? predictBackend,
+  });
   dashboardHandlers(app);
   jobHandlers(app, { jobs, cancelWaitMs });
   workerHandlers(app, { jobs });
   eventStreamHandler(app, { jobs, streams });
   modelHandlers(app, { models });
+  datasetHandlers(app, { datasets, jobs });
   docHandlers(app);
 
   let closed: Promise<void> | undefined;
@@ -251,6 +299,7 @@ export async function createApp(options: AppOptions = {}): Promise<DtrainApp> {
       } finally {
         for (const stop of [...streams]) stop();
         models.close();
+        await pool?.close();
         store.close();
       }
     })();

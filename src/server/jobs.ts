@@ -48,6 +48,7 @@ import { STRATEGY_KINDS, type StrategySpec, type WorkerStats, WorkerStrategy } f
 import { positiveInt } from "../core/checks.ts";
 import { join } from "node:path";
 import { buildJob, type BuiltJob } from "./_build.ts";
+import type { DatasetLibrary } from "./datasets.ts";
 import { writeJsonFile } from "../io/json_file.ts";
 import { InputError, JobNotCancellableError, NotFoundError } from "./_domain_errors.ts";
 import { isId, newId } from "./_ids.ts";
@@ -86,6 +87,8 @@ export interface JobManagerOptions {
    * @default undefined
    */
   jobsDir?: string;
+  /** Uploaded datasets that job specs may name (`data.upload`). */
+  datasets?: DatasetLibrary;
   /**
    * Jobs trained at the same time.
    * @default 1
@@ -140,7 +143,9 @@ function sleep(ms: number): { promise: Promise<void>; cancel: () => void } {
  * servers and starts this server's lease), `close()` on shutdown.
  */
 export class JobManager {
-  #o: Required<Omit<JobManagerOptions, "store" | "registry" | "owner" | "jobsDir">>;
+  #o: Required<
+    Omit<JobManagerOptions, "store" | "registry" | "owner" | "jobsDir" | "datasets">
+  >;
   #store: Store;
   #registry: ModelRegistry;
   #owner: string;
@@ -150,6 +155,7 @@ export class JobManager {
   #lease: ServerLease;
   #closing = false;
   #jobsDir: string | null;
+  #datasets: DatasetLibrary | undefined;
 
   /** Validates the options; nothing runs until `start()`. */
   constructor(options: JobManagerOptions) {
@@ -174,6 +180,7 @@ export class JobManager {
       this.#o.defaultReplicas = this.#o.maxReplicas;
     }
     this.#jobsDir = options.jobsDir ?? null;
+    this.#datasets = options.datasets;
     this.#lease = new ServerLease(
       this.#store,
       this.#owner,
@@ -216,7 +223,7 @@ export class JobManager {
   async submit(request: JobRequest): Promise<JobRecord & { workerToken?: string }> {
     this.#queue.admit();
     const { strategy, replicas, globalBatch } = this.#strategyOf(request);
-    const built = await buildJob(request, { replicas, globalBatch });
+    const built = await buildJob(request, { replicas, globalBatch, datasets: this.#datasets });
     try {
       this.#queue.admit();
     } catch (e) {
@@ -362,10 +369,8 @@ export class JobManager {
       }
       let built: BuiltJob;
       try {
-        built = await buildJob(request, {
-          replicas: this.#strategyOf(request).replicas,
-          globalBatch: this.#strategyOf(request).globalBatch,
-        });
+        const { replicas, globalBatch } = this.#strategyOf(request);
+        built = await buildJob(request, { replicas, globalBatch, datasets: this.#datasets });
       } catch (e) {
         await fail(`The job cannot be rebuilt to resume: ${e instanceof Error ? e.message : e}`);
         continue;

@@ -37,10 +37,18 @@ export type { JobRemote } from "./_job_runner.ts";
 export type { JobEvent, SequencedEvent, Subscription } from "./job_events.ts";
 export { ModelRegistry, type ModelRegistryOptions } from "./registry.ts";
 export { type JobPage, Store, type StoredHistory } from "./store.ts";
+export {
+  DatasetLibrary,
+  type DatasetLibraryOptions,
+  type DatasetUpload,
+  DatasetUploadError,
+} from "./datasets.ts";
 export type {
   CnnPreset,
   CompileRequest,
   DatasetData,
+  DatasetFormat,
+  DatasetRecord,
   FitRequest,
   InlineData,
   JobBlas,
@@ -57,5 +65,6 @@ export type {
   ModelTopology,
   OptimizerName,
   StrategyRequest,
+  UploadData,
   WorkerStrategyRequest,
 } from "./types.ts";

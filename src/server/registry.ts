@@ -1,9 +1,11 @@
 /**
  * The model registry: trained models as tfjs layers files on disk (written
  * atomically by dtrain's `fileHandler`), their metadata in the KV store, and
- * the models that serve predictions kept loaded in a small LRU cache.
- * Concurrent predict requests for one model that arrive in the same tick run
- * as one batch.
+ * the models that serve predictions: kept loaded in a small LRU cache, either
+ * in the inference Workers of a `PredictPool` (what `createApp` sets up; the
+ * pool batches the requests that arrive while its Workers are busy) or, with
+ * no pool, on this thread's tfjs, where concurrent predict requests for one
+ * model that arrive in the same event-loop turn run as one batch.
  *
  * @example
  * ```ts
@@ -27,9 +29,11 @@
  * @module
  */
 import { join } from "node:path";
+import { setImmediate } from "node:timers";
 import { fileHandler, tf } from "../../mod.ts";
 import { InputError, ModelFilesMissingError, NotFoundError } from "./_domain_errors.ts";
 import { isId, newId } from "./_ids.ts";
+import type { PredictPool } from "./_predict_pool.ts";
 import type { ModelRecord } from "./types.ts";
 import type { Store } from "./store.ts";
 
@@ -45,25 +49,38 @@ export interface ModelRegistryOptions {
    */
   cacheSize?: number;
   /**
-   * Most rows one batched predict call takes.
+   * Most rows one batched predict call takes (on this thread; a pool has its own).
    * @default 1024
    */
   maxBatchRows?: number;
+  /**
+   * The inference Workers that run predict (`createApp` makes them); none:
+   * predict runs on this thread's tfjs.
+   * @default undefined
+   * @internal
+   */
+  pool?: PredictPool;
 }
 
+/**
+ * The input of one model: the shape of one sample (unknown dimensions as
+ * 1, e.g. `[28, 28, 1]`) and its size (the product).
+ */
+type ModelInput = { shape: number[]; size: number };
+
 interface Pending {
-  rows: number[][];
-  resolve: (out: number[][]) => void;
+  x: Float32Array;
+  rows: number;
+  resolve: (out: Float32Array) => void;
   reject: (e: unknown) => void;
 }
 
-/** A loaded model that batches the predict requests of one tick. */
+/** A model loaded on this thread that batches the predict requests of one event-loop turn. */
 class LoadedModel {
   readonly model: tf.LayersModel;
-  readonly inShape: number[];
-  readonly inSize: number;
+  readonly input: ModelInput;
   #pending: Pending[] = [];
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #scheduled = false;
   #busy = 0;
   #retired = false;
   #maxRows: number;
@@ -73,42 +90,55 @@ class LoadedModel {
     this.model = model;
     this.#maxRows = maxRows;
     this.#onBatch = onBatch;
-    const shape = model.inputs[0]!.shape.slice(1);
-    this.inShape = shape.map((d) => d ?? 1);
-    this.inSize = this.inShape.reduce((a, b) => a * b, 1);
+    const shape = model.inputs[0]!.shape.slice(1).map((d) => d ?? 1);
+    this.input = { shape, size: shape.reduce((a, b) => a * b, 1) };
   }
 
-  run(rows: number[][]): Promise<number[][]> {
+  run(x: Float32Array, rows: number): Promise<Float32Array> {
     return new Promise((resolve, reject) => {
-      this.#pending.push({ rows, resolve, reject });
-      this.#timer ??= setTimeout(() => this.#flush(), 0);
+      this.#pending.push({ x, rows, resolve, reject });
+      this.#schedule();
+    });
+  }
+
+  // setImmediate: after the I/O that is ready now, so the requests of this
+  // turn join; setTimeout(0) would add 1-4 ms (Deno clamps timers).
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      void this.#flush();
     });
   }
 
   async #flush(): Promise<void> {
-    this.#timer = undefined;
+    if (this.#pending.length === 0) return;
     const batch: Pending[] = [];
     let n = 0;
     while (this.#pending.length > 0) {
       const next = this.#pending[0]!;
-      if (batch.length > 0 && n + next.rows.length > this.#maxRows) break;
+      if (batch.length > 0 && n + next.rows > this.#maxRows) break;
       batch.push(this.#pending.shift()!);
-      n += next.rows.length;
+      n += next.rows;
     }
-    if (this.#pending.length > 0) this.#timer = setTimeout(() => this.#flush(), 0);
+    if (this.#pending.length > 0) this.#schedule();
     this.#busy++;
     this.#onBatch(batch.length);
     try {
-      const flat = new Float32Array(n * this.inSize);
-      let offset = 0;
-      for (const p of batch) {
-        for (const row of p.rows) {
-          flat.set(row, offset);
-          offset += this.inSize;
+      let flat: Float32Array;
+      if (batch.length === 1) {
+        flat = batch[0]!.x;
+      } else {
+        flat = new Float32Array(n * this.input.size);
+        let offset = 0;
+        for (const p of batch) {
+          flat.set(p.x, offset);
+          offset += p.x.length;
         }
       }
       const y = tf.tidy(() => {
-        const out = this.model.predict(tf.tensor(flat, [n, ...this.inShape]));
+        const out = this.model.predict(tf.tensor(flat, [n, ...this.input.shape]));
         return Array.isArray(out) ? out[0]! : out;
       });
       let data: Float32Array;
@@ -120,11 +150,8 @@ class LoadedModel {
       const width = data.length / n;
       let row = 0;
       for (const p of batch) {
-        const out: number[][] = [];
-        for (let i = 0; i < p.rows.length; i++, row++) {
-          out.push(Array.from(data.subarray(row * width, (row + 1) * width)));
-        }
-        p.resolve(out);
+        p.resolve(data.subarray(row * width, (row + p.rows) * width));
+        row += p.rows;
       }
     } catch (e) {
       for (const p of batch) p.reject(e);
@@ -134,25 +161,32 @@ class LoadedModel {
     }
   }
 
-  /** Disposes the model once no batch is running. */
+  /** Disposes the model once no batch is running or waiting. */
   retire(): void {
     this.#retired = true;
     if (this.#busy > 0 || this.#pending.length > 0) return;
-    clearTimeout(this.#timer);
     this.model.dispose();
   }
 }
 
+/** A model in the predict cache: its input, and its loaded copy when predict runs here. */
+interface Entry {
+  input: ModelInput;
+  local: LoadedModel | undefined;
+}
+
 /**
- * Trained models: files on disk, metadata in the store, an LRU of loaded
- * models for predict. Methods throw `NotFoundError` for unknown ids.
+ * Trained models: files on disk, metadata in the store, an LRU of models
+ * loaded for predict (in the pool's Workers, or on this thread without a
+ * pool). Methods throw `NotFoundError` for unknown ids.
  */
 export class ModelRegistry {
   #dir: string;
   #store: Store;
   #cacheSize: number;
   #maxRows: number;
-  #cache = new Map<string, Promise<LoadedModel>>();
+  #pool: PredictPool | undefined;
+  #cache = new Map<string, Promise<Entry>>();
   #stats = { batches: 0, requests: 0 };
 
   /** Validates the options; nothing is read until a method is called. */
@@ -161,11 +195,20 @@ export class ModelRegistry {
     this.#store = options.store;
     this.#cacheSize = options.cacheSize ?? 8;
     this.#maxRows = options.maxBatchRows ?? 1024;
+    this.#pool = options.pool;
     for (const [name, v] of [["cacheSize", this.#cacheSize], ["maxBatchRows", this.#maxRows]]) {
       if (!Number.isInteger(v) || (v as number) < 1) {
         throw new RangeError(`${name} must be an integer >= 1, received ${v}`);
       }
     }
+  }
+
+  /**
+   * The inference Workers predict runs in, if any (tests inject faults there).
+   * @internal
+   */
+  get pool(): PredictPool | undefined {
+    return this.#pool;
   }
 
   /** Saves `model` under a new id and records its metadata. */
@@ -244,69 +287,133 @@ export class ModelRegistry {
   }
 
   /**
+   * The input model `id` takes (the shape of one sample and its size), for
+   * decoding a predict request. `NotFoundError` for an unknown model. The
+   * model joins the predict cache (on this thread, it is loaded).
+   */
+  async input(id: string): Promise<{ shape: number[]; size: number }> {
+    return (await this.#entry(id)).input;
+  }
+
+  /**
+   * Runs model `id` on `rows` samples of `x` (`rows * input.size` values,
+   * row-major) and resolves with `rows x width` outputs. `NotFoundError` for
+   * an unknown model, `RangeError` when `x` has the wrong length; with a
+   * pool, `PredictWorkerCrashedError` when its Worker died meanwhile.
+   */
+  async predictRows(
+    id: string,
+    x: Float32Array,
+    rows: number,
+  ): Promise<{ data: Float32Array; width: number }> {
+    const entry = await this.#entry(id);
+    const { size } = entry.input;
+    if (!Number.isInteger(rows) || rows < 1 || x.length !== rows * size) {
+      throw new RangeError(
+        `Cannot run model ${id} on ${x.length} values as ${rows} rows: ` +
+          `expected rows >= 1 of ${size} values each`,
+      );
+    }
+    let data: Float32Array;
+    if (entry.local !== undefined) {
+      data = await entry.local.run(x, rows);
+    } else {
+      try {
+        data = await this.#pool!.predict({ id, path: join(this.#dir, id), inSize: size }, x, rows);
+      } catch (e) {
+        if (e instanceof ModelFilesMissingError) this.#evict(id);
+        throw e;
+      }
+    }
+    return { data, width: data.length / rows };
+  }
+
+  /**
    * Runs model `id` on `rows` (one flattened sample each). `NotFoundError`
    * for an unknown model, `InputError` when a row does not have the model's
    * input size.
    */
   async predict(id: string, rows: number[][]): Promise<number[][]> {
-    await this.get(id);
-    const loaded = await this.#load(id);
+    const { shape, size } = await this.input(id);
+    const x = new Float32Array(rows.length * size);
     rows.forEach((row, i) => {
-      if (row.length !== loaded.inSize) {
+      if (row.length !== size) {
         throw new InputError(
           "shape_mismatch",
-          `inputs[${i}] has ${row.length} values, expected ${loaded.inSize} ` +
-            `(the model's input shape [${loaded.inShape.join(", ")}])`,
-          { field: `inputs[${i}]`, expected: loaded.inSize, received: row.length },
+          `inputs[${i}] has ${row.length} values, expected ${size} ` +
+            `(the model's input shape [${shape.join(", ")}])`,
+          { field: `inputs[${i}]`, expected: size, received: row.length },
         );
       }
+      x.set(row, i * size);
     });
-    return await loaded.run(rows);
+    const { data, width } = await this.predictRows(id, x, rows.length);
+    return rows.map((_, i) => Array.from(data.subarray(i * width, (i + 1) * width)));
   }
 
-  #load(id: string): Promise<LoadedModel> {
+  /**
+   * The cache entry of model `id`: its record's input with a pool (the
+   * Workers load the files), the loaded model without. Records never change,
+   * so a cached one is not read again (a model deleted through this
+   * registry leaves the cache at once).
+   */
+  #entry(id: string): Promise<Entry> {
     let entry = this.#cache.get(id);
     if (entry !== undefined) {
       this.#cache.delete(id); // re-insert: most recently used last
       this.#cache.set(id, entry);
       return entry;
     }
-    entry = tf.loadLayersModel(fileHandler(join(this.#dir, id, "model.json")))
-      .then((model) =>
-        new LoadedModel(model, this.#maxRows, (requests) => {
-          this.#stats.batches++;
-          this.#stats.requests += requests;
-        })
-      );
+    entry = this.#makeEntry(id);
     this.#cache.set(id, entry);
     entry.catch(() => {
       if (this.#cache.get(id) === entry) this.#cache.delete(id);
     });
     while (this.#cache.size > this.#cacheSize) this.#evict(this.#cache.keys().next().value!);
-    return entry.catch((e) => {
+    return entry;
+  }
+
+  async #makeEntry(id: string): Promise<Entry> {
+    const record = await this.get(id);
+    if (this.#pool !== undefined) {
+      const shape = record.inputShape.slice(1).map((d) => d ?? 1);
+      return { input: { shape, size: shape.reduce((a, b) => a * b, 1) }, local: undefined };
+    }
+    let model: tf.LayersModel;
+    try {
+      model = await tf.loadLayersModel(fileHandler(join(this.#dir, id, "model.json")));
+    } catch (e) {
       throw e instanceof Deno.errors.NotFound
         ? new ModelFilesMissingError(`Model ${id} is registered but ${e.message}`, { cause: e })
         : e;
+    }
+    const local = new LoadedModel(model, this.#maxRows, (requests) => {
+      this.#stats.batches++;
+      this.#stats.requests += requests;
     });
+    return { input: local.input, local };
   }
 
-  #evict(id: string): void {
+  #evict(id: string, tellPool = true): void {
     const entry = this.#cache.get(id);
     if (entry === undefined) return;
     this.#cache.delete(id);
-    entry.then((m) => m.retire(), () => {});
+    entry.then((e) => e.local?.retire(), () => {});
+    if (tellPool) this.#pool?.evict(id);
   }
 
   /**
-   * Models loaded now, and predict calls run so far (`batches`) for how many
-   * requests (`requests`): more requests than batches means batching worked.
+   * Models in the predict cache now (loaded here, or in the pool's Workers),
+   * and predict calls run so far (`batches`) for how many requests
+   * (`requests`): more requests than batches means batching worked.
    */
   get stats(): { loaded: number; batches: number; requests: number } {
-    return { loaded: this.#cache.size, ...this.#stats };
+    const { batches, requests } = this.#pool?.stats ?? this.#stats;
+    return { loaded: this.#cache.size, batches, requests };
   }
 
-  /** Disposes every loaded model. */
+  /** Disposes every model loaded on this thread (the pool is closed by its owner). */
   close(): void {
-    for (const id of [...this.#cache.keys()]) this.#evict(id);
+    for (const id of [...this.#cache.keys()]) this.#evict(id, false);
   }
 }

@@ -19,6 +19,8 @@
 import { z } from "@hono/zod-openapi";
 import { STRATEGY_KINDS, type StrategyKind } from "../../mod.ts";
 import type {
+  DatasetFormat,
+  DatasetRecord,
   JobRecord,
   JobRequest,
   JobStatus,
@@ -181,6 +183,16 @@ export const DatasetDataSchema = z.strictObject({
   description: "28x28 images flattened to 784 values in [0, 1]; labels one-hot over 10 classes",
 });
 
+/** `data`: a dataset uploaded with `POST /v1/datasets`, by id. */
+export const UploadDataSchema = z.strictObject({
+  upload: z.string().min(1).max(64).openapi({
+    description: "The id POST /v1/datasets answered; its samples must fit the model",
+    example: "ds_0mb1x2y3zabcdefgh",
+  }),
+}).openapi("UploadData", {
+  description: "Samples uploaded once and read from the server's disk when the job runs",
+});
+
 /** Options of `strategy.fit`. */
 export const FitSchema = z.strictObject({
   epochs: z.int().min(1).max(10000).default(1),
@@ -257,7 +269,7 @@ export const JobRequestSchema = z.strictObject({
     ModelTopologySchema,
   ]),
   compile: CompileSchema,
-  data: z.union([InlineDataSchema, DatasetDataSchema]),
+  data: z.union([InlineDataSchema, DatasetDataSchema, UploadDataSchema]),
   fit: FitSchema,
   strategy: StrategySchema,
 }).openapi("JobRequest") satisfies z.ZodType<JobRequest>;
@@ -358,10 +370,58 @@ export const ModelListSchema = z.object({ models: z.array(ModelRecordSchema) }).
   "ModelList",
 );
 
-/** `POST /v1/models/{id}/predict` body. */
+/** How a dataset is uploaded (`?format=`; by default from the Content-Type). */
+export const DATASET_FORMATS = ["f32", "csv", "idx"] as const satisfies readonly DatasetFormat[];
+
+/** An uploaded dataset's metadata. */
+export const DatasetRecordSchema = z.object({
+  id: z.string().openapi({ example: "ds_0mb1x2y3zabcdefgh" }),
+  name: z.string().nullable(),
+  format: z.enum(DATASET_FORMATS),
+  count: z.int().openapi({ description: "Samples" }),
+  xShape: z.array(z.int()).openapi({ description: "Per-sample shape of x", example: [784] }),
+  yShape: z.array(z.int()).openapi({ description: "Per-sample shape of y", example: [10] }),
+  bytes: z.int().openapi({ description: "Size of the stored float32 file" }),
+  classes: z.array(z.number()).nullable().openapi({
+    description: "csv and idx: the label value each one-hot column of y stands for",
+    example: [0, 1, 2],
+  }),
+  createdAt: z.string(),
+}).openapi("Dataset") satisfies z.ZodType<DatasetRecord>;
+
+/** `GET /v1/datasets` answer. */
+export const DatasetListSchema = z.object({ datasets: z.array(DatasetRecordSchema) }).openapi(
+  "DatasetList",
+);
+
+/** `POST /v1/datasets` query: the format and how to read it. */
+export const DatasetUploadQuerySchema = z.strictObject({
+  format: z.enum(DATASET_FORMATS).optional().openapi({
+    description: "f32, csv or idx; by default from the Content-Type (application/octet-stream, " +
+      "text/csv, multipart/form-data)",
+  }),
+  label: z.string().min(1).max(200).optional().openapi({
+    description: "csv: the label column, by header name or zero-based index (required)",
+    example: "label",
+  }),
+  classes: z.coerce.number().int().min(1).max(65536).optional().openapi({
+    description: "csv and idx: one-hot over classes 0..classes-1 (labels must be such " +
+      "integers); default: over the distinct label values, in ascending order",
+  }),
+  header: z.enum(["true", "false"]).optional().openapi({
+    description: "csv: whether the first line holds column names (default true)",
+  }),
+  name: z.string().max(200).optional().openapi({ description: "A label for the dataset" }),
+});
+
+/**
+ * `POST /v1/models/{id}/predict` JSON body. It documents the body; the
+ * handler checks it in one pass with the same rules (finite numbers, rows of
+ * the model's input size), naming the first bad value (`inputs[3][7]`).
+ */
 export const PredictRequestSchema = z.strictObject({
   inputs: Rows.min(1).openapi({
-    description: "One row per sample, flattened like a job's data.x",
+    description: "One row per sample, flattened like a job's data.x; finite numbers only",
     example: [[0, 1]],
   }),
 }).openapi("PredictRequest");

@@ -5,7 +5,7 @@
  * ```
  * deno task serve [--host 127.0.0.1] [--port 8787] [--data-dir ./.dtrain]
  *   [--max-body-bytes N] [--max-jobs N] [--max-queue N] [--replicas N]
- *   [--cors-origin ORIGIN]...
+ *   [--predict-workers N] [--predict-backend cpu|wasm] [--cors-origin ORIGIN]...
  * env: DTRAIN_TOKEN (bearer token; required for a non-loopback --host),
  *      DTRAIN_KV (KV file path or URL; default <data-dir>/dtrain.kv)
  * ```
@@ -42,6 +42,8 @@ const USAGE = `Usage: deno task serve [options]
   --max-queue N          jobs waiting at most (default 16)
   --replicas N           replicas of a job that does not say (default: cores)
   --lease-ms MS          a server silent this long is dead: its jobs resume here (default 15000)
+  --predict-workers N    inference Workers, 0 to predict on the main thread (default 1)
+  --predict-backend B    backend predict runs on: cpu or wasm (default cpu)
   --cors-origin ORIGIN   allow a browser origin (repeatable; * for any)
 Environment: DTRAIN_TOKEN (bearer token), DTRAIN_KV (KV path or URL)`;
 
@@ -85,6 +87,8 @@ export function parseServeArgs(
         "max-queue": { type: "string" },
         replicas: { type: "string" },
         "lease-ms": { type: "string" },
+        "predict-workers": { type: "string" },
+        "predict-backend": { type: "string" },
         "cors-origin": { type: "string", multiple: true },
       },
       strict: true,
@@ -95,6 +99,12 @@ export function parseServeArgs(
   }
   const port = intFlag(parsed.port, "port", 0)!;
   if (port > 65535) throw new RangeError(`--port must be <= 65535, received ${port}`);
+  const predictBackend = parsed["predict-backend"];
+  if (predictBackend !== undefined && predictBackend !== "cpu" && predictBackend !== "wasm") {
+    throw new TypeError(
+      `--predict-backend must be cpu or wasm, received ${JSON.stringify(predictBackend)}`,
+    );
+  }
   return {
     host: parsed.host,
     port,
@@ -104,6 +114,11 @@ export function parseServeArgs(
     maxQueuedJobs: intFlag(parsed["max-queue"], "max-queue", 0),
     defaultReplicas: intFlag(parsed.replicas, "replicas", 1),
     leaseMs: intFlag(parsed["lease-ms"], "lease-ms", 1),
+    // Only when given: the app's defaults apply otherwise.
+    ...(parsed["predict-workers"] === undefined
+      ? {}
+      : { predictWorkers: intFlag(parsed["predict-workers"], "predict-workers", 0) }),
+    ...(predictBackend === undefined ? {} : { predictBackend }),
     corsOrigins: parsed["cors-origin"] ?? [],
     token: env.DTRAIN_TOKEN || undefined,
     kv: env.DTRAIN_KV || undefined,

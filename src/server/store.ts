@@ -10,6 +10,7 @@
  * ["job_active", id]         owner, while the job is queued or running
  * ["job_epochs", id, epoch]  that epoch's logs
  * ["models", id]             ModelRecord
+ * ["datasets", id]           DatasetRecord (metadata; the samples are files)
  * ["servers", owner]         { startedAt, heartbeatAt } of a live server
  * ```
  *
@@ -161,6 +162,35 @@ export class Store {
     const entry = await this.#kv.get(["models", id]);
     if (entry.versionstamp === null) return false;
     const res = await this.#kv.atomic().check(entry).delete(["models", id]).commit();
+    return res.ok;
+  }
+
+  /**
+   * Stores an uploaded dataset's metadata (a `DatasetRecord`; typed by
+   * `DatasetLibrary` in `datasets.ts`, which owns the files).
+   */
+  async putDataset<T extends { id: string }>(record: T): Promise<void> {
+    await this.#kv.set(["datasets", record.id], record);
+  }
+
+  /** An uploaded dataset's metadata; null when unknown. */
+  async getDataset<T = unknown>(id: string): Promise<T | null> {
+    return (await this.#kv.get<T>(["datasets", id])).value;
+  }
+
+  /** Every uploaded dataset, newest first. */
+  async listDatasets<T = unknown>(): Promise<T[]> {
+    const out: T[] = [];
+    const iter = this.#kv.list<T>({ prefix: ["datasets"] }, { reverse: true });
+    for await (const e of iter) out.push(e.value);
+    return out;
+  }
+
+  /** Removes an uploaded dataset's metadata; false when it was not there. */
+  async deleteDataset(id: string): Promise<boolean> {
+    const entry = await this.#kv.get(["datasets", id]);
+    if (entry.versionstamp === null) return false;
+    const res = await this.#kv.atomic().check(entry).delete(["datasets", id]).commit();
     return res.ok;
   }
 

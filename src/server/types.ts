@@ -125,6 +125,41 @@ export interface DatasetData {
   limit?: number;
 }
 
+/**
+ * `data`: a dataset uploaded with `POST /v1/datasets`, by id. The job's
+ * stored request keeps only the id: the samples are read from the dataset's
+ * folder when the job runs (and again when a restarted server resumes it).
+ */
+export type UploadData = Extract<JobRequest["data"], { upload: string }>;
+
+/** How an uploaded dataset was sent: the binary float32 form, CSV, or IDX files. */
+export type DatasetFormat = "f32" | "csv" | "idx";
+
+/** An uploaded dataset (`POST /v1/datasets`): its metadata; the samples stay on disk. */
+export interface DatasetRecord {
+  /** The dataset id (`ds_...`), what a job's `data.upload` names. */
+  id: string;
+  /** The label it was uploaded with. */
+  name: string | null;
+  /** How it was sent. */
+  format: DatasetFormat;
+  /** Number of samples. */
+  count: number;
+  /** Per-sample shape of x (a sample is `product(xShape)` values). */
+  xShape: number[];
+  /** Per-sample shape of y. */
+  yShape: number[];
+  /** Size of the stored file (header, x and y as float32). */
+  bytes: number;
+  /**
+   * CSV and IDX: the label value each one-hot column of y stands for (`y[i]`
+   * is 1 in column `k` when the label was `classes[k]`); null for f32.
+   */
+  classes: number[] | null;
+  /** ISO time it was uploaded. */
+  createdAt: string;
+}
+
 /** Options of `strategy.fit`. */
 export interface FitRequest {
   /** Epochs to train. */
@@ -197,8 +232,11 @@ export interface JobRequest {
   model: MlpPreset | CnnPreset | ModelTopology;
   /** How to compile it. */
   compile: CompileRequest;
-  /** What to train on. */
-  data: InlineData | DatasetData;
+  /** What to train on: rows inline, a named dataset, or an uploaded one by id. */
+  data: InlineData | DatasetData | {
+    /** The id `POST /v1/datasets` answered (`ds_...`). */
+    upload: string;
+  };
   /** How long and in which batches. */
   fit: FitRequest;
   /** How to distribute it. */

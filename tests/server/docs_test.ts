@@ -23,11 +23,14 @@ Deno.test("GET /openapi.json documents every route from the request schemas", as
         Object.keys(ops as object).map((m) => `${m.toUpperCase()} ${path}`)
       ).sort(),
       [
+        "DELETE /v1/datasets/{id}",
         "DELETE /v1/jobs/{id}",
         "DELETE /v1/jobs/{id}/workers/{session}",
         "DELETE /v1/models/{id}",
         "GET /healthz",
         "GET /v1/backends",
+        "GET /v1/datasets",
+        "GET /v1/datasets/{id}",
         "GET /v1/jobs",
         "GET /v1/jobs/{id}",
         "GET /v1/jobs/{id}/events",
@@ -38,6 +41,7 @@ Deno.test("GET /openapi.json documents every route from the request schemas", as
         "GET /v1/models/{id}/model.json",
         "GET /v1/models/{id}/{file}",
         "GET /v1/options",
+        "POST /v1/datasets",
         "POST /v1/jobs",
         "POST /v1/jobs/{id}/workers",
         "POST /v1/jobs/{id}/workers/{session}/step",
