@@ -479,6 +479,8 @@ export class JobManager {
       await this.get(id); // NotFoundError when unknown
       return await this.#store.jobWorkers<Workers>(id) ?? { workers: [], remote: null };
     }
+    // Its run is over (the job is finishing): what it ended with.
+    if (live.lastWorkers !== null) return structuredClone(live.lastWorkers);
     const strategy = live.strategy;
     const workers = strategy instanceof WorkerStrategy
       ? strategy.liveWorkers

@@ -14,8 +14,8 @@ export function remoteJob(
   return {
     model: { preset: "mlp", hidden: [64] },
     compile: { optimizer: "adam", loss: "categoricalCrossentropy", metrics: ["accuracy"] },
-    data: { dataset: "mnist", limit: options.limit ?? 5000 },
-    fit: { epochs: options.epochs ?? 4, batchSize: 32, validationSplit: 0.2, seed: 7 },
+    data: { dataset: "mnist", limit: options.limit ?? 8000 },
+    fit: { epochs: options.epochs ?? 5, batchSize: 32, validationSplit: 0.2, seed: 7 },
     strategy: {
       kind: "worker",
       workers: options.workers ?? 0,

@@ -184,7 +184,10 @@ Deno.test("GET /v1/backends reports every backend without activating one", async
     ]);
     const cpu = report.backends.find((b: { name: string }) => b.name === "cpu");
     assert.equal(cpu.available, true);
-    assert.equal(report.predict, "cpu", "predict still runs on the backend createApp chose");
+    // Predict runs in inference Workers on WASM (not started yet: what they will run).
+    assert.equal(report.predict, "wasm");
+    const { tf } = await import("../../mod.ts");
+    assert.equal(tf.getBackend(), "cpu", "probing activated no backend in this process");
     assert.equal(report.backends.filter((b: { auto: boolean }) => b.auto).length, 1);
     assert.equal(report.backends.find((b: { auto: boolean }) => b.auto).name, report.auto);
   } finally {
