@@ -25,6 +25,8 @@
  */
 export * as tf from "./src/tf.ts";
 export {
+  type ClassWeight,
+  type ClassWeightOption,
   type EvaluateOptions,
   type FitOptions,
   isStrategyKind,

@@ -38,6 +38,15 @@ Deno.test("examples/mnist_mlp.ts trains on embedded MNIST digits", async () => {
   assert.ok(accuracy(out, "mnist_mlp") > 0.8, out);
 });
 
+Deno.test("examples/multi_input.ts trains an image + scalar model with two heads", async () => {
+  const out = await example("multi_input.ts", ["--epochs", "2", "--limit", "1500"]);
+  for (const key of ["loss", "digit_loss", "height_loss", "digit_acc", "val_height_mae"]) {
+    assert.match(out, new RegExp(`^${key}: [\\d.]+, [\\d.]+$`, "m"), out);
+  }
+  const m = out.match(/multi_input: validation accuracy ([\d.]+)%/);
+  assert.ok(m && Number(m[1]) > 50, out);
+});
+
 Deno.test("examples/custom_layer trains a custom layer in replicas", async () => {
   const out = await example("custom_layer/train.ts", ["--epochs", "1", "--limit", "3000"]);
   assert.ok(accuracy(out, "custom_layer") > 0.7, out);

@@ -69,8 +69,15 @@ export class BatchReader {
   readonly xs: tf.Tensor[] = [];
   /** The last batch's target tensors, in `model.outputs` order (the caller owns them). */
   readonly ys: tf.Tensor[] = [];
+  /**
+   * The last batch's per-sample loss weights, one `[count]` tensor per
+   * weighted output (null: not weighted), or null when the data has none
+   * (the caller owns them).
+   */
+  readonly ws: (tf.Tensor | null)[] | null;
   #inputs: Column[];
   #outputs: Column[];
+  #weights: (Column | null)[] | null;
 
   /**
    * Views over `data`'s columns. With `reuseRows`, each column gathers into
@@ -82,6 +89,11 @@ export class BatchReader {
     const reuse = options.reuseRows ?? 0;
     this.#inputs = inputs.map((c) => column(c, reuse));
     this.#outputs = outputs.map((c) => column(c, reuse));
+    const weights = data.sampleWeights;
+    this.#weights = weights === undefined
+      ? null
+      : weights.map((b) => b === null ? null : column({ buffer: b, shape: [] }, reuse));
+    this.ws = this.#weights === null ? null : this.#weights.map(() => null);
   }
 
   /**
@@ -91,6 +103,14 @@ export class BatchReader {
   read(order: Uint32Array, from: number, count: number): void {
     fill(this.#inputs, this.xs, order, from, count);
     fill(this.#outputs, this.ys, order, from, count);
+    const weights = this.#weights;
+    if (weights === null) return;
+    for (let i = 0; i < weights.length; i++) {
+      const c = weights[i]!;
+      if (c === null) continue;
+      c.shape[0] = count;
+      this.ws![i] = tf.tensor(gatherRows(c.rows, 1, order, from, count, c.into), c.shape);
+    }
   }
 }
 

@@ -10,6 +10,7 @@ import * as tf from "../tf.ts";
 import type { History, TrainingCallbacks } from "../training/callbacks.ts";
 import { type DatasetLike, materializeDataset } from "./_dataset.ts";
 import { isSingleIO, type Prepared, prepareSamples, type Samples } from "./_inputs.ts";
+import { type ClassWeightOption, sampleWeightsOf } from "./_class_weights.ts";
 import { positiveInt } from "../core/checks.ts";
 
 /** The fit options every strategy reads the same way. */
@@ -36,8 +37,6 @@ export interface CheckedCommon {
  * would have done: refused by name, never silently dropped.
  */
 const NOT_YET: Readonly<Record<string, string>> = {
-  classWeight: "weight each sample's loss by its class",
-  sampleWeight: "weight each sample's loss",
   stepsPerEpoch: "end epochs after a number of steps",
   validationSteps: "limit validation to a number of steps",
   validationBatchSize: "set the validation batch size",
@@ -52,6 +51,13 @@ const NOT_YET: Readonly<Record<string, string>> = {
 export function refuseFitOptions(options: object, known: readonly string[], what: string): void {
   for (const key of Object.keys(options)) {
     if (known.includes(key)) continue;
+    if (key === "sampleWeight") {
+      throw new TypeError(
+        `${what} does not support "sampleWeight": tfjs' model.fit does not support it either ` +
+          '(tfjs-layers 4.22 throws "sample weight is not supported yet"); remove it, or weigh ' +
+          "samples by the class of their label with classWeight",
+      );
+    }
     const would = NOT_YET[key];
     if (would !== undefined) {
       throw new TypeError(
@@ -78,6 +84,7 @@ export const FIT_OPTIONS = [
   "checkpoint",
   "trace",
   "lossWeights",
+  "classWeight",
 ] as const;
 
 /** Validates the options every fit shares and applies their defaults. */
@@ -108,20 +115,28 @@ export interface SplitSamples {
   trainCount: number;
   /** Validation samples, if any. */
   validation: Prepared | undefined;
+  /**
+   * Per-sample loss weights of every sample (one array per output, null: not
+   * weighted) from `classWeight`, or null without it. Validation is never
+   * weighted, as in `model.fit`.
+   */
+  sampleWeights: (Float32Array | null)[] | null;
 }
 
 /**
  * Prepares x/y and the validation data: `validationData` wins over
  * `split`, which takes the last `split` fraction of the samples (before
- * shuffling), as `model.fit` does.
+ * shuffling), as `model.fit` does; and the per-sample weights of
+ * `classWeight`, from the labels of every sample (as `model.fit` reads them).
  */
 export function splitSamples(
   model: tf.LayersModel,
   x: Samples,
   y: Samples,
-  options: { validationData?: [Samples, Samples]; split: number },
+  options: { validationData?: [Samples, Samples]; split: number; classWeight?: ClassWeightOption },
 ): SplitSamples {
   const samples = prepareSamples(model, x, y);
+  const sampleWeights = sampleWeightsOf(model, options.classWeight, samples);
   let trainCount = samples.count;
   let validation: Prepared | undefined;
   if (options.validationData !== undefined) {
@@ -134,7 +149,7 @@ export function splitSamples(
   if (trainCount < 1) {
     throw new RangeError(`No training samples left: received ${samples.count} samples`);
   }
-  return { samples, trainCount, validation };
+  return { samples, trainCount, validation, sampleWeights };
 }
 
 /** Samples `[from, to)` of prepared data, every column copied. */

@@ -278,8 +278,16 @@ export function prepareSamples(
   return { inputs, outputs, count };
 }
 
-/** Copies samples `[from, to)` of every column into new shared buffers. */
-export function toShared(p: Prepared, from = 0, to = p.count): SharedData {
+/**
+ * Copies samples `[from, to)` of every column into new shared buffers, and
+ * of every output's per-sample weights when `weights` has them.
+ */
+export function toShared(
+  p: Prepared,
+  from = 0,
+  to = p.count,
+  weights: readonly (Float32Array | null)[] | null = null,
+): SharedData {
   const share = (f: Flat): SharedColumn => {
     const width = f.shape.slice(1).reduce((a, b) => a * b, 1);
     const buffer = new SharedArrayBuffer(Math.max(4, (to - from) * width * 4));
@@ -287,7 +295,7 @@ export function toShared(p: Prepared, from = 0, to = p.count): SharedData {
     return { buffer, shape: f.shape.slice(1) };
   };
   const inputs = p.inputs.map(share), outputs = p.outputs.map(share);
-  return {
+  const data: SharedData = {
     x: inputs[0]!.buffer,
     y: outputs[0]!.buffer,
     xShape: inputs[0]!.shape,
@@ -296,4 +304,10 @@ export function toShared(p: Prepared, from = 0, to = p.count): SharedData {
     inputs,
     outputs,
   };
+  if (weights !== null) {
+    data.sampleWeights = weights.map((w) =>
+      w === null ? null : share({ data: w, shape: [w.length] }).buffer
+    );
+  }
+  return data;
 }

@@ -96,10 +96,14 @@ function applyTo(
  * the sum over outputs of each output's mean loss (times its weight in
  * `lossWeights`, null: 1 each) plus regularisation penalties, with the
  * compiled metrics evaluated in the same forward pass; with several outputs
- * the metrics start with each output's (unweighted) mean loss, as
- * `model.metricsNames` lists them. `xs`/`ys` hold one tensor per model input
- * and output; the step takes ownership of them (disposed). The caller
- * disposes the returned tensors.
+ * the metrics start with each output's mean loss (class-weighted, not
+ * loss-weighted), as `model.metricsNames` lists them. `xs`/`ys` hold one
+ * tensor per model input and output; the step takes ownership of them
+ * (disposed). With `sampleWeights` (one `[batch]` tensor per output or
+ * null, also disposed), an output's per-sample losses are multiplied by
+ * them before the mean over the batch, as tfjs' `fit` applies
+ * `classWeight`: divided by the sample count, not by the sum of the
+ * weights. The caller disposes the returned tensors.
  */
 export function lossAndGradients(
   model: tf.LayersModel,
@@ -107,6 +111,7 @@ export function lossAndGradients(
   xs: tf.Tensor[],
   ys: tf.Tensor[],
   lossWeights: readonly number[] | null,
+  sampleWeights: readonly (tf.Tensor | null)[] | null = null,
 ): { value: tf.Scalar; grads: tf.NamedTensorMap; metricValues: tf.Scalar[] } {
   const metricValues: tf.Scalar[] = [];
   const losses = lossFunctionsOf(model);
@@ -119,7 +124,11 @@ export function lossAndGradients(
         const out = applyTo(model, xs, true);
         let total: tf.Scalar | undefined;
         for (let i = 0; i < losses.length; i++) {
-          const mean = tf.mean(losses[i]!(ys[i]!, outputAt(out, i))) as tf.Scalar;
+          const perSample = losses[i]!(ys[i]!, outputAt(out, i));
+          const sw = sampleWeights?.[i];
+          const mean = tf.mean(
+            sw === null || sw === undefined ? perSample : tf.mul(perSample, sw),
+          ) as tf.Scalar;
           if (first > 0) metricValues.push(tf.keep(mean));
           const w = lossWeights?.[i] ?? 1;
           const term = w === 1 ? mean : tf.mul(mean, w) as tf.Scalar;
@@ -137,6 +146,9 @@ export function lossAndGradients(
   } finally {
     tf.dispose(xs);
     tf.dispose(ys);
+    if (sampleWeights !== null) {
+      for (const w of sampleWeights) w?.dispose();
+    }
   }
 }
 

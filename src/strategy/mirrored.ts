@@ -336,12 +336,13 @@ export class MirroredStrategy implements Strategy {
     const split = splitSamples(model, x, y, {
       validationData: options.validationData,
       split: o.split,
+      classWeight: options.classWeight,
     });
     const { samples, trainCount } = split;
     const validation: SharedData | null = split.validation === undefined
       ? null
       : toShared(split.validation);
-    const data = toShared(samples, 0, trainCount);
+    const data = toShared(samples, 0, trainCount, split.sampleWeights);
     const shuffle = options.shuffle ?? true;
     // Across hosts every node must shuffle alike: a fixed default seed.
     let seed = options.seed ??
@@ -402,6 +403,8 @@ export class MirroredStrategy implements Strategy {
         shuffle,
         seed,
         lossWeights: o.lossWeights === null ? null : o.lossWeights.join(","),
+        // Every node weighs its samples alike.
+        classWeight: options.classWeight === undefined ? null : JSON.stringify(options.classWeight),
       }, () =>
         this.#run(group, reporter, {
           type: "fit",
@@ -474,6 +477,12 @@ export class MirroredStrategy implements Strategy {
             (key === "validationSplit" ? "; pass validationData instead" : ""),
         );
       }
+    }
+    if ("classWeight" in options) {
+      throw new TypeError(
+        "fitPipeline() does not take classWeight: the pipeline maps its labels epoch by epoch; " +
+          "use fit() with classWeight instead",
+      );
     }
     const o = this.#checkFit(model, options);
     const shapes = await pipeline.start();

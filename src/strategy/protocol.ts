@@ -84,6 +84,12 @@ export interface SharedData {
   inputs?: { buffer: SharedArrayBuffer; shape: number[] }[];
   /** Every output's targets, in `model.outputs` order, as `inputs`. Absent: `y` alone. */
   outputs?: { buffer: SharedArrayBuffer; shape: number[] }[];
+  /**
+   * Per-sample loss weights (from `classWeight`), one float32 per sample, per
+   * output in `model.outputs` order; null: that output is not weighted.
+   * Absent: no output is.
+   */
+  sampleWeights?: (SharedArrayBuffer | null)[];
 }
 
 /** One input or output of a {@linkcode SharedData}: its rows and per-sample shape. */

@@ -20,6 +20,9 @@ import type { CheckpointOptions } from "../io/checkpoint.ts";
 import type { History, Logs, TrainingCallbacks } from "../training/callbacks.ts";
 import type { DatasetLike } from "./_dataset.ts";
 import type { Samples } from "./_inputs.ts";
+import type { ClassWeight, ClassWeightOption } from "./_class_weights.ts";
+
+export type { ClassWeight, ClassWeightOption };
 
 /** The strategies dtrain has. */
 export type StrategyKind = "mirrored" | "worker";
@@ -125,6 +128,21 @@ export interface FitOptions {
    * @default undefined (every output weighs 1, as in `model.fit`)
    */
   lossWeights?: LossWeights;
+  /**
+   * Weight of each class in the loss, as `model.fit`'s `classWeight`: a map
+   * from class index to weight (one output), or an array of such maps in
+   * `model.outputs` order (null: not weighted) or a dict of them by output
+   * name (a missing output is not weighted). Each sample's loss is
+   * multiplied by the weight of its label's class (the label for `[n]` or
+   * `[n, 1]` targets, the largest entry of one-hot ones) and the batch loss
+   * stays the mean over the batch's samples, exactly as in `model.fit`
+   * (whose `<output>_loss` logs are these weighted means too).
+   * Every class in the labels needs a weight; weights are finite and >= 0.
+   * Validation is not weighted. Not with `fitPipeline` or `remote` workers.
+   * (`sampleWeight` is refused: tfjs' `model.fit` does not support it.)
+   * @default undefined (every sample weighs 1)
+   */
+  classWeight?: ClassWeightOption;
 }
 
 /** One weight per model output, or a dict of weights by output name. */

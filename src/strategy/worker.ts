@@ -470,12 +470,20 @@ export class WorkerStrategy implements Strategy {
     if (options.checkpoint !== undefined) checkCheckpointOptions(options.checkpoint);
     const lossWeights = lossWeightsOf(model, options.lossWeights);
     this.#refuseRemote(model, lossWeights);
+    if (this.#remote !== undefined && options.classWeight !== undefined) {
+      throw new TypeError(
+        "WorkerStrategy with remote workers does not support classWeight: edge workers get one " +
+          "x and one y per batch, without sample weights; train with in-process workers " +
+          "(remote: false) or MirroredStrategy",
+      );
+    }
     const spawn = this.#spawn(model);
-    const { samples, trainCount, validation } = splitSamples(model, x, y, {
+    const { samples, trainCount, validation, sampleWeights } = splitSamples(model, x, y, {
       validationData: options.validationData,
       split: common.split,
+      classWeight: options.classWeight,
     });
-    const data = toShared(samples, 0, trainCount);
+    const data = toShared(samples, 0, trainCount, sampleWeights);
     return await this.#exclusive.run(() =>
       this.#fit(model, { ...options, ...common, batchSize, lossWeights }, {
         spawn,

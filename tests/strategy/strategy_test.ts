@@ -75,10 +75,10 @@ Deno.test("fit() refuses tfjs options it does not honour and unknown names, befo
     const model = classifier(() => tf.train.sgd(0.1));
     const name = `${strategy.constructor.name}.fit()`;
     await assert.rejects(
-      () => strategy.fit(model, x, y, { classWeight: { 0: 2 } } as never),
+      () => strategy.fit(model, x, y, { stepsPerEpoch: 2 } as never),
       new TypeError(
-        `${name} does not support "classWeight" yet (model.fit would weight each sample's loss ` +
-          "by its class): remove it; dtrain refuses an option rather than train without it",
+        `${name} does not support "stepsPerEpoch" yet (model.fit would end epochs after a ` +
+          "number of steps): remove it; dtrain refuses an option rather than train without it",
       ),
     );
     await assert.rejects(

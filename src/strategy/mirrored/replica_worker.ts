@@ -130,7 +130,10 @@ async function init(req: Extract<Request, { type: "init" }>): Promise<Reply> {
 /**
  * One training step on this replica's shard: fills the reduce slot with the
  * raw mean gradients, non-trainable weights, loss and metrics (the all-reduce
- * weights them by the shard's share of the batch).
+ * weights them by the shard's share of the batch). With class weights the
+ * shard's loss is the mean of its weighted per-sample losses, so the shares
+ * add up to the global batch's sum of weighted losses over its sample
+ * count: what `model.fit` computes.
  */
 async function computeShard(
   s: State,
@@ -147,7 +150,14 @@ async function computeShard(
     return;
   }
   batches.read(order, from, count);
-  const step = lossAndGradients(model, s.trainVars, batches.xs, batches.ys, lossWeights);
+  const step = lossAndGradients(
+    model,
+    s.trainVars,
+    batches.xs,
+    batches.ys,
+    lossWeights,
+    batches.ws,
+  );
   await writeStep(slot, layout, model, s.trainVars, step);
 }
 

@@ -114,15 +114,17 @@ export class GradientComputer {
    * Loss, metrics and gradients of one batch on the current weights, written
    * into `into` (`layout.length` floats): `xs`/`ys` hold one tensor per model
    * input and output (disposed here), `lossWeights` one weight per output
-   * (null: 1 each).
+   * (null: 1 each), `sampleWeights` one `[batch]` tensor of per-sample loss
+   * weights per output (null: unweighted; disposed here).
    */
   async computeBatch(
     xs: tf.Tensor[],
     ys: tf.Tensor[],
     into: Float32Array,
     lossWeights: readonly number[] | null,
+    sampleWeights: readonly (tf.Tensor | null)[] | null = null,
   ): Promise<void> {
-    const step = lossAndGradients(this.model, this.#trainVars, xs, ys, lossWeights);
+    const step = lossAndGradients(this.model, this.#trainVars, xs, ys, lossWeights, sampleWeights);
     await writeStep(into, this.layout, this.model, this.#trainVars, step);
   }
 

@@ -95,7 +95,13 @@ async function train(
     const n = Math.min(req.batchSize, req.trainCount - start);
     batches.read(order, start, n);
     const base = pullWeights(s, source);
-    await s.computer.computeBatch(batches.xs, batches.ys, slot.payload, req.lossWeights);
+    await s.computer.computeBatch(
+      batches.xs,
+      batches.ys,
+      slot.payload,
+      req.lossWeights,
+      batches.ws,
+    );
     slot.push({ base, batch, samples: n, ticket: Atomics.add(control, PS_TICKET, 1) });
     Atomics.add(control, PS_DOORBELL, 1);
     Atomics.notify(control, PS_DOORBELL);
