@@ -139,7 +139,7 @@ function assertHistory(
 const FIT = { epochs: 2, batchSize: 24 };
 
 Deno.test(
-  "MirroredStrategy.fit() with 1 and 2 replicas trains a 2-input, 2-output model like model.fit",
+  "MirroredStrategy.fit() with 1, 2 and 4 replicas (cpu) and 2 replicas (wasm) trains a 2-input, 2-output model like model.fit",
   opts,
   async () => {
     await tf.setBackend(BACKEND);
@@ -149,18 +149,20 @@ Deno.test(
     const expected = twoByTwo(adam);
     assert.deepEqual(expected.metricsNames, NAMES);
     const want = await expected.fit(x, y, { ...FIT, shuffle: false, verbose: 0 });
-    for (const replicas of [1, 2]) {
+    const runs = [[1, BACKEND], [2, BACKEND], [4, BACKEND], [2, "wasm"]] as const;
+    for (const [replicas, backend] of runs) {
       const model = twoByTwo(adam);
-      await using strategy = new MirroredStrategy({ replicas, backend: BACKEND });
+      await using strategy = new MirroredStrategy({ replicas, backend });
       const history = await strategy.fit(model, x, y, { ...FIT, shuffle: false });
       const diff = maxWeightDiff(model, expected);
-      assert.ok(diff <= TOL, `${replicas} replicas: max |weight difference| ${diff} > ${TOL}`);
+      const what = `${replicas} replicas on ${backend}`;
+      assert.ok(diff <= TOL, `${what}: max |weight difference| ${diff} > ${TOL}`);
       assert.deepEqual(
         Object.keys(history.history).sort(),
         Object.keys(want.history).sort(),
-        `${replicas} replicas: History keys`,
+        `${what}: History keys`,
       );
-      assertHistory(history.history, want.history, NAMES, `${replicas} replicas`);
+      assertHistory(history.history, want.history, NAMES, what);
       assert.equal(new Set(strategy.stats!.weightsDigests).size, 1, "replica weights differ");
       model.dispose();
     }
