@@ -235,6 +235,7 @@ export async function createApp(options: AppOptions = {}): Promise<DtrainApp> {
     store,
     maxBytes: maxDatasetBytes,
   });
+  await datasets.sweepIncoming();
   let models: ModelRegistry, jobs: JobManager;
   try {
     models = new ModelRegistry({

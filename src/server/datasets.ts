@@ -137,6 +137,26 @@ export class DatasetLibrary {
     this.#maxBytes = maxBytes;
   }
 
+  /**
+   * Removes the folders of uploads a crash interrupted (`.incoming-*`): an
+   * upload in progress is never finished by another process. Call once at
+   * start, before taking uploads.
+   */
+  async sweepIncoming(): Promise<number> {
+    let removed = 0;
+    try {
+      for await (const entry of Deno.readDir(this.#dir)) {
+        if (entry.isDirectory && entry.name.startsWith(".incoming-")) {
+          await Deno.remove(join(this.#dir, entry.name), { recursive: true });
+          removed++;
+        }
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    return removed;
+  }
+
   /** Largest upload, in bytes. */
   get maxBytes(): number {
     return this.#maxBytes;

@@ -4,7 +4,7 @@
  *
  * ```
  * deno task serve [--host 127.0.0.1] [--port 8787] [--data-dir ./.dtrain]
- *   [--max-body-bytes N] [--max-jobs N] [--max-queue N] [--replicas N]
+ *   [--max-body-bytes N] [--max-dataset-bytes N] [--max-jobs N] [--max-queue N] [--replicas N]
  *   [--predict-workers N] [--predict-backend cpu|wasm] [--cors-origin ORIGIN]...
  * env: DTRAIN_TOKEN (bearer token; required for a non-loopback --host),
  *      DTRAIN_KV (KV file path or URL; default <data-dir>/dtrain.kv)
@@ -43,7 +43,8 @@ const USAGE = `Usage: deno task serve [options]
   --replicas N           replicas of a job that does not say (default: cores)
   --lease-ms MS          a server silent this long is dead: its jobs resume here (default 15000)
   --predict-workers N    inference Workers, 0 to predict on the main thread (default 1)
-  --predict-backend B    backend predict runs on: cpu or wasm (default cpu)
+  --predict-backend B    backend predict runs on: cpu or wasm (default wasm)
+  --max-dataset-bytes N  largest POST /v1/datasets upload (default 536870912)
   --cors-origin ORIGIN   allow a browser origin (repeatable; * for any)
 Environment: DTRAIN_TOKEN (bearer token), DTRAIN_KV (KV path or URL)`;
 
@@ -83,6 +84,7 @@ export function parseServeArgs(
         port: { type: "string", default: "8787" },
         "data-dir": { type: "string", default: "./.dtrain" },
         "max-body-bytes": { type: "string" },
+        "max-dataset-bytes": { type: "string" },
         "max-jobs": { type: "string" },
         "max-queue": { type: "string" },
         replicas: { type: "string" },
@@ -110,6 +112,7 @@ export function parseServeArgs(
     port,
     dataDir: parsed["data-dir"],
     maxBodyBytes: intFlag(parsed["max-body-bytes"], "max-body-bytes", 1),
+    maxDatasetBytes: intFlag(parsed["max-dataset-bytes"], "max-dataset-bytes", 1),
     maxConcurrentJobs: intFlag(parsed["max-jobs"], "max-jobs", 1),
     maxQueuedJobs: intFlag(parsed["max-queue"], "max-queue", 0),
     defaultReplicas: intFlag(parsed.replicas, "replicas", 1),

@@ -739,3 +739,23 @@ Deno.test("GET /openapi.json documents the dataset routes and the upload's body 
     await app.dispose();
   }
 });
+
+Deno.test("createApp() removes the folders of uploads a crash interrupted", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "dtrain-server-" });
+  try {
+    const torn = join(dataDir, "datasets", ".incoming-ds_0000000000000torn");
+    await Deno.mkdir(torn, { recursive: true });
+    await Deno.writeTextFile(join(torn, "data.dtds"), "half");
+    const app = await tempApp({ dataDir });
+    try {
+      const names = [...Deno.readDirSync(join(dataDir, "datasets"))].map((e) => e.name);
+      assert.deepEqual(names, [], "the interrupted upload's folder is gone");
+      const list = await (await call(app, "GET", "/v1/datasets")).json();
+      assert.deepEqual(list.datasets, []);
+    } finally {
+      await app.close();
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
