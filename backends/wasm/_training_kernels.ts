@@ -268,8 +268,15 @@ function maxPoolGrad(fallback: KernelFunc | undefined): KernelFunc {
     const out = wasm.typedArrayFromHeap(dx);
     const xs = wasm.typedArrayFromHeap(input);
     const g = wasm.typedArrayFromHeap(dy);
-    out.fill(0);
     const { top, left } = info.padInfo;
+    if (
+      fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 &&
+      info.dilationHeight === 1 && info.dilationWidth === 1
+    ) {
+      pool2x2Grad(out, xs, g, n, h, w, ch, oh, ow);
+      return dx;
+    }
+    out.fill(0);
     // Per window, channels run innermost over contiguous memory: the best
     // value and its index per channel live in two scratch rows.
     const best = new Float32Array(ch);
@@ -305,6 +312,52 @@ function maxPoolGrad(fallback: KernelFunc | undefined): KernelFunc {
     }
     return dx;
   };
+}
+
+/**
+ * `MaxPoolGrad` of a 2x2 pool with stride 2 and no padding, the common
+ * case: windows do not overlap, so every input cell gets its value once (its
+ * window's gradient if it is the first maximum, else 0) and no scratch or
+ * accumulation is needed. Cells of an odd last row or column belong to no
+ * window and get 0.
+ */
+function pool2x2Grad(
+  out: Float32Array,
+  xs: Float32Array,
+  g: Float32Array,
+  n: number,
+  h: number,
+  w: number,
+  ch: number,
+  oh: number,
+  ow: number,
+): void {
+  if (h !== 2 * oh || w !== 2 * ow) out.fill(0);
+  const row = w * ch;
+  for (let b = 0; b < n; b++) {
+    for (let y = 0; y < oh; y++) {
+      let d = ((b * oh + y) * ow) * ch;
+      let a = ((b * h + 2 * y) * w) * ch; // top-left cell of the first window in this row
+      for (let xo = 0; xo < ow; xo++) {
+        const bTop = a + ch, cBottom = a + row, dBottom = a + row + ch;
+        for (let c = 0; c < ch; c++) {
+          const v0 = xs[a + c]!, v1 = xs[bTop + c]!, v2 = xs[cBottom + c]!, v3 = xs[dBottom + c]!;
+          // Row-major order with a strict ">": the first maximum wins, as on CPU.
+          let k = 0, m = v0;
+          if (v1 > m) (k = 1), (m = v1);
+          if (v2 > m) (k = 2), (m = v2);
+          if (v3 > m) k = 3;
+          const grad = g[d + c]!;
+          out[a + c] = k === 0 ? grad : 0;
+          out[bTop + c] = k === 1 ? grad : 0;
+          out[cBottom + c] = k === 2 ? grad : 0;
+          out[dBottom + c] = k === 3 ? grad : 0;
+        }
+        a += 2 * ch;
+        d += ch;
+      }
+    }
+  }
 }
 
 /**

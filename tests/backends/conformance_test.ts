@@ -332,6 +332,30 @@ cases.push({
     );
   },
 });
+for (
+  const [shape, what] of [[[2, 8, 6, 5], "even"], [
+    [2, 9, 7, 3],
+    "odd (a row and column in no window)",
+  ]] as const
+) {
+  cases.push({
+    name: `MaxPoolGrad 2x2 stride 2 valid, ${what} sizes, with ties`,
+    only: ["cpu", "wasm"],
+    run: () => {
+      // relu zeros make ties: the first maximum in row-major order gets the gradient.
+      const input = keep(tf.relu(seeded([...shape], 21)));
+      const output = keep(tf.maxPool(input as tf.Tensor4D, 2, 2, "valid"));
+      const dy = seeded(output.shape, 22);
+      return read(
+        tf.engine().runKernel("MaxPoolGrad", { dy, input, output }, {
+          filterSize: 2,
+          strides: 2,
+          pad: "valid",
+        } as unknown as tf.NamedAttrMap) as tf.Tensor,
+      );
+    },
+  });
+}
 cases.push({
   name: "MaxPoolGrad with ties (relu zeros) routes to the first maximum",
   // WebGPU breaks ties differently (tfjs' own choice); dtrain's wasm kernel matches CPU.
