@@ -66,7 +66,7 @@ function twoHeads(optimizer: () => tf.Optimizer, clsLoss = "categoricalCrossentr
 }
 
 Deno.test(
-  "MirroredStrategy.fit() with classWeight and 1 or 2 replicas matches model.fit, SGD and Adam",
+  "MirroredStrategy.fit() with classWeight and 1, 2 or 4 replicas (cpu) or 2 (wasm) matches model.fit, SGD and Adam",
   opts,
   async () => {
     await tf.setBackend(BACKEND);
@@ -81,10 +81,11 @@ Deno.test(
       const unweighted = classifier(optimizer);
       await unweighted.fit(x, y, { ...FIT, verbose: 0 });
       assert.ok(maxWeightDiff(unweighted, expected) > 10 * TOL, `${name}: the weights matter`);
-      for (const replicas of [1, 2]) {
-        const what = `${name}, ${replicas} replicas`;
+      const runs = [[1, BACKEND], [2, BACKEND], [4, BACKEND], [2, "wasm"]] as const;
+      for (const [replicas, backend] of runs) {
+        const what = `${name}, ${replicas} replicas on ${backend}`;
         const model = classifier(optimizer);
-        await using strategy = new MirroredStrategy({ replicas, backend: BACKEND });
+        await using strategy = new MirroredStrategy({ replicas, backend });
         const history = await strategy.fit(model, x, y, { ...FIT, classWeight: CLASS_WEIGHT });
         const diff = maxWeightDiff(model, expected);
         assert.ok(diff <= TOL, `${what}: max |weight difference| ${diff} > ${TOL}`);
