@@ -5,12 +5,31 @@
  *
  * @module
  */
-import type * as tf from "../tf.ts";
+import * as tf from "../tf.ts";
 import { type BackendReport, selectBackend } from "../../backends/select.ts";
 import type { BackendName } from "../../backends/types.ts";
 import { type FusedLayout, modelLayout } from "./_layout.ts";
 import { buildModel } from "./_model.ts";
-import type { CompileSpec, ModelSource } from "./protocol.ts";
+import type { CompileSpec, ModelSource, Reply } from "./protocol.ts";
+
+/** The `ready` reply of a Worker that built `model` on the backend `report` names. */
+export function readyReply(
+  id: number,
+  model: tf.LayersModel,
+  report: BackendReport,
+): Extract<Reply, { type: "ready" }> {
+  return {
+    type: "ready",
+    id,
+    backend: report.name,
+    backendReason: report.reason,
+    threads: report.threads,
+    blas: report.blas ?? null,
+    metricsNames: model.metricsNames,
+    paramCount: model.countParams(),
+    tensors: tf.memory().numTensors,
+  };
+}
 
 /**
  * Selects the backend and rebuilds the compiled model in a Worker, checking

@@ -445,3 +445,47 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "a silent remote worker is lost after timeoutMs and its batch goes to another",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    const { x, y } = dataset(48);
+    const model = classifier(() => tf.train.sgd(0.1));
+    const pool = new RemoteWorkers({ timeoutMs: 300, prefetch: 0 });
+    await using strategy = new WorkerStrategy({ workers: 0, remote: pool, staleness: 100 });
+    const silent = pool.join({ address: "silent" });
+    const fit = strategy.fit(model, x, y, { epochs: 1, batchSize: 16, seed: 3 });
+    await silent.welcome();
+    const held = (await silent.next())!; // takes a batch and never answers
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const why = await Promise.race([
+      silent.closed,
+      new Promise<string>((r) => (timer = setTimeout(() => r("attached after 10 s"), 10_000))),
+    ]);
+    clearTimeout(timer);
+    assert.match(why, /silent for \d+ ms \(timeoutMs 300\)/);
+    const steady = pool.join({ address: "steady" });
+    const sent: number[] = [];
+    const w = (await steady.welcome())!;
+    for (let a = await steady.next(); a !== null; a = await steady.next()) {
+      sent.push(a.batch);
+      steady.touch();
+      steady.deliver({
+        batch: a.batch,
+        base: a.version,
+        samples: a.samples,
+        values: new Float32Array(w.weightCount),
+        logs: new Float32Array(1 + w.metricCount).fill(0.5),
+      });
+    }
+    await fit;
+    assert.equal(sent[0], held.batch, "the silent worker's batch is handed out first");
+    assert.equal(pool.counts.lost, 1);
+    assert.equal(strategy.stats!.batchesApplied, 3);
+    assert.equal(strategy.stats!.batchesRepeated, 0);
+    tf.dispose([x, y]);
+    model.dispose();
+  },
+);

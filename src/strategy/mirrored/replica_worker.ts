@@ -27,7 +27,7 @@ import { BatchReader, evaluateRows } from "../_columns.ts";
 import { CONTROL_STOP, type FusedLayout, heartbeatIndex } from "../_layout.ts";
 import { FlatOptimizer } from "../_flat_optimizer.ts";
 import { fromShared, lossAndGradients, writeNonTrainable, writeStep } from "../_model.ts";
-import { prepareWorkerModel } from "../_worker_model.ts";
+import { prepareWorkerModel, readyReply } from "../_worker_model.ts";
 import { closeWorker, serveRequests } from "../../workers/worker_loop.ts";
 import { RecordKind } from "../../core/records.ts";
 import { parseRequest, type Reply, type Request, type SharedData } from "../protocol.ts";
@@ -114,17 +114,7 @@ async function init(req: Extract<Request, { type: "init" }>): Promise<Reply> {
     trainLength: trainVars.reduce((n, v) => n + v.size, 0),
   };
   loadWeights(state);
-  return {
-    type: "ready",
-    id: req.id,
-    backend: report.name,
-    backendReason: report.reason,
-    threads: report.threads,
-    blas: report.blas ?? null,
-    metricsNames: model.metricsNames,
-    paramCount: model.countParams(),
-    tensors: tf.memory().numTensors,
-  };
+  return readyReply(req.id, model, report);
 }
 
 /**

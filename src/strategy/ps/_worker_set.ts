@@ -19,9 +19,9 @@ import {
   parseReply,
   type PsRequest,
   type Reply,
-  type SharedData,
 } from "../protocol.ts";
 import { WorkerHandle } from "../../workers/worker_handle.ts";
+import type { BatchStream } from "./remote_workers.ts";
 
 const ENTRY = new URL("./ps_worker.ts", import.meta.url);
 /** A worker that has not answered `psInit` after this long is declared dead. */
@@ -86,15 +86,9 @@ export interface Spawn {
 }
 
 /** What every worker of a run needs to compute. */
-export interface RunSpec {
+export interface RunSpec extends BatchStream {
+  /** The run's control words (see `_layout.ts`). */
   controlBuffer: SharedArrayBuffer;
-  weightsBuffer: SharedArrayBuffer;
-  data: SharedData;
-  trainCount: number;
-  batchSize: number;
-  shuffle: boolean;
-  seed: number;
-  initialEpoch: number;
   /** Weight of each output's loss (null: 1 each). */
   lossWeights: number[] | null;
 }
@@ -190,27 +184,7 @@ export class WorkerSet {
       status: "pending",
       handle: undefined,
       heartbeat: new Int32Array(new SharedArrayBuffer(4)),
-      stats: {
-        id,
-        requested: backend,
-        backend: undefined,
-        backendReason: "",
-        threads: 0,
-        blas: null,
-        status: "idle",
-        replaces,
-        computed: 0,
-        applied: 0,
-        scaled: 0,
-        dropped: 0,
-        stepMs: 0,
-        tensors: 0,
-        kind: "local",
-        address: null,
-        name: null,
-        lastSeen: null,
-        meanStaleness: 0,
-      },
+      stats: newWorkerStats(id, backend, { replaces }),
       started: undefined,
       removeRequested: false,
       slot: undefined,
@@ -584,6 +558,36 @@ export class WorkerSet {
     await this.#closeAll();
     this.#spawn = undefined;
   }
+}
+
+/** A worker's stats before it did anything: a local worker's unless `over` says otherwise. */
+export function newWorkerStats(
+  id: number,
+  requested: WorkerBackend,
+  over: Partial<WorkerStats> = {},
+): WorkerStats {
+  return {
+    id,
+    requested,
+    backend: undefined,
+    backendReason: "",
+    threads: 0,
+    blas: null,
+    status: "idle",
+    replaces: null,
+    computed: 0,
+    applied: 0,
+    scaled: 0,
+    dropped: 0,
+    stepMs: 0,
+    tensors: 0,
+    kind: "local",
+    address: null,
+    name: null,
+    lastSeen: null,
+    meanStaleness: 0,
+    ...over,
+  };
 }
 
 function asCrash(m: Member, e: unknown): WorkerCrashedError {

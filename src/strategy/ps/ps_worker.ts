@@ -16,6 +16,7 @@ import { VersionedBuffer } from "../../collective/versioned_buffer.ts";
 import { epochOrder } from "../../core/random.ts";
 import { BatchReader, evaluateRows } from "../_columns.ts";
 import { GradientComputer } from "./gradient_computer.ts";
+import { readyReply } from "../_worker_model.ts";
 import { closeWorker, serveRequests } from "../../workers/worker_loop.ts";
 import { PS_CURSOR, PS_DOORBELL, PS_STOP, PS_TICKET } from "./_layout.ts";
 import { parsePsRequest, type PsRequest, type Reply } from "../protocol.ts";
@@ -23,6 +24,8 @@ import { parsePsRequest, type PsRequest, type Reply } from "../protocol.ts";
 interface State {
   computer: GradientComputer;
   heartbeat: Int32Array;
+  /** Where each step reads the published weights (reused). */
+  flat: Float32Array;
 }
 
 let state: State | undefined;
@@ -40,26 +43,18 @@ async function init(req: Extract<PsRequest, { type: "psInit" }>): Promise<Reply>
     slotLength: req.slotLength,
     who: `Worker ${req.worker}`,
   });
-  state = { computer, heartbeat: new Int32Array(req.heartbeat) };
-  const { model, report } = computer;
-  return {
-    type: "ready",
-    id: req.id,
-    backend: report.name,
-    backendReason: report.reason,
-    threads: report.threads,
-    blas: report.blas ?? null,
-    metricsNames: model.metricsNames,
-    paramCount: model.countParams(),
-    tensors: tf.memory().numTensors,
+  state = {
+    computer,
+    heartbeat: new Int32Array(req.heartbeat),
+    flat: new Float32Array(computer.weightCount),
   };
+  return readyReply(req.id, computer.model, computer.report);
 }
 
 /** Copies the latest published weights into the model; returns their version. */
 function pullWeights(s: State, source: VersionedBuffer): number {
-  const flat = new Float32Array(s.computer.weightCount);
-  const version = source.read(flat, () => beat(s));
-  s.computer.setWeights(flat);
+  const version = source.read(s.flat, () => beat(s));
+  s.computer.setWeights(s.flat); // copies: `flat` is read into again next step
   return version;
 }
 

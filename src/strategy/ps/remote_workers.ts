@@ -37,7 +37,7 @@ import type { BackendName } from "../../../backends/types.ts";
 import { gatherRows } from "../_sharding.ts";
 import type { CompileSpec, ModelSource, SharedData } from "../protocol.ts";
 import { PS_CURSOR, PS_DOORBELL, PS_STOP, PS_TICKET } from "./_layout.ts";
-import type { WorkerStats } from "./_worker_set.ts";
+import { newWorkerStats, type WorkerStats } from "./_worker_set.ts";
 
 export type { CompileSpec, GradientSlot, ModelSource, SharedData, SlotInfo };
 
@@ -170,10 +170,11 @@ export interface RemoteCounts {
   refused: Record<RefusalReason, number>;
 }
 
-/** What the strategy hands the pool for one run. */
-export interface RemoteRun {
-  /** The run's control words (see `ps/_layout.ts`): stop, cursor, doorbell, ticket. */
-  control: Int32Array;
+/**
+ * The batch stream of one run and the weights it is computed on: what every
+ * worker of the run, in process or remote, draws its batches from.
+ */
+export interface BatchStream {
   /** The server's versioned weights. */
   weightsBuffer: SharedArrayBuffer;
   /** The training samples. */
@@ -188,6 +189,12 @@ export interface RemoteRun {
   seed: number;
   /** Epoch of the run's first pass (its permutation). */
   initialEpoch: number;
+}
+
+/** What the strategy hands the pool for one run. */
+export interface RemoteRun extends BatchStream {
+  /** The run's control words (see `ps/_layout.ts`): stop, cursor, doorbell, ticket. */
+  control: Int32Array;
   /** How workers rebuild the model. */
   model: ModelSource;
   /** Loss and metrics. */
@@ -281,27 +288,12 @@ export class RemoteSession {
   constructor(pool: RemoteWorkers, hello: RemoteHello) {
     this.#pool = pool;
     this.closed = new Promise((r) => (this.#resolveClosed = r));
-    this.stats = {
-      id: -1,
-      requested: "auto",
-      backend: undefined,
-      backendReason: "",
-      threads: 0,
-      blas: null,
-      status: "idle",
-      replaces: null,
-      computed: 0,
-      applied: 0,
-      scaled: 0,
-      dropped: 0,
-      stepMs: 0,
-      tensors: 0,
+    this.stats = newWorkerStats(-1, "auto", {
       kind: "remote",
       address: hello.address,
       name: hello.name ?? null,
       lastSeen: new Date().toISOString(),
-      meanStaleness: 0,
-    };
+    });
   }
 
   /** Whether the session ended. */
