@@ -30,12 +30,48 @@ export interface Frame {
 const SCRATCH_BYTES = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 
-/** Allocates one frame with its header written; fill `payload`, then send `frame`. */
+/**
+ * Reusable byte buffers of exact sizes, so that the large frames of every
+ * all-reduce step are not allocated (and their fresh pages faulted in) each
+ * time. Holds at most `perSize` buffers of each of at most 32 sizes.
+ */
+export class BufferPool {
+  #free = new Map<number, Uint8Array[]>();
+  #perSize: number;
+
+  constructor(perSize = 4) {
+    this.#perSize = perSize;
+  }
+
+  /** A buffer of `bytes` (contents undefined: the caller overwrites all of it). */
+  take(bytes: number): Uint8Array {
+    return this.#free.get(bytes)?.pop() ?? new Uint8Array(bytes);
+  }
+
+  /** Hands back a whole buffer from {@linkcode BufferPool.take} that nothing uses any more. */
+  give(buffer: Uint8Array): void {
+    if (buffer.byteOffset !== 0 || buffer.byteLength !== buffer.buffer.byteLength) return;
+    let list = this.#free.get(buffer.byteLength);
+    if (list === undefined) {
+      if (this.#free.size >= 32) this.#free.clear();
+      list = [];
+      this.#free.set(buffer.byteLength, list);
+    }
+    if (list.length < this.#perSize) list.push(buffer);
+  }
+}
+
+/**
+ * Allocates one frame with its header written (from `pool` when given); fill
+ * `payload`, then send `frame`.
+ */
 export function allocFrame(
   type: FrameTypeId,
   payloadBytes: number,
+  pool?: BufferPool,
 ): { frame: Uint8Array; payload: Uint8Array } {
-  const frame = new Uint8Array(FRAME_HEADER_BYTES + payloadBytes);
+  const bytes = FRAME_HEADER_BYTES + payloadBytes;
+  const frame = pool?.take(bytes) ?? new Uint8Array(bytes);
   const view = new DataView(frame.buffer);
   view.setUint32(0, FRAME_MAGIC, true);
   view.setUint8(4, FRAME_VERSION);
@@ -94,6 +130,7 @@ export class FrameConn {
   #writing: Promise<void> = Promise.resolve();
   #reader: Promise<void>;
   #onFail: ((e: Error) => void)[] = [];
+  #pool = new BufferPool();
 
   constructor(conn: Deno.Conn, options: FrameConnOptions = {}) {
     this.#conn = conn;
@@ -183,6 +220,14 @@ export class FrameConn {
     const p = this.#writing.then(run);
     this.#writing = p.catch(() => {});
     return p;
+  }
+
+  /**
+   * Hands back the payload of a received data frame once nothing reads it
+   * any more, so the next frame of its size is read into it.
+   */
+  recycle(payload: Uint8Array): void {
+    if (payload.byteLength >= SCRATCH_BYTES) this.#pool.give(payload);
   }
 
   /** Sends a heartbeat unless a write is already queued or happened within `idleMs`. */
@@ -292,7 +337,7 @@ export class FrameConn {
       this.#start += n;
       return out;
     }
-    const out = new Uint8Array(n);
+    const out = n >= SCRATCH_BYTES ? this.#pool.take(n) : new Uint8Array(n);
     out.set(this.#scratch.subarray(this.#start, this.#end));
     let filled = buffered;
     this.#start = this.#end = 0;

@@ -7,7 +7,13 @@
  *
  * @module
  */
-import { allocFrame, FRAME_HEADER_BYTES, type FrameConn, FrameType } from "./_frames.ts";
+import {
+  allocFrame,
+  BufferPool,
+  FRAME_HEADER_BYTES,
+  type FrameConn,
+  FrameType,
+} from "./_frames.ts";
 import { controlFrame, parseControl } from "./_messages.ts";
 import { ClusterTimeoutError, FrameError, PeerLostError } from "./errors.ts";
 import {
@@ -78,6 +84,7 @@ export class ClusterGroup implements AsyncDisposable {
   readonly nodes: number;
   #next: FrameConn | undefined;
   #prev: FrameConn | undefined;
+  #sendPool = new BufferPool();
   #options: ResolvedGroupOptions;
   #failure: Error | undefined;
   #closing: Promise<void>[] = [];
@@ -246,15 +253,17 @@ export class ClusterGroup implements AsyncDisposable {
       rank: this.rank,
       nodes: this.nodes,
       frameOverhead: FRAME_HEADER_BYTES,
-      payload: (bytes) => allocFrame(FrameType.data, bytes).payload,
-      send: (payload) =>
-        next!.send(
-          new Uint8Array(
-            payload.buffer,
-            payload.byteOffset - FRAME_HEADER_BYTES,
-            payload.byteLength + FRAME_HEADER_BYTES,
-          ),
-        ),
+      payload: (bytes) => allocFrame(FrameType.data, bytes, this.#sendPool).payload,
+      send: async (payload) => {
+        const frame = new Uint8Array(
+          payload.buffer,
+          payload.byteOffset - FRAME_HEADER_BYTES,
+          payload.byteLength + FRAME_HEADER_BYTES,
+        );
+        await next!.send(frame);
+        this.#sendPool.give(new Uint8Array(frame.buffer)); // written: reusable
+      },
+      release: (payload) => prev!.recycle(payload),
       receive: async () => {
         try {
           return (await prev!.next(timeoutMs, "allReduce")).payload;

@@ -67,6 +67,8 @@ export interface Ring {
   send(payload: Uint8Array): Promise<void>;
   /** The next data payload from rank-1, waiting at most `timeoutMs`. */
   receive(timeoutMs: number): Promise<Uint8Array>;
+  /** Optional: a payload from {@linkcode Ring.receive} the algorithm no longer reads. */
+  release?(payload: Uint8Array): void;
   /** Called once when the call fails, so pending sends and receives reject. */
   fail(error: Error): void;
 }
@@ -309,6 +311,7 @@ export async function ringAllReduce(
       } else {
         dst.set(src);
       }
+      ring.release?.(payload);
       stats.reduceMs += performance.now() - tr;
       received++;
       wake?.();
