@@ -200,21 +200,18 @@ export class Exclusive {
 
 /**
  * Reads a tfjs-data `Dataset` of `{ xs, ys }` elements into memory once and
- * trains on it with `fit`; the tensors it made are freed afterwards.
+ * trains on it with `fit` (a model with several inputs or outputs gets `x`
+ * and `y` as arrays in model order); the tensors it made are freed afterwards.
  */
 export async function fitOnDataset(
   model: tf.LayersModel,
   dataset: DatasetLike,
-  fit: (x: tf.Tensor, y: tf.Tensor) => Promise<History>,
+  fit: (x: Samples, y: Samples) => Promise<History>,
 ): Promise<History> {
-  refuseMultiIO(model, "fitDataset()");
-  const { x, y } = await materializeDataset(dataset, {
-    x: model.inputs[0]?.shape.slice(1) ?? [],
-    y: model.outputs[0]?.shape.slice(1) ?? [],
-  });
+  const { xs, ys } = await materializeDataset(dataset, model);
   try {
-    return await fit(x, y);
+    return await fit(xs.length === 1 ? xs[0]! : xs, ys.length === 1 ? ys[0]! : ys);
   } finally {
-    tf.dispose([x, y]);
+    tf.dispose([...xs, ...ys]);
   }
 }

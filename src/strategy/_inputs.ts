@@ -5,7 +5,8 @@
  * fit the model. Each input's or output's values are a tensor, a typed array
  * or a nested number array; a model with several inputs (outputs) takes an
  * array of them in `model.inputs` (`model.outputs`) order or a dict keyed by
- * input (output) layer name, as `model.fit` does.
+ * input (output) layer name, as `model.fit` does. As there, one value per
+ * sample (shape `[n]`) is read as `[n, 1]`.
  *
  * @module
  */
@@ -93,7 +94,7 @@ function flatten(
 }
 
 function checkShape(
-  flat: Flat,
+  flat: { shape: number[] },
   expected: (number | null)[],
   what: string,
 ): void {
@@ -106,6 +107,28 @@ function checkShape(
         `[${expected.map((d) => d ?? "any").join(", ")}] to match the model`,
     );
   }
+}
+
+/**
+ * One value per sample (shape `[n]`) for a model side whose samples have one
+ * dimension: read as `[n, 1]`, as tfjs' `model.fit` widens every rank-1
+ * tensor (`ensureTensorsRank2OrHigher`); a Dense(1) output takes `[n]`
+ * targets. Refused by name when that dimension is not 1.
+ */
+function widenRank1<T extends { shape: number[] }>(
+  flat: T,
+  expected: (number | null)[],
+  what: string,
+): T {
+  if (flat.shape.length !== 1 || expected.length !== 1) return flat;
+  const n = flat.shape[0]!;
+  if (expected[0] !== null && expected[0] !== 1) {
+    throw new RangeError(
+      `${what} has shape [${n}]: one value per sample, which model.fit reads as [${n}, 1], ` +
+        `but the model expects per-sample shape [${expected[0]}]`,
+    );
+  }
+  return { ...flat, shape: [n, 1] };
 }
 
 const SPARSE_LOSSES = new Set(["sparseCategoricalCrossentropy", "sparse_categorical_crossentropy"]);
@@ -234,6 +257,97 @@ function perColumn(value: Samples, side: Side): SampleValues[] {
 }
 
 /**
+ * `value` split into one entry per model input (`which` is `"input"`) or
+ * output, as `fit` reads `x` (`y`): the values of a one-input model, an
+ * array in model order or a dict by layer name. Errors call it `arg`; each
+ * entry comes with how errors name it (`arg`, or `arg[1] (input "b")`).
+ */
+export function splitColumns(
+  model: tf.LayersModel,
+  value: unknown,
+  which: "input" | "output",
+  arg: string,
+): { values: unknown[]; labels: string[] } {
+  const side: Side = {
+    arg,
+    kind: which,
+    names: which === "input" ? model.inputNames : model.outputNames,
+  };
+  const values = perColumn(value as Samples, side);
+  return { values, labels: values.map((_, i) => label(side, i)) };
+}
+
+function inputSide(model: tf.LayersModel): Side {
+  return { arg: "x", kind: "input", names: model.inputNames };
+}
+
+/** Refuses columns (with how errors name them) whose sample counts differ from the first's. */
+function checkCounts(columns: [{ shape: number[] }, string][]): number {
+  const [first, firstName] = columns[0]!;
+  const count = first.shape[0]!;
+  for (const [f, what] of columns) {
+    if (f.shape[0] !== count) {
+      throw new RangeError(
+        `${firstName} and ${what} must have the same number of samples, received ` +
+          `${count} and ${f.shape[0]}`,
+      );
+    }
+  }
+  return count;
+}
+
+/**
+ * The input tensors `model.predict` takes for `x` (given as `fit` takes it:
+ * one input's values, or an array in `model.inputs` order or a dict by input
+ * name), checked against the model's input shapes and sample counts, rank-1
+ * values read as `[n, 1]`. Tensors pass through as they are (reshaped when
+ * rank 1); `created` lists the tensors made here, for the caller to dispose.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { tf } from "../../mod.ts";
+ * import { inputTensors } from "./_inputs.ts";
+ * const model = tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2] })] });
+ * const { tensors, created } = inputTensors(model, [[1, 2], [3, 4], [5, 6]]);
+ * assert.deepEqual(tensors.map((t) => t.shape), [[3, 2]]);
+ * tf.dispose(created);
+ * model.dispose();
+ * ```
+ */
+export function inputTensors(
+  model: tf.LayersModel,
+  x: Samples,
+): { tensors: tf.Tensor[]; created: tf.Tensor[] } {
+  const ins = inputSide(model);
+  const created: tf.Tensor[] = [];
+  try {
+    const tensors = perColumn(x, ins).map((v, i) => {
+      const shape = model.inputs[i]!.shape.slice(1);
+      const what = label(ins, i);
+      if (v instanceof tf.Tensor) {
+        const wide = widenRank1({ shape: v.shape }, shape, what);
+        checkShape(wide, shape, what);
+        if (wide.shape.length === v.shape.length) return v;
+        const t = tf.reshape(v, wide.shape);
+        created.push(t);
+        return t;
+      }
+      const f = widenRank1(flatten(v, what, shape), shape, what);
+      checkShape(f, shape, what);
+      const t = tf.tensor(f.data, f.shape);
+      created.push(t);
+      return t;
+    });
+    checkCounts(tensors.map((t, i): [tf.Tensor, string] => [t, label(ins, i)]));
+    return { tensors, created };
+  } catch (e) {
+    tf.dispose(created);
+    throw e;
+  }
+}
+
+/**
  * Converts and checks x and y against the model's input and output shapes:
  * one column per input and output, all with the same number of samples.
  */
@@ -242,11 +356,11 @@ export function prepareSamples(
   x: Samples,
   y: Samples,
 ): Prepared {
-  const ins: Side = { arg: "x", kind: "input", names: model.inputNames };
+  const ins = inputSide(model);
   const outs: Side = { arg: "y", kind: "output", names: model.outputNames };
   const inputs = perColumn(x, ins).map((v, i) => {
     const shape = model.inputs[i]!.shape.slice(1);
-    const f = flatten(v, label(ins, i), shape);
+    const f = widenRank1(flatten(v, label(ins, i), shape), shape, label(ins, i));
     checkShape(f, shape, label(ins, i));
     return f;
   });
@@ -258,23 +372,14 @@ export function prepareSamples(
     if (typeof loss === "string" && SPARSE_LOSSES.has(loss)) {
       return sparseLabels(v, shape, what, outs.names.length === 1);
     }
-    const f = flatten(v, what, shape);
+    const f = widenRank1(flatten(v, what, shape), shape, what);
     checkShape(f, shape, what);
     return f;
   });
-  const count = inputs[0]!.shape[0]!;
-  const columns: [Flat, string][] = [
+  const count = checkCounts([
     ...inputs.map((f, i): [Flat, string] => [f, label(ins, i)]),
     ...outputs.map((f, i): [Flat, string] => [f, label(outs, i)]),
-  ];
-  for (const [f, what] of columns) {
-    if (f.shape[0] !== count) {
-      throw new RangeError(
-        `${label(ins, 0)} and ${what} must have the same number of samples, received ` +
-          `${count} and ${f.shape[0]}`,
-      );
-    }
-  }
+  ]);
   return { inputs, outputs, count };
 }
 

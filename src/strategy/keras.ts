@@ -21,7 +21,7 @@ import {
   MirroredStrategy,
   type MirroredStrategyOptions,
 } from "./mirrored.ts";
-import type { Samples } from "./_inputs.ts";
+import { inputTensors, type Samples } from "./_inputs.ts";
 import {
   WORKER_OPTIONS,
   type WorkerFitOptions,
@@ -107,7 +107,7 @@ export interface PredictOptions {
  * await using parallel = parallelModel(model, { replicas: 2, backend: "cpu" });
  * parallel.compile({ optimizer: "sgd", loss: "meanSquaredError" });
  * await parallel.fit([[0, 1], [1, 0]], [[1], [1]], { epochs: 1, batchSize: 2 });
- * const y = parallel.predict([[1, 1]]);
+ * const y = parallel.predict([[1, 1]]) as tf.Tensor;
  * assert.ok(y.shape[0] === 1);
  * y.dispose();
  * ```
@@ -140,23 +140,39 @@ export class ParallelModel {
     return this.strategy.evaluate(this.model, x, y, options);
   }
 
-  /** Predicts on the main thread with the current weights; the caller disposes the result. */
-  predict(x: tf.Tensor | number[][] | Float32Array, options: PredictOptions = {}): tf.Tensor {
+  /**
+   * Predicts on the main thread with the current weights, like
+   * `model.predict`: `x` is one input's values (a tensor, a typed array or
+   * a nested number array; shape `[n]` is read as `[n, 1]`) or, for a model
+   * with several inputs, an array of them in `model.inputs` order or a dict
+   * by input name (as `fit` takes `x`). Returns one tensor, or one per
+   * output in `model.outputs` order for a model with several outputs; the
+   * caller disposes them.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { parallelModel, tf } from "../../mod.ts";
+   * const a = tf.input({ shape: [2], name: "a" }), b = tf.input({ shape: [1], name: "b" });
+   * const joined = tf.layers.concatenate().apply([a, b]) as tf.SymbolicTensor;
+   * const heads = [1, 3].map((units) => tf.layers.dense({ units }).apply(joined) as tf.SymbolicTensor);
+   * const model = tf.model({ inputs: [a, b], outputs: heads });
+   * await using parallel = parallelModel(model, { replicas: 2, backend: "cpu" });
+   * const [first, second] = parallel.predict({ a: [[1, 2]], b: [3] }) as tf.Tensor[];
+   * assert.deepEqual([first!.shape, second!.shape], [[1, 1], [1, 3]]);
+   * tf.dispose([first!, second!]);
+   * ```
+   */
+  predict(x: Samples, options: PredictOptions = {}): tf.Tensor | tf.Tensor[] {
     const batchSize = options.batchSize ?? 32;
     if (!Number.isInteger(batchSize) || batchSize < 1) {
       throw new RangeError(`batchSize must be an integer >= 1, received ${batchSize}`);
     }
-    if (x instanceof tf.Tensor) {
-      return this.model.predict(x, { batchSize }) as tf.Tensor;
-    }
-    const shape = this.model.inputs[0]!.shape.slice(1) as number[];
-    const input = x instanceof Float32Array
-      ? tf.tensor(x, [x.length / shape.reduce((a, b) => a * b, 1), ...shape])
-      : tf.tensor(x);
+    const { tensors, created } = inputTensors(this.model, x);
     try {
-      return this.model.predict(input, { batchSize }) as tf.Tensor;
+      return this.model.predict(tensors.length === 1 ? tensors[0]! : tensors, { batchSize });
     } finally {
-      input.dispose();
+      tf.dispose(created);
     }
   }
 

@@ -196,7 +196,11 @@ export interface Strategy {
    * `model.inputs` (`model.outputs`) order or a dict by layer name.
    */
   fit(model: tf.LayersModel, x: Samples, y: Samples, options?: FitOptions): Promise<History>;
-  /** Trains on a finite tfjs-data `Dataset` of `{ xs, ys }`, read into memory once. */
+  /**
+   * Trains on a finite tfjs-data `Dataset` of `{ xs, ys }`, read into memory
+   * once; with several inputs (outputs), `xs` (`ys`) is an array in model
+   * order or a dict by layer name, as `model.fitDataset` reads it.
+   */
   fitDataset(model: tf.LayersModel, dataset: DatasetLike, options?: FitOptions): Promise<History>;
   /** Loss and metrics of `model` on x/y, averaged over all samples. */
   evaluate(model: tf.LayersModel, x: Samples, y: Samples, options?: EvaluateOptions): Promise<Logs>;

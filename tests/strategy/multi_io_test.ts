@@ -4,6 +4,14 @@
 // both strategies as model.fit trains it, x and y given as arrays or dicts.
 import assert from "node:assert/strict";
 import { MirroredStrategy, tf, WorkerStrategy } from "../../mod.ts";
+import {
+  assertHistory,
+  disposeTwoByTwoData as disposeData,
+  type LossFn,
+  maxWeightDiff,
+  twoByTwo,
+  twoByTwoData as data,
+} from "./_models.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const BACKEND = "cpu" as const;
@@ -11,82 +19,8 @@ const BACKEND = "cpu" as const;
 const TOL = 1e-4;
 /** Tolerance of evaluate() against model.evaluate. */
 const EVAL_TOL = 1e-5;
-/** `model.metricsNames` of the model below, compiled with METRICS. */
+/** `model.metricsNames` of `twoByTwo`. */
 const NAMES = ["loss", "cls_loss", "reg_loss", "cls_acc", "reg_mae"];
-const METRICS = { cls: ["accuracy"], reg: ["mae"] };
-
-type LossFn = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor;
-type LossSpec = string[] | Record<string, string> | LossFn[];
-
-/**
- * Two inputs `in_a` [8] and `in_b` [4], a shared trunk with an L2 penalty,
- * heads `cls` (softmax 3) and `reg` (linear 1); seeded initial weights.
- */
-function twoByTwo(
-  optimizer: () => tf.Optimizer,
-  loss: LossSpec = ["categoricalCrossentropy", "meanSquaredError"],
-): tf.LayersModel {
-  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
-  const a = tf.input({ shape: [8], name: "in_a" });
-  const b = tf.input({ shape: [4], name: "in_b" });
-  const ha = tf.layers.dense({ units: 12, activation: "relu", kernelInitializer: init(1) })
-    .apply(a) as tf.SymbolicTensor;
-  const hb = tf.layers.dense({ units: 6, activation: "relu", kernelInitializer: init(2) })
-    .apply(b) as tf.SymbolicTensor;
-  const trunk = tf.layers.dense({
-    units: 16,
-    activation: "relu",
-    kernelInitializer: init(3),
-    kernelRegularizer: tf.regularizers.l2({ l2: 1e-3 }),
-  }).apply(tf.layers.concatenate().apply([ha, hb])) as tf.SymbolicTensor;
-  const cls = tf.layers.dense({
-    units: 3,
-    activation: "softmax",
-    name: "cls",
-    kernelInitializer: init(4),
-  }).apply(trunk) as tf.SymbolicTensor;
-  const reg = tf.layers.dense({ units: 1, name: "reg", kernelInitializer: init(5) })
-    .apply(trunk) as tf.SymbolicTensor;
-  const model = tf.model({ inputs: [a, b], outputs: [cls, reg] });
-  model.compile({
-    optimizer: optimizer(),
-    loss: loss as tf.ModelCompileArgs["loss"],
-    metrics: METRICS as unknown as tf.ModelCompileArgs["metrics"],
-  });
-  return model;
-}
-
-interface Data {
-  xa: tf.Tensor2D;
-  xb: tf.Tensor2D;
-  cls: tf.Tensor2D;
-  reg: tf.Tensor2D;
-}
-
-/** `n` samples: classes from a seeded linear map of both inputs, a regression target from another. */
-function data(n: number, seed = 7): Data {
-  return tf.tidy(() => {
-    const xa = tf.randomUniform([n, 8], -1, 1, "float32", seed) as tf.Tensor2D;
-    const xb = tf.randomUniform([n, 4], -1, 1, "float32", seed + 1) as tf.Tensor2D;
-    const both = tf.concat([xa, xb], 1);
-    const logits = tf.matMul(both, tf.randomNormal([12, 3], 0, 1, "float32", seed + 2));
-    const cls = tf.cast(tf.oneHot(tf.argMax(logits, 1), 3), "float32") as tf.Tensor2D;
-    const reg = tf.matMul(both, tf.randomNormal([12, 1], 0, 0.5, "float32", seed + 3));
-    return { xa, xb, cls, reg: reg as tf.Tensor2D };
-  });
-}
-
-function disposeData(d: Data): void {
-  tf.dispose([d.xa, d.xb, d.cls, d.reg]);
-}
-
-function maxWeightDiff(a: tf.LayersModel, b: tf.LayersModel): number {
-  return tf.tidy(() => {
-    const wa = a.getWeights(), wb = b.getWeights();
-    assert.equal(wa.length, wb.length);
-    return Math.max(...wa.map((w, i) => tf.max(tf.abs(tf.sub(w, wb[i]!))).dataSync()[0]!));
-  });
-}
 
 /**
  * `model.evaluate` as logs. tfjs 4.22 returns, for a model with k outputs,
@@ -117,25 +51,6 @@ function assertClose(
   }
 }
 
-/** Every value of every key of `want` matches `got`'s within TOL (`scale` maps a key's values). */
-function assertHistory(
-  got: Record<string, number[] | undefined>,
-  want: Record<string, unknown[]>,
-  keys: string[],
-  what: string,
-  scale: Record<string, number> = {},
-): void {
-  for (const key of keys) {
-    const w = want[key] as number[];
-    assert.ok(w !== undefined && w.length > 0, `${what}: model.fit has ${key}`);
-    assert.equal(got[key]?.length, w.length, `${what}: ${key} has one value per epoch`);
-    w.forEach((v, i) => {
-      const g = got[key]![i]! * (scale[key] ?? 1);
-      assert.ok(Math.abs(g - v) <= TOL, `${what}: ${key}[${i}] ${g} vs ${v}`);
-    });
-  }
-}
-
 const FIT = { epochs: 2, batchSize: 24 };
 
 Deno.test(
@@ -162,7 +77,7 @@ Deno.test(
         Object.keys(want.history).sort(),
         `${what}: History keys`,
       );
-      assertHistory(history.history, want.history, NAMES, what);
+      assertHistory(history.history, want.history, NAMES, what, { tol: TOL });
       assert.equal(new Set(strategy.stats!.weightsDigests).size, 1, "replica weights differ");
       model.dispose();
     }
@@ -195,7 +110,10 @@ Deno.test(
       const diff = maxWeightDiff(model, expected);
       assert.ok(diff <= TOL, `${what}: max |weight difference| ${diff} > ${TOL}`);
       // The total is weighted; each output's own loss is reported unweighted.
-      assertHistory(history.history, want.history, NAMES, what, { reg_loss: 0.5 });
+      assertHistory(history.history, want.history, NAMES, what, {
+        tol: TOL,
+        scale: { reg_loss: 0.5 },
+      });
       model.dispose();
     }
     expected.dispose();
@@ -294,7 +212,7 @@ Deno.test(
     });
     const diff = maxWeightDiff(model, expected);
     assert.ok(diff <= TOL, `max |weight difference| ${diff} > ${TOL}`);
-    assertHistory(history.history, want.history, NAMES, "sparse head");
+    assertHistory(history.history, want.history, NAMES, "sparse head", { tol: TOL });
     await assert.rejects(
       () => strategy.fit(model, [d.xa, d.xb], [[0, 1, 2, 3, ...Array(60).fill(0)], d.reg]),
       new RangeError(
@@ -331,9 +249,44 @@ Deno.test(
       Object.keys(history.history).filter((k) => !own.includes(k)).sort(),
       Object.keys(want.history).sort(),
     );
-    assertHistory(history.history, want.history, NAMES, "WorkerStrategy");
+    assertHistory(history.history, want.history, NAMES, "WorkerStrategy", { tol: TOL });
     expected.dispose();
     model.dispose();
+    disposeData(d);
+  },
+);
+
+Deno.test(
+  "fit() of both strategies takes dicts, class indices, a rank-1 target and classWeight by output name like model.fit",
+  opts,
+  async () => {
+    // The forms a Keras user mixes: x and y by layer name, a sparse head
+    // with float [n] class indices, the regression target as [n], and the
+    // classification head weighted by class.
+    await tf.setBackend(BACKEND);
+    const sgd = () => tf.train.sgd(0.2);
+    const d = data(96);
+    const labels = tf.tidy(() => tf.cast(tf.argMax(d.cls, 1), "float32"));
+    const target = tf.reshape(d.reg, [-1]);
+    const loss = { cls: "sparseCategoricalCrossentropy", reg: "meanSquaredError" };
+    const x = { in_a: d.xa, in_b: d.xb }, y = { reg: target, cls: labels };
+    const classWeight = { cls: { 0: 0.5, 1: 2, 2: 1.25 } };
+    const expected = twoByTwo(sgd, loss);
+    const want = await expected.fit(x, y, { ...FIT, shuffle: false, classWeight, verbose: 0 });
+    await using mirrored = new MirroredStrategy({ replicas: 2, backend: BACKEND });
+    await using worker = new WorkerStrategy({ workers: 1, staleness: 0, backend: BACKEND });
+    const runs = [["MirroredStrategy, 2 replicas", mirrored], ["WorkerStrategy, 1 worker", worker]];
+    for (const [what, strategy] of runs as [string, MirroredStrategy | WorkerStrategy][]) {
+      const model = twoByTwo(sgd, loss);
+      const history = await strategy.fit(model, x, y, { ...FIT, shuffle: false, classWeight });
+      const diff = maxWeightDiff(model, expected);
+      assert.ok(diff <= TOL, `${what}: max |weight difference| ${diff} > ${TOL}`);
+      const gap = assertHistory(history.history, want.history, NAMES, what, { tol: TOL });
+      console.log(`${what}: max |dw| ${diff.toExponential(2)}, max |dlog| ${gap.toExponential(2)}`);
+      model.dispose();
+    }
+    tf.dispose([labels, target]);
+    expected.dispose();
     disposeData(d);
   },
 );
@@ -535,18 +488,11 @@ Deno.test(
     await tf.setBackend(BACKEND);
     const d = data(8);
     const model = twoByTwo(() => tf.train.sgd(0.1));
-    const dataset = {
-      iterator: () => Promise.resolve({ next: () => Promise.resolve({ done: true, value: null }) }),
-    };
     const single =
       "trains models with one input and one output, received a model with 2 inputs and 2 " +
       "outputs: pass its data to fit(model, x, y) instead, with x and y as arrays (or dicts " +
       "by layer name) of tensors";
     await using mirrored = new MirroredStrategy({ replicas: 1, backend: BACKEND });
-    await assert.rejects(
-      () => mirrored.fitDataset(model, dataset),
-      new TypeError(`fitDataset() ${single}`),
-    );
     const pipeline = {
       count: 8,
       start: () => Promise.reject(new Error("not started")),

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { MirroredStrategy, tf, WorkerStrategy } from "../../mod.ts";
 import { epochOrder } from "../../src/core/random.ts";
-import { classifier, dataset } from "./_models.ts";
+import { assertHistory, classifier, dataset, maxWeightDiff } from "./_models.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const BACKEND = "cpu" as const;
@@ -16,35 +16,6 @@ const CLASS_WEIGHT = { 0: 0.25, 1: 3, 2: 1.5 };
 /** 99 samples in batches of 24: the last batch has 3 samples (2 + 1 across 2 replicas). */
 const N = 99;
 const FIT = { epochs: 2, batchSize: 24, shuffle: false };
-
-function maxWeightDiff(a: tf.LayersModel, b: tf.LayersModel): number {
-  return tf.tidy(() => {
-    const wa = a.getWeights(), wb = b.getWeights();
-    assert.equal(wa.length, wb.length);
-    return Math.max(...wa.map((w, i) => tf.max(tf.abs(tf.sub(w, wb[i]!))).dataSync()[0]!));
-  });
-}
-
-/** Every value of every key of `want` matches `got`'s within TOL; returns the largest gap. */
-function assertHistory(
-  got: Record<string, number[] | undefined>,
-  want: Record<string, unknown[]>,
-  keys: string[],
-  what: string,
-): number {
-  let worst = 0;
-  for (const key of keys) {
-    const w = want[key] as number[];
-    assert.ok(w !== undefined && w.length > 0, `${what}: model.fit has ${key}`);
-    assert.equal(got[key]?.length, w.length, `${what}: ${key} has one value per epoch`);
-    w.forEach((v, i) => {
-      const gap = Math.abs(got[key]![i]! - v);
-      worst = Math.max(worst, gap);
-      assert.ok(gap <= TOL, `${what}: ${key}[${i}] ${got[key]![i]} vs ${v}`);
-    });
-  }
-  return worst;
-}
 
 /** One input [8], heads `cls` (softmax 3) and `reg` (linear 1); seeded initial weights. */
 function twoHeads(optimizer: () => tf.Optimizer, clsLoss = "categoricalCrossentropy") {
@@ -89,7 +60,9 @@ Deno.test(
         const history = await strategy.fit(model, x, y, { ...FIT, classWeight: CLASS_WEIGHT });
         const diff = maxWeightDiff(model, expected);
         assert.ok(diff <= TOL, `${what}: max |weight difference| ${diff} > ${TOL}`);
-        const gap = assertHistory(history.history, want.history, ["loss", "acc"], what);
+        const gap = assertHistory(history.history, want.history, ["loss", "acc"], what, {
+          tol: TOL,
+        });
         console.log(
           `${what}: max |dw| ${diff.toExponential(2)}, max |dloss| ${gap.toExponential(2)}`,
         );
@@ -138,7 +111,7 @@ Deno.test(
     });
     const diff = maxWeightDiff(model, expected);
     assert.ok(diff <= TOL, `max |weight difference| ${diff} > ${TOL}`);
-    assertHistory(history.history, { loss: want }, ["loss"], "shuffled");
+    assertHistory(history.history, { loss: want }, ["loss"], "shuffled", { tol: TOL });
     tf.dispose([x, y]);
     expected.dispose();
     model.dispose();
@@ -167,6 +140,7 @@ Deno.test(
       want.history,
       ["loss", "acc", "val_loss", "val_acc"],
       "sparse labels",
+      { tol: TOL },
     );
     console.log(
       `sparse, 2 replicas: max |dw| ${diff.toExponential(2)}, max |dlog| ${gap.toExponential(2)}`,
@@ -201,6 +175,7 @@ Deno.test(
         want.history,
         ["loss", "cls_loss", "reg_loss"],
         what,
+        { tol: TOL },
       );
       console.log(
         `2 heads, ${what}: max |dw| ${diff.toExponential(2)}, max |dloss| ${gap.toExponential(2)}`,
@@ -226,7 +201,9 @@ Deno.test(
     const history = await strategy.fit(model, x, y, { ...FIT, classWeight: CLASS_WEIGHT });
     const diff = maxWeightDiff(model, expected);
     assert.ok(diff <= TOL, `max |weight difference| ${diff} > ${TOL}`);
-    const gap = assertHistory(history.history, want.history, ["loss", "acc"], "WorkerStrategy");
+    const gap = assertHistory(history.history, want.history, ["loss", "acc"], "WorkerStrategy", {
+      tol: TOL,
+    });
     console.log(
       `WorkerStrategy: max |dw| ${diff.toExponential(2)}, max |dloss| ${gap.toExponential(2)}`,
     );
