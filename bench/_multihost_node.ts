@@ -1,6 +1,7 @@
 // One node of a multi-host benchmark run (`bench/multihost.ts` starts them):
 // `deno run -A bench/_multihost_node.ts JSON` with
-// { model, nodes, rank, port, host, replicas, globalBatch, steps, compression, trace? }.
+// { model, nodes, rank, port, host, replicas, globalBatch, steps, compression, bucketBytes?,
+// trace? }.
 // Trains the bench model on synthetic data (a warm-up epoch, then the timed
 // four-epoch fit) and prints one JSON line: samples/s, step and exchange ms,
 // and the bytes each cross-host exchange put on the wire.
@@ -25,6 +26,7 @@ await using strategy = new MirroredStrategy({
         token: "bench",
         hostname: o.host ?? "127.0.0.1",
         compression: o.compression ?? "none",
+        ...(o.bucketBytes === undefined ? {} : { bucketBytes: o.bucketBytes }),
       },
     }
     : {}),
@@ -45,10 +47,11 @@ console.log(JSON.stringify({
   ...clock.result(n),
   exchangeMs: st.exchangeMs,
   computeMs: st.computeMs,
-  crossHostMs: cross === undefined || cross.exchanges === 0 ? null : cross.ms / cross.exchanges,
+  // Per step: with gradient buckets a step makes several cross-host sums.
+  crossHostMs: cross === undefined || cross.exchanges === 0 ? null : cross.ms / st.steps,
   bytesPerStep: cross === undefined || cross.exchanges === 0
     ? 0
-    : Math.round(cross.bytesSent / cross.exchanges),
+    : Math.round(cross.bytesSent / st.steps),
 }));
 tf.dispose([x, y]);
 model.dispose();

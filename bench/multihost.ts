@@ -25,6 +25,8 @@ export interface MultihostRow {
   link: string;
   globalBatch: number;
   compression: "none" | "fp16";
+  /** `cluster.bucketBytes` (null: the default; 0: the whole vector after the backward pass). */
+  bucketBytes: number | null;
   samplesPerSec?: number;
   stepMs?: number;
   exchangeMs?: number;
@@ -41,7 +43,14 @@ function freePort(): number {
 }
 
 async function runNodes(
-  c: { model: "mlp" | "cnn"; nodes: number; replicas: number; globalBatch: number; steps: number },
+  c: {
+    model: "mlp" | "cnn";
+    nodes: number;
+    replicas: number;
+    globalBatch: number;
+    steps: number;
+    bucketBytes?: number;
+  },
   compression: "none" | "fp16",
   place: Placement,
 ): Promise<Record<string, number | null>> {
@@ -86,7 +95,7 @@ export async function multihostSuite(quick: boolean): Promise<MultihostRow[]> {
     ];
   const record = async (
     p: { model: "mlp" | "cnn"; globalBatch: number; steps: number },
-    layout: { nodes: number; replicas: number },
+    layout: { nodes: number; replicas: number; bucketBytes?: number },
     compression: "none" | "fp16",
     place: Placement,
   ) => {
@@ -97,9 +106,11 @@ export async function multihostSuite(quick: boolean): Promise<MultihostRow[]> {
       link: layout.nodes > 1 ? place.link : "shared memory",
       globalBatch: p.globalBatch,
       compression,
+      bucketBytes: layout.bucketBytes ?? null,
     };
     console.error(
-      `multihost: ${base.model} ${base.layout} ${base.link} ${compression} @${p.globalBatch}`,
+      `multihost: ${base.model} ${base.layout} ${base.link} ${compression} @${p.globalBatch}` +
+        ` buckets ${base.bucketBytes}`,
     );
     try {
       const r = await runNodes({ ...p, ...layout }, compression, place);
@@ -118,6 +129,7 @@ export async function multihostSuite(quick: boolean): Promise<MultihostRow[]> {
   for (const p of plans) {
     await record(p, { nodes: 1, replicas: 2 }, "none", loopback);
     await record(p, { nodes: 2, replicas: 1 }, "none", loopback);
+    await record(p, { nodes: 2, replicas: 1, bucketBytes: 0 }, "none", loopback);
     await record(p, { nodes: 2, replicas: 1 }, "fp16", loopback);
   }
   for (const rate of quick ? [] : ["10gbit", "1gbit"]) {
@@ -130,6 +142,7 @@ export async function multihostSuite(quick: boolean): Promise<MultihostRow[]> {
       for (const compression of ["none", "fp16"] as const) {
         await record(plans[0]!, { nodes: 2, replicas: 1 }, compression, place);
       }
+      await record(plans[0]!, { nodes: 2, replicas: 1, bucketBytes: 0 }, "none", place);
     } finally {
       await place.close();
     }
@@ -137,11 +150,16 @@ export async function multihostSuite(quick: boolean): Promise<MultihostRow[]> {
   return rows;
 }
 
+function buckets(r: MultihostRow): string {
+  if (!r.layout.startsWith("2")) return "-";
+  return r.bucketBytes === 0 ? "off" : r.bucketBytes === null ? "on" : `${r.bucketBytes} B`;
+}
+
 /** The suite's table, with each row's samples/s as a share of 1 process x 2 replicas. */
 export function multihostTable(rows: MultihostRow[]): string {
   const lines = [
-    "| model | layout | link | global batch | wire | samples/s | vs 1 process | step ms | exchange ms | cross-host ms | bytes/step |",
-    "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    "| model | layout | link | global batch | wire | buckets | samples/s | vs 1 process | step ms | exchange ms | cross-host ms | bytes/step |",
+    "|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
   ];
   for (const r of rows) {
     const ref = rows.find((q) =>
@@ -149,9 +167,9 @@ export function multihostTable(rows: MultihostRow[]): string {
     );
     if (r.error !== undefined) {
       lines.push(
-        `| ${r.model} | ${r.layout} | ${r.link} | ${r.globalBatch} | ${r.compression} | fails: ${
-          r.error.split("\n")[0]
-        } | | | | | |`,
+        `| ${r.model} | ${r.layout} | ${r.link} | ${r.globalBatch} | ${r.compression} | ${
+          buckets(r)
+        } | fails: ${r.error.split("\n")[0]} | | | | | |`,
       );
       continue;
     }
@@ -160,7 +178,7 @@ export function multihostTable(rows: MultihostRow[]): string {
       : "-";
     lines.push(
       `| ${r.model} | ${r.layout} | ${r.link} | ${r.globalBatch} | ${r.compression} | ` +
-        `${Math.round(r.samplesPerSec!)} | ${share} | ${r.stepMs!.toFixed(1)} | ` +
+        `${buckets(r)} | ${Math.round(r.samplesPerSec!)} | ${share} | ${r.stepMs!.toFixed(1)} | ` +
         `${r.exchangeMs!.toFixed(2)} | ${
           r.crossHostMs == null ? "-" : r.crossHostMs.toFixed(2)
         } | ` +

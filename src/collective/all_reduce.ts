@@ -110,11 +110,73 @@ export class AllReduce {
     length: number = this.result.length - offset,
     options: { weight?: number; onChunk?: (begin: number, end: number) => void } = {},
   ): void {
-    const n = this.#replicas;
     this.#weights[this.#replica] = options.weight ?? 1;
     this.#barrier.arrive(); // every slot and weight is written
-    const begin = offset + Math.floor((this.#replica * length) / n);
-    const end = offset + Math.floor(((this.#replica + 1) * length) / n);
+    const [begin, end] = this.#share(offset, length);
+    this.#sum(begin, end);
+    if (this.#hostLink !== null) {
+      this.#barrier.arrive(); // the host's sum is complete
+      this.#hostLink.exchange(offset, length); // the leader sums it across hosts
+    }
+    options.onChunk?.(begin, end);
+    this.#barrier.arrive(); // every chunk is summed
+  }
+
+  /**
+   * Starts a bucketed reduction (one step's vector summed range by range, as
+   * each range of the slots becomes final): sets this replica's weight for
+   * the {@linkcode AllReduce.reduceBucket} calls that follow and the
+   * {@linkcode AllReduce.finishBuckets} that ends them. Every replica makes
+   * the same calls with the same ranges, in the same order.
+   */
+  beginBuckets(weight = 1): void {
+    this.#weights[this.#replica] = weight;
+  }
+
+  /**
+   * Sums `[offset, offset + length)` of the slots into the result (weighted
+   * as in {@linkcode AllReduce.reduce}) once every replica has written that
+   * range, then, across hosts, posts the range to the host's leader without
+   * waiting for it: the replica goes on (with the rest of its backward pass)
+   * while the leader sums it across hosts. Blocks until every replica of the
+   * host has reached the same bucket.
+   */
+  reduceBucket(offset: number, length: number): void {
+    this.#barrier.arrive(); // every replica wrote this range of its slot
+    const [begin, end] = this.#share(offset, length);
+    this.#sum(begin, end);
+    this.#barrier.arrive(); // the host's sum of the range is complete
+    this.#hostLink?.post(offset, length);
+  }
+
+  /**
+   * Ends a bucketed reduction over `[0, length)` (every range of it reduced
+   * by {@linkcode AllReduce.reduceBucket}): waits until the leader has summed
+   * every posted range across hosts, runs `onChunk` on this replica's chunk,
+   * as {@linkcode AllReduce.reduce} does, and waits for every replica.
+   */
+  finishBuckets(
+    length: number = this.result.length,
+    onChunk?: (begin: number, end: number) => void,
+  ): void {
+    this.#hostLink?.wait();
+    const [begin, end] = this.#share(0, length);
+    onChunk?.(begin, end);
+    this.#barrier.arrive();
+  }
+
+  /** This replica's chunk of `[offset, offset + length)`. */
+  #share(offset: number, length: number): [number, number] {
+    const n = this.#replicas;
+    return [
+      offset + Math.floor((this.#replica * length) / n),
+      offset + Math.floor(((this.#replica + 1) * length) / n),
+    ];
+  }
+
+  /** `result[begin, end) = sum_q weight_q * slot_q[begin, end)`. */
+  #sum(begin: number, end: number): void {
+    const n = this.#replicas;
     const out = this.result;
     const first = this.#slots[0]!;
     const w0 = this.#weights[0]!;
@@ -141,12 +203,6 @@ export class AllReduce {
         for (let i = begin; i < end; i++) out[i] = out[i]! + f(w * s[i]!);
       }
     }
-    if (this.#hostLink !== null) {
-      this.#barrier.arrive(); // the host's sum is complete
-      this.#hostLink.exchange(offset, length); // the leader sums it across hosts
-    }
-    options.onChunk?.(begin, end);
-    this.#barrier.arrive(); // every chunk is summed
   }
 
   /**

@@ -1,12 +1,16 @@
 /**
  * The hand-off between a host's replicas and its leader (the main thread)
  * inside a hierarchical all-reduce: when the replicas have summed the host's
- * share of a range, replica 0 asks the leader to sum that range across hosts
- * and every replica waits until the leader has written the global sum back.
+ * share of a range, replica 0 posts it, and the leader sums that range across
+ * hosts and writes the global sum back in place. Up to
+ * {@linkcode HOST_LINK_QUEUE} ranges may be posted before the first is done,
+ * so the replicas go on computing (the rest of a backward pass) while the
+ * leader exchanges what is ready; ranges are summed in the order posted.
  *
  * Control (Int32, {@linkcode HOST_LINK_SLOTS} words):
- * `[request generation | done generation | offset | length]`. Every replica
- * counts its own requests, so all know which generation they wait for.
+ * `[request generation | done generation | 2 reserved | offset, length per queue slot]`;
+ * generation g uses queue slot `g % HOST_LINK_QUEUE`. Every replica counts
+ * its own requests, so all know which generation they wait for.
  *
  * @example
  * ```ts
@@ -16,9 +20,19 @@
  * const words = new Int32Array(new SharedArrayBuffer(4 * HOST_LINK_SLOTS));
  * const barrier = new Int32Array(new SharedArrayBuffer(4 * BARRIER_SLOTS));
  * const stop = new AbortController();
- * // The leader serves requests until stopped; replicas call exchange() from their Workers.
- * const served = serveHostLink(words, () => Promise.resolve(), stop.signal);
- * assert.equal(new HostLink(words, barrier, { leader: true }).pending, 0);
+ * const summed: number[][] = [];
+ * // The leader serves requests until stopped; replicas post from their Workers.
+ * const served = serveHostLink(words, (offset, length) => {
+ *   summed.push([offset, length]);
+ *   return Promise.resolve();
+ * }, stop.signal);
+ * const link = new HostLink(words, barrier, { leader: true });
+ * link.post(10, 5);
+ * link.post(0, 10);
+ * assert.equal(link.pending, 2);
+ * await new Promise((r) => setTimeout(r, 50)); // the leader serves both, in order
+ * assert.deepEqual(summed, [[10, 5], [0, 10]]);
+ * assert.equal(link.pending, 0);
  * stop.abort();
  * await served;
  * ```
@@ -26,13 +40,17 @@
  */
 import { CollectiveAbortedError, isAbortedShared } from "./barrier.ts";
 
+/** Ranges a host link holds posted and not yet summed. */
+export const HOST_LINK_QUEUE = 16;
+
+const HEAD = 4;
+
 /** Int32 words of a host link's control array. */
-export const HOST_LINK_SLOTS = 4;
+export const HOST_LINK_SLOTS = HEAD + 2 * HOST_LINK_QUEUE;
 
 const REQUEST = 0;
 const DONE = 1;
-const OFFSET = 2;
-const LENGTH = 3;
+const slotOf = (generation: number) => HEAD + 2 * (generation % HOST_LINK_QUEUE);
 
 /** A replica's side of the host link. */
 export class HostLink {
@@ -65,26 +83,38 @@ export class HostLink {
     this.#count = Atomics.load(words, DONE);
   }
 
-  /** Requests this replica has made and the leader has not answered (0 or 1). */
+  /** Requests this replica has made and the leader has not answered. */
   get pending(): number {
     return this.#count - Atomics.load(this.#words, DONE);
   }
 
   /**
-   * Asks for `[offset, offset + length)` to be summed across hosts (posted
-   * by the leader replica; every replica calls it, after the host's sum of
-   * the range is complete) and blocks until the global sum is written back.
-   * Throws `CollectiveAbortedError` when the group is aborted meanwhile.
+   * Posts `[offset, offset + length)` to be summed across hosts (written by
+   * the leader replica; every replica calls it, in the same order, once the
+   * host's sum of the range is complete) and returns its generation for
+   * {@linkcode HostLink.wait}. Blocks only while the queue is full.
    */
-  exchange(offset: number, length: number): void {
+  post(offset: number, length: number): number {
     const w = this.#words;
     const generation = ++this.#count;
+    if (generation - HOST_LINK_QUEUE > 0) this.wait(generation - HOST_LINK_QUEUE);
     if (this.#leader) {
-      Atomics.store(w, OFFSET, offset);
-      Atomics.store(w, LENGTH, length);
+      const at = slotOf(generation);
+      Atomics.store(w, at, offset);
+      Atomics.store(w, at + 1, length);
       Atomics.store(w, REQUEST, generation);
       Atomics.notify(w, REQUEST);
     }
+    return generation;
+  }
+
+  /**
+   * Blocks until the range of `generation` (and every one posted before it)
+   * holds the global sum. Throws `CollectiveAbortedError` when the group is
+   * aborted meanwhile.
+   */
+  wait(generation: number = this.#count): void {
+    const w = this.#words;
     for (let i = 0; i < 2000; i++) {
       if (Atomics.load(w, DONE) >= generation) return;
     }
@@ -96,11 +126,17 @@ export class HostLink {
       if (this.#heartbeat >= 0) Atomics.add(this.#barrier, this.#heartbeat, 1);
     }
   }
+
+  /** {@linkcode HostLink.post} then {@linkcode HostLink.wait}: the range's global sum. */
+  exchange(offset: number, length: number): void {
+    this.wait(this.post(offset, length));
+  }
 }
 
 /**
- * The leader's side: answers every request with `exchange(offset, length)`
- * (which sums the range across hosts in place), until `signal` aborts.
+ * The leader's side: answers every request, in the order posted, with
+ * `exchange(offset, length)` (which sums the range across hosts in place),
+ * until `signal` aborts.
  * Resolves when stopped; rejects with the first error of `exchange` (the
  * caller then aborts the replica group, so no replica waits for ever).
  */
@@ -120,8 +156,10 @@ export async function serveHostLink(
         if (wait.async) await wait.value;
         continue;
       }
-      await exchange(Atomics.load(words, OFFSET), Atomics.load(words, LENGTH));
-      served = request;
+      const next = served + 1;
+      const at = slotOf(next);
+      await exchange(Atomics.load(words, at), Atomics.load(words, at + 1));
+      served = next;
       Atomics.store(words, DONE, served);
       Atomics.notify(words, DONE);
     }

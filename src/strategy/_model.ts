@@ -191,7 +191,8 @@ export function evaluationSums(
 /**
  * Copies one step's results into a fused vector (gradients in trainable
  * order, non-trainable weights, loss, metrics; see `fusedLayout`) and
- * disposes the step's tensors. A variable without a gradient gets zeros.
+ * disposes the step's tensors. A variable without a gradient gets zeros;
+ * one marked 1 in `written` is left as it is (its gradient is already there).
  */
 export async function writeStep(
   target: Float32Array,
@@ -199,13 +200,17 @@ export async function writeStep(
   model: tf.LayersModel,
   trainVars: tf.Variable[],
   step: { value: tf.Scalar; grads: tf.NamedTensorMap; metricValues: tf.Scalar[] },
+  written: Uint8Array | null = null,
 ): Promise<void> {
   try {
     let offset = 0;
-    for (const v of trainVars) {
+    for (let i = 0; i < trainVars.length; i++) {
+      const v = trainVars[i]!;
       const g = step.grads[v.name];
-      if (g === undefined) target.fill(0, offset, offset + v.size);
-      else await readInto(g, target, offset);
+      if (written?.[i] !== 1) {
+        if (g === undefined) target.fill(0, offset, offset + v.size);
+        else await readInto(g, target, offset);
+      }
       offset += v.size;
     }
     for (const w of model.nonTrainableWeights) {
@@ -261,14 +266,28 @@ interface WasmHeap {
  * elsewhere through `data()`.
  */
 export async function readInto(t: tf.Tensor, target: Float32Array, offset: number): Promise<void> {
-  if (t.dtype === "float32" && tf.getBackend() === "wasm") {
+  if (!readIntoSync(t, target, offset)) target.set(await t.data() as Float32Array, offset);
+}
+
+/**
+ * {@linkcode readInto} without waiting, where the backend allows it: out of
+ * the wasm heap, or `dataSync()` on the cpu backend. Returns false (nothing
+ * copied) on other backends, where a synchronous read would stall them.
+ */
+export function readIntoSync(t: tf.Tensor, target: Float32Array, offset: number): boolean {
+  const name = tf.getBackend();
+  if (t.dtype === "float32" && name === "wasm") {
     const backend = tf.backend() as unknown as WasmHeap;
     const at = backend.dataIdMap?.get(t.dataId)?.memoryOffset;
     const heap = backend.wasm?.HEAPU8;
     if (at !== undefined && heap !== undefined && at + t.size * 4 <= heap.byteLength) {
       target.set(new Float32Array(heap.buffer, heap.byteOffset + at, t.size), offset);
-      return;
+      return true;
     }
   }
-  target.set(await t.data() as Float32Array, offset);
+  if (name === "cpu" || name === "wasm") {
+    target.set(t.dataSync() as Float32Array, offset);
+    return true;
+  }
+  return false;
 }

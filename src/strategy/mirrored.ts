@@ -49,6 +49,7 @@ import { type ModelModule, modelSource, resolveModelModule } from "./_options.ts
 import {
   acrossHosts,
   agreeOnCheckpoint,
+  bucketFloats,
   checkCluster,
   CLUSTER_SEED,
   type CrossHostStats,
@@ -427,6 +428,7 @@ export class MirroredStrategy implements Strategy {
           },
           resumeFrom,
           lossWeights: o.lossWeights,
+          bucketFloats: bucketFloats(this.#cluster),
         }), trace);
       if (trace !== undefined) await writeJsonFile(options.trace!, trace);
       return await this.#finish(model, group, reporter, replies, o.callbacks);
@@ -519,6 +521,7 @@ export class MirroredStrategy implements Strategy {
         checkpoint: null,
         resumeFrom: null,
         lossWeights: o.lossWeights,
+        bucketFloats: bucketFloats(this.#cluster),
       };
       let replies: Reply[] = [];
       for await (
@@ -630,7 +633,11 @@ export class MirroredStrategy implements Strategy {
   ): Promise<T> {
     if (this.#cluster === undefined) return await work();
     return await acrossHosts(this.#cluster, group, {
-      config: { replicasPerNode: this.replicas, ...config },
+      config: {
+        replicasPerNode: this.replicas,
+        bucketFloats: bucketFloats(this.#cluster),
+        ...config,
+      },
       onStats: (crossHost) => {
         if (this.#stats !== undefined) this.#stats = { ...this.#stats, crossHost };
       },

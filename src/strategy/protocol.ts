@@ -139,6 +139,12 @@ export type Request =
     resumeFrom: string | null;
     /** Weight of each output's loss in the total loss (null: 1 each). */
     lossWeights: number[] | null;
+    /**
+     * Across hosts, the gradient bucket size in floats (see `_buckets.ts`):
+     * buckets are summed across hosts during the backward pass. 0: the whole
+     * vector after it. Ignored on one host.
+     */
+    bucketFloats: number;
   }
   | {
     type: "evaluate";

@@ -33,6 +33,7 @@ interface Job {
   validationSplit?: number;
   evaluate?: boolean;
   leakCheck?: boolean;
+  bucketBytes?: number;
   [key: string]: unknown;
 }
 
@@ -121,7 +122,16 @@ function maxDiff(a: number[][], b: number[][]): number {
 
 for (
   const job of [
-    { nodes: 2, replicas: 1, optimizer: "sgd", samples: 90, batchSize: 16, epochs: 2 },
+    // A bucket per weight: each goes across hosts as the backward pass produces it.
+    {
+      nodes: 2,
+      replicas: 1,
+      optimizer: "sgd",
+      samples: 90,
+      batchSize: 16,
+      epochs: 2,
+      bucketBytes: 4,
+    },
     {
       nodes: 2,
       replicas: 1,
@@ -140,13 +150,25 @@ for (
       epochs: 2,
       validationSplit: 0.2,
       evaluate: true,
+      bucketBytes: 64, // three buckets, reduced by both replicas of each host
     },
-    { nodes: 3, replicas: 1, optimizer: "adam", samples: 70, batchSize: 12, epochs: 1 },
+    // No buckets: the whole vector after the backward pass.
+    {
+      nodes: 3,
+      replicas: 1,
+      optimizer: "adam",
+      samples: 70,
+      batchSize: 12,
+      epochs: 1,
+      bucketBytes: 0,
+    },
   ] satisfies Job[]
 ) {
   Deno.test(
     `MirroredStrategy with cluster: ${job.nodes} nodes x ${job.replicas} replicas (${job.optimizer}` +
-      `${job.validationSplit ? ", validation" : ""}, uneven last batch) equals one process with ` +
+      `${job.validationSplit ? ", validation" : ""}, ` +
+      `${job.bucketBytes === undefined ? "" : `bucketBytes ${job.bucketBytes}, `}` +
+      `uneven last batch) equals one process with ` +
       `${job.nodes * job.replicas} replicas and one replica`,
     opts,
     async () => {

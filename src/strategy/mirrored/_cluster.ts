@@ -39,6 +39,14 @@ export interface MirroredClusterOptions extends ClusterSpec {
   /** TLS certificate and key files for every cluster socket. @default plain TCP */
   tls?: ClusterTlsOptions;
   /**
+   * Gradient bucket size in bytes: the step's gradients are summed across
+   * hosts bucket by bucket (last layers first) while the backward pass is
+   * still computing the earlier layers, as PyTorch DDP's `bucket_cap_mb`.
+   * 0 sums the whole vector after the backward pass. Every node must use the
+   * same value (checked at rendezvous). @default 1048576
+   */
+  bucketBytes?: number;
+  /**
    * Times a fit goes back to rendezvous after a lost peer (the restarted node
    * rejoins) and resumes from the newest checkpoint, as `torchrun` elastic
    * restarts do. Needs the fit's `checkpoint` option. @default 0
@@ -76,6 +84,7 @@ const CLUSTER_OPTIONS = [
   "advertiseHost",
   "tls",
   "maxRestarts",
+  "bucketBytes",
 ] as const satisfies readonly (keyof MirroredClusterOptions)[];
 
 /** Checks the cluster option (names, spec, compression); undefined stays undefined. */
@@ -98,7 +107,20 @@ export function checkCluster(
   if (!Number.isInteger(maxRestarts) || maxRestarts < 0) {
     throw new RangeError(`cluster.maxRestarts must be an integer >= 0, received ${maxRestarts}`);
   }
+  const bucket = cluster.bucketBytes ?? DEFAULT_BUCKET_BYTES;
+  if (!Number.isSafeInteger(bucket) || bucket < 0) {
+    throw new RangeError(`cluster.bucketBytes must be an integer >= 0, received ${bucket}`);
+  }
   return { ...cluster };
+}
+
+/** Default of `cluster.bucketBytes`. */
+export const DEFAULT_BUCKET_BYTES = 1 << 20;
+
+/** The fit request's `bucketFloats`: 0 on one host or with buckets off. */
+export function bucketFloats(cluster: MirroredClusterOptions | undefined): number {
+  if (cluster === undefined) return 0;
+  return Math.ceil((cluster.bucketBytes ?? DEFAULT_BUCKET_BYTES) / 4);
 }
 
 /** What nodes compare about the model: its topology and its optimizer. */
@@ -131,7 +153,7 @@ export async function agreeOnCheckpoint(
   config: NodeConfig,
 ): Promise<{ epoch: number; step: number } | null> {
   const { nodes, rank, coordinator, token, ...rest } = cluster;
-  const { compression: _c, maxRestarts: _m, ...options } = rest;
+  const { compression: _c, maxRestarts: _m, bucketBytes: _b, ...options } = rest;
   await using ring = await rendezvous({ nodes, rank, coordinator, token }, {
     ...options,
     config: { dtrain: VERSION, op: "resume", ...config },
@@ -183,8 +205,16 @@ export async function acrossHosts<T>(
   work: () => Promise<T>,
 ): Promise<T> {
   if (group.hostLink === null) return await work();
-  const { compression = "none", nodes, rank, coordinator, token, maxRestarts: _, ...rest } =
-    cluster;
+  const {
+    compression = "none",
+    nodes,
+    rank,
+    coordinator,
+    token,
+    maxRestarts: _,
+    bucketBytes: _b,
+    ...rest
+  } = cluster;
   const ring = await rendezvous({ nodes, rank, coordinator, token }, {
     ...rest,
     config: { dtrain: VERSION, ...options.config },

@@ -26,7 +26,14 @@ import { shardRange } from "../_sharding.ts";
 import { BatchReader, evaluateRows } from "../_columns.ts";
 import { CONTROL_STOP, type FusedLayout, heartbeatIndex } from "../_layout.ts";
 import { FlatOptimizer } from "../_flat_optimizer.ts";
-import { fromShared, lossAndGradients, writeNonTrainable, writeStep } from "../_model.ts";
+import {
+  fromShared,
+  lossAndGradients,
+  readIntoSync,
+  writeNonTrainable,
+  writeStep,
+} from "../_model.ts";
+import { type Bucket, planBuckets, withGradientHooks } from "../_buckets.ts";
 import { prepareWorkerModel, readyReply } from "../_worker_model.ts";
 import { closeWorker, serveRequests } from "../../workers/worker_loop.ts";
 import { RecordKind } from "../../core/records.ts";
@@ -50,6 +57,8 @@ interface State {
   flat: FlatOptimizer | null;
   /** Floats of all trainable weights: where the fused vector's non-trainable part starts. */
   trainLength: number;
+  /** Where each trainable weight starts in the fused vector. */
+  varOffsets: number[];
 }
 
 let state: State | undefined;
@@ -112,6 +121,7 @@ async function init(req: Extract<Request, { type: "init" }>): Promise<Reply> {
       kernels,
     }),
     trainLength: trainVars.reduce((n, v) => n + v.size, 0),
+    varOffsets: trainVars.map((_, i) => trainVars.slice(0, i).reduce((n, v) => n + v.size, 0)),
   };
   loadWeights(state);
   return readyReply(req.id, model, report);
@@ -149,6 +159,53 @@ async function computeShard(
     batches.ws,
   );
   await writeStep(slot, layout, model, s.trainVars, step);
+}
+
+/**
+ * {@linkcode computeShard} across hosts with gradient buckets: each bucket
+ * of `buckets` is summed in the host and handed to the leader (which sums it
+ * across hosts) as soon as the backward pass has produced its gradients, the
+ * rest when the pass ends, then the tail (non-trainable weights, loss,
+ * metrics and `stop`). Every replica reduces every bucket in plan order,
+ * with samples or without. `finishBuckets` then waits for the global sums.
+ */
+async function computeShardBucketed(
+  s: State,
+  buckets: Bucket[],
+  batches: BatchReader,
+  order: Uint32Array,
+  range: { from: number; count: number; weight: number; stop: number },
+  lossWeights: number[] | null,
+): Promise<void> {
+  const { model, layout, reducer, trainVars, varOffsets } = s;
+  const slot = reducer.slot;
+  const written = new Uint8Array(trainVars.length);
+  let next = 0;
+  const flush = () => {
+    while (next < buckets.length && buckets[next]!.vars.every((v) => written[v] === 1)) {
+      const b = buckets[next++]!;
+      reducer.reduceBucket(b.offset, b.length);
+    }
+  };
+  reducer.beginBuckets(range.weight);
+  if (range.count === 0) {
+    slot.fill(0, 0, layout.stop);
+  } else {
+    batches.read(order, range.from, range.count);
+    const compute = () =>
+      lossAndGradients(model, trainVars, batches.xs, batches.ys, lossWeights, batches.ws);
+    const step = withGradientHooks(model, (i, grad) => {
+      if (readIntoSync(grad, slot, varOffsets[i]!)) {
+        written[i] = 1;
+        flush();
+      }
+    }, compute);
+    await writeStep(slot, layout, model, trainVars, step, written);
+  }
+  written.fill(1);
+  flush();
+  slot[layout.stop] = range.stop;
+  reducer.reduceBucket(s.trainLength, layout.length - s.trainLength);
 }
 
 function applyReduced(s: State): void {
@@ -217,6 +274,10 @@ async function fit(
   const batches = new BatchReader(req.data, {
     reuseRows: tf.getBackend() === "wasm" ? Math.ceil(req.batchSize / s.shard.count) : 0,
   });
+  // Across hosts, gradients go on the wire bucket by bucket during the backward pass.
+  const buckets = s.crossHost && req.bucketFloats > 0
+    ? planBuckets(s.trainVars.map((v) => v.size), req.bucketFloats)
+    : null;
   const ckpt = req.checkpoint;
   const checkpoint = async (epoch: number, step: number) => {
     if (ckpt === null || replica !== 0) return;
@@ -239,25 +300,32 @@ async function fit(
       const n = Math.min(req.batchSize, req.trainCount - start);
       const [lo, hi] = shardRange(n, s.shard.count, s.shard.index);
       const count = hi - lo;
-      await computeShard(s, batches, order, start + lo, count, req.lossWeights);
       // Weighted by the share below, so a stop vote counts from any replica with samples.
-      reducer.slot[layout.stop] = Atomics.load(control, CONTROL_STOP) !== 0 ? 1 : 0;
-      const t1 = performance.now();
+      const stopVote = () => Atomics.load(control, CONTROL_STOP) !== 0 ? 1 : 0;
       let updateMs = 0;
-      reducer.reduce(0, layout.length, {
-        weight: count / n,
-        onChunk: (begin, end) => {
-          // Every replica sees the same reduced loss here, so all skip together.
-          if (
-            flat === null || (req.terminateOnNaN && !Number.isFinite(reducer.peek(layout.loss)))
-          ) {
-            return;
-          }
-          const u = performance.now();
-          flat.update(reducer.result, begin, Math.min(end, s.trainLength));
-          updateMs = performance.now() - u;
-        },
-      });
+      const onChunk = (begin: number, end: number) => {
+        // Every replica sees the same reduced loss here, so all skip together.
+        if (
+          flat === null || (req.terminateOnNaN && !Number.isFinite(reducer.peek(layout.loss)))
+        ) {
+          return;
+        }
+        const u = performance.now();
+        flat.update(reducer.result, begin, Math.min(end, s.trainLength));
+        updateMs = performance.now() - u;
+      };
+      let t1: number;
+      if (buckets !== null) {
+        const range = { from: start + lo, count, weight: count / n, stop: stopVote() };
+        await computeShardBucketed(s, buckets, batches, order, range, req.lossWeights);
+        t1 = performance.now();
+        reducer.finishBuckets(layout.length, onChunk);
+      } else {
+        await computeShard(s, batches, order, start + lo, count, req.lossWeights);
+        reducer.slot[layout.stop] = stopVote();
+        t1 = performance.now();
+        reducer.reduce(0, layout.length, { weight: count / n, onChunk });
+      }
       const t2 = performance.now();
       const sum = reducer.result;
       const loss = sum[layout.loss]!;
