@@ -34,7 +34,10 @@
  * assert.deepEqual(summed, [[10, 5], [0, 10]]);
  * assert.equal(link.pending, 0);
  * stop.abort();
+ * // A timer keeps the event loop alive while the leader's Atomics.waitAsync wakes.
+ * const alive = setTimeout(() => {}, 1000);
  * await served;
+ * clearTimeout(alive);
  * ```
  * @module
  */
