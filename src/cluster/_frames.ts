@@ -34,6 +34,17 @@ const EMPTY = new Uint8Array(0);
  * Reusable byte buffers of exact sizes, so that the large frames of every
  * all-reduce step are not allocated (and their fresh pages faulted in) each
  * time. Holds at most `perSize` buffers of each of at most 32 sizes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BufferPool } from "./_frames.ts";
+ * const pool = new BufferPool();
+ * const a = pool.take(1024);
+ * pool.give(a);
+ * assert.equal(pool.take(1024), a, "the same buffer again");
+ * assert.notEqual(pool.take(1024), a, "a new one while the first is taken");
+ * ```
  */
 export class BufferPool {
   #free = new Map<number, Uint8Array[]>();

@@ -61,7 +61,7 @@ export function planBuckets(sizes: readonly number[], bucketFloats: number): Buc
       vars = [];
     }
   }
-  return buckets.filter((b) => b.length > 0 || b.vars.length > 0);
+  return buckets;
 }
 
 /** A LayerVariable as the hooks see it (tfjs-layers 4.22: `read()` returns its tf.Variable). */
