@@ -34,7 +34,7 @@ import {
   type TensorInfo,
   unregisterKernel,
 } from "@tensorflow/tfjs-core";
-import { gemmConv2DBackpropFilter, gemmConv2DBackpropInput } from "./_gemm.ts";
+import { gemmConv2DBackpropFilter, gemmConv2DBackpropInput, gemmMaxPool2x2Grad } from "./_gemm.ts";
 import {
   blasConv2D,
   blasConv2DBackpropFilter,
@@ -264,15 +264,19 @@ function maxPoolGrad(fallback: KernelFunc | undefined): KernelFunc {
     const [n, h, w, ch] = input.shape as [number, number, number, number];
     const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
     const { effectiveFilterHeight: fh, effectiveFilterWidth: fw } = info;
+    const { top, left } = info.padInfo;
+    const pool2x2 = fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 &&
+      info.dilationHeight === 1 && info.dilationWidth === 1;
+    if (pool2x2 && n * oh * ow * ch > 0) {
+      // SIMD in dtrain's GEMM module where the channels allow (a multiple of 4).
+      const simd = gemmMaxPool2x2Grad(args.backend, input, dy);
+      if (simd !== null) return simd;
+    }
     const dx = wasm.makeOutput([n, h, w, ch], "float32");
     const out = wasm.typedArrayFromHeap(dx);
     const xs = wasm.typedArrayFromHeap(input);
     const g = wasm.typedArrayFromHeap(dy);
-    const { top, left } = info.padInfo;
-    if (
-      fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 &&
-      info.dilationHeight === 1 && info.dilationWidth === 1
-    ) {
+    if (pool2x2) {
       pool2x2Grad(out, xs, g, n, h, w, ch, oh, ow);
       return dx;
     }

@@ -333,10 +333,15 @@ cases.push({
   },
 });
 for (
-  const [shape, what] of [[[2, 8, 6, 5], "even"], [
-    [2, 9, 7, 3],
-    "odd (a row and column in no window)",
-  ]] as const
+  const [shape, what] of [
+    [[2, 8, 6, 5], "even"],
+    [[2, 9, 7, 3], "odd (a row and column in no window)"],
+    // Channels a multiple of 4 take the SIMD kernel on wasm.
+    [[3, 8, 6, 8], "even, 8 channels"],
+    [[2, 9, 7, 4], "odd, 4 channels"],
+    [[1, 3, 2, 12], "odd rows, 12 channels"],
+    [[2, 11, 11, 32], "odd, 32 channels"],
+  ] as const
 ) {
   cases.push({
     name: `MaxPoolGrad 2x2 stride 2 valid, ${what} sizes, with ties`,
