@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { MirroredStrategy, tf } from "../../mod.ts";
 import { classifier, dataset } from "../strategy/_models.ts";
 import { freePort } from "./_loopback.ts";
+import { HAS_OPENSSL, testCertificates } from "./_tls.ts";
 import { latestCheckpoint } from "../../src/io/checkpoint.ts";
 
 const NODE = new URL("../fixtures/mirrored_node.ts", import.meta.url).pathname;
@@ -34,6 +35,8 @@ interface Job {
   evaluate?: boolean;
   leakCheck?: boolean;
   bucketBytes?: number;
+  /** Every cluster socket over TLS (certificates made by the test; skipped without openssl). */
+  tls?: boolean;
   [key: string]: unknown;
 }
 
@@ -152,6 +155,17 @@ for (
       evaluate: true,
       bucketBytes: 64, // three buckets, reduced by both replicas of each host
     },
+    // Every cluster socket over TLS, with three buckets in flight.
+    {
+      nodes: 2,
+      replicas: 1,
+      optimizer: "adam",
+      samples: 90,
+      batchSize: 16,
+      epochs: 2,
+      bucketBytes: 64,
+      tls: true,
+    },
     // No buckets: the whole vector after the backward pass.
     {
       nodes: 3,
@@ -164,15 +178,20 @@ for (
     },
   ] satisfies Job[]
 ) {
-  Deno.test(
-    `MirroredStrategy with cluster: ${job.nodes} nodes x ${job.replicas} replicas (${job.optimizer}` +
-      `${job.validationSplit ? ", validation" : ""}, ` +
+  Deno.test({
+    name: `MirroredStrategy with cluster: ${job.nodes} nodes x ${job.replicas} replicas ` +
+      `(${job.optimizer}${job.validationSplit ? ", validation" : ""}, ` +
       `${job.bucketBytes === undefined ? "" : `bucketBytes ${job.bucketBytes}, `}` +
-      `uneven last batch) equals one process with ` +
-      `${job.nodes * job.replicas} replicas and one replica`,
-    opts,
-    async () => {
-      const nodes = await Promise.all(startNodes(job).results);
+      `${job.tls ? "TLS, " : ""}uneven last batch) equals one process with ` +
+      `${job.nodes * job.replicas} replicas and one replica` +
+      `${job.tls ? " (skipped without openssl)" : ""}`,
+    ...opts,
+    ignore: job.tls === true && !HAS_OPENSSL,
+    fn: async () => {
+      const dir = job.tls ? await Deno.makeTempDir({ prefix: "dtrain_cluster_tls_" }) : null;
+      const tls = dir === null ? undefined : await testCertificates(dir);
+      const nodes = await Promise.all(startNodes(job, () => ({ tls })).results);
+      if (dir !== null) await Deno.remove(dir, { recursive: true });
       for (const n of nodes) assert.equal(n.error, undefined, JSON.stringify(n.error));
       const digests = nodes.flatMap((n) => n.digests!);
       assert.equal(new Set(digests).size, 1, `every replica of every node: ${digests}`);
@@ -189,7 +208,7 @@ for (
         if (job.leakCheck) assert.deepEqual(n.leaks!.after, n.leaks!.before, "no tensor leaks");
       }
     },
-  );
+  });
 }
 
 Deno.test(
@@ -270,35 +289,41 @@ Deno.test(
   },
 );
 
-Deno.test(
-  "MirroredStrategy with cluster: a node killed mid-epoch makes the other reject with PeerLostError",
-  opts,
-  async () => {
-    const job = {
-      nodes: 2,
-      replicas: 1,
-      optimizer: "sgd",
-      samples: 512,
-      batchSize: 16,
-      epochs: 50,
-      slowStepMs: 20,
-      peerTimeoutMs: 3000,
-    };
-    const { children, results } = startNodes(job as Job);
-    const lost = results[1]!.catch(() => {}); // the killed node prints nothing
-    // Let training start, then kill node 1 outright.
-    await new Promise((r) => setTimeout(r, 6000));
-    const t0 = performance.now();
-    children[1]!.kill("SIGKILL");
-    const first = await results[0]!;
-    const waited = performance.now() - t0;
-    assert.equal((await children[1]!.status).signal, "SIGKILL", "node 1 was killed");
-    await lost;
-    assert.equal(first!.error?.name, "PeerLostError", JSON.stringify(first));
-    assert.equal(first!.error?.peer, 1, "the error names the lost rank");
-    assert.ok(waited < 3000 + 10_000, `rejected after ${Math.round(waited)} ms`);
-  },
-);
+// One bucket (the default for this small model), and a bucket per weight,
+// so that sums of the step's first buckets are in flight when the peer dies.
+for (const bucketBytes of [undefined, 4]) {
+  Deno.test(
+    "MirroredStrategy with cluster: a node killed mid-epoch makes the other reject with " +
+      `PeerLostError${bucketBytes === undefined ? "" : ` (bucketBytes ${bucketBytes})`}`,
+    opts,
+    async () => {
+      const job = {
+        nodes: 2,
+        replicas: 1,
+        optimizer: "sgd",
+        samples: 512,
+        batchSize: 16,
+        epochs: 50,
+        slowStepMs: 20,
+        peerTimeoutMs: 3000,
+        bucketBytes,
+      };
+      const { children, results } = startNodes(job as Job);
+      const lost = results[1]!.catch(() => {}); // the killed node prints nothing
+      // Let training start, then kill node 1 outright.
+      await new Promise((r) => setTimeout(r, 6000));
+      const t0 = performance.now();
+      children[1]!.kill("SIGKILL");
+      const first = await results[0]!;
+      const waited = performance.now() - t0;
+      assert.equal((await children[1]!.status).signal, "SIGKILL", "node 1 was killed");
+      await lost;
+      assert.equal(first!.error?.name, "PeerLostError", JSON.stringify(first));
+      assert.equal(first!.error?.peer, 1, "the error names the lost rank");
+      assert.ok(waited < 3000 + 10_000, `rejected after ${Math.round(waited)} ms`);
+    },
+  );
+}
 
 Deno.test(
   "MirroredStrategy with cluster.maxRestarts: a killed node restarts, the group re-forms and " +

@@ -12,6 +12,7 @@ import {
 } from "../../src/cluster/errors.ts";
 import { formGroups } from "./_groups.ts";
 import { freePort, readAll, writeAll } from "./_loopback.ts";
+import { HAS_OPENSSL, testCertificates } from "./_tls.ts";
 
 const local = { hostname: "127.0.0.1", rendezvousTimeoutMs: 15000 };
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -276,79 +277,13 @@ Deno.test("rendezvous() validates its arguments before opening any socket", asyn
 });
 
 Deno.test({
-  name: "rendezvous() over TLS forms the group and sums (a throwaway CA, a leaf for 127.0.0.1)",
-  ignore: (() => {
-    try {
-      return !new Deno.Command("openssl", { args: ["version"], stdout: "null" }).outputSync()
-        .success;
-    } catch {
-      return true;
-    }
-  })(),
+  name: "rendezvous() over TLS forms the group and sums (a throwaway CA, a leaf for 127.0.0.1; " +
+    "skipped without openssl)",
+  ignore: !HAS_OPENSSL,
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "dtrain_tls_" });
     try {
-      const openssl = async (...args: string[]) => {
-        const out = await new Deno.Command("openssl", {
-          args,
-          cwd: dir,
-          stdout: "null",
-          stderr: "piped",
-        })
-          .output();
-        assert.ok(out.success, `openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
-      };
-      const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-      // A throwaway CA and a leaf for 127.0.0.1 (rustls refuses a CA used as the leaf).
-      await openssl(
-        "req",
-        "-x509",
-        ...ec,
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=dtrain-test-ca",
-      );
-      await openssl(
-        "req",
-        ...ec,
-        "-keyout",
-        "key.pem",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=dtrain-test",
-      );
-      await Deno.writeTextFile(
-        `${dir}/ext.cnf`,
-        "subjectAltName=IP:127.0.0.1,DNS:dtrain-test\nbasicConstraints=CA:FALSE\n",
-      );
-      await openssl(
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cert.pem",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-      );
-      const tls = {
-        certFile: `${dir}/cert.pem`,
-        keyFile: `${dir}/key.pem`,
-        caFile: `${dir}/ca.pem`,
-      };
+      const tls = await testCertificates(dir);
       const groups = await formGroups(2, { tls });
       try {
         await sumCheck(groups);
