@@ -3,7 +3,7 @@
  * worker: weights and the batch's rows) and a gradient (worker to server).
  * Every other message is small JSON (see `messages.ts`).
  *
- * Layout, little-endian:
+ * Layout, little-endian (protocol 2):
  *
  * | bytes | field |
  * |---|---|
@@ -14,22 +14,32 @@
  * | 4..8 | batch (index in the run's batch stream) |
  * | 8..12 | weights version (assignment) or base version (gradient) |
  * | 12..16 | samples in the batch |
- * | 16..28 | n0, n1, n2: values in sections 0, 1, 2 |
- * | 28..32 | zero |
- * | 32.. | section 0 in its dtype (padded to 4 bytes), sections 1 and 2 in float32 |
+ * | 16..20 | k: sections in the frame (1 to `MAX_FRAME_SECTIONS`) |
+ * | 20..24 | zero |
+ * | 24..24+4k | values in each section |
+ * | 24+4k.. | section 0 in its dtype (padded to 4 bytes), the others in float32 |
  *
- * Assignment: section 0 the weights, 1 the x rows, 2 the y rows. Gradient:
- * section 0 the gradients and non-trainable values, 1 the loss and metrics,
- * 2 empty. Float16 applies to section 0 only (weights and gradients), so
- * data, loss and metrics keep full precision.
+ * Assignment: section 0 the weights, then one section of rows per model
+ * input (`model.inputs` order), one per model output (`model.outputs`
+ * order), and one of per-sample loss weights (from `classWeight`) per
+ * weighted output (the welcome's `weightedOutputs`). Gradient: section 0 the
+ * gradients and non-trainable values, section 1 the loss and metrics.
+ * Float16 applies to section 0 only (weights and gradients), so data, loss
+ * and metrics keep full precision.
+ *
+ * Protocol 1 (until dtrain's multi-input edge workers) had exactly three
+ * sections (weights, x, y) and a 32-byte header; each side refuses the
+ * other's frames and hello by version, with an error naming both.
  *
  * @module
  */
 
 /** Version of the edge protocol (frames and messages). */
-export const EDGE_PROTOCOL = 1;
-/** Bytes before the first section. */
-export const FRAME_HEADER_BYTES = 32;
+export const EDGE_PROTOCOL = 2;
+/** Bytes before the section lengths (a frame's header is this plus 4 per section). */
+export const FRAME_HEADER_BYTES = 24;
+/** Most sections a frame may have. */
+export const MAX_FRAME_SECTIONS = 1024;
 const MAGIC = 0x44;
 
 /** Frame kinds. */
@@ -49,8 +59,11 @@ export interface Frame {
   version: number;
   /** Samples in the batch. */
   samples: number;
-  /** Weights, x rows, y rows (assignment); values, loss and metrics, empty (gradient). */
-  sections: [Float32Array, Float32Array, Float32Array];
+  /**
+   * Weights, then every input's, output's and sample-weight column's rows
+   * (assignment); values, then loss and metrics (gradient).
+   */
+  sections: Float32Array[];
 }
 
 /** A frame broke the format; `reason` is `shape` (sizes) or `protocol` (anything else). */
@@ -69,9 +82,11 @@ function pad4(bytes: number): number {
   return (bytes + 3) & ~3;
 }
 
-/** Bytes of a frame with these section sizes. */
-export function frameBytes(fp16: boolean, n0: number, n1: number, n2: number): number {
-  return FRAME_HEADER_BYTES + pad4(n0 * (fp16 ? 2 : 4)) + 4 * (n1 + n2);
+/** Bytes of a frame whose sections have these lengths (values each). */
+export function frameBytes(fp16: boolean, lengths: readonly number[]): number {
+  let bytes = FRAME_HEADER_BYTES + 4 * lengths.length;
+  lengths.forEach((n, i) => (bytes += i === 0 ? pad4(n * (fp16 ? 2 : 4)) : 4 * n));
+  return bytes;
 }
 
 /**
@@ -83,15 +98,20 @@ export function frameBytes(fp16: boolean, n0: number, n1: number, n2: number): n
  * import { decodeFrame, encodeFrame } from "./frames.ts";
  * const bytes = encodeFrame({
  *   kind: "gradient", fp16: true, batch: 3, version: 7, samples: 32,
- *   sections: [new Float32Array([0.5, -1]), new Float32Array([0.25]), new Float32Array(0)],
+ *   sections: [new Float32Array([0.5, -1]), new Float32Array([0.25])],
  * });
- * const frame = decodeFrame(bytes, { kind: "gradient", maxBytes: 1024 });
- * assert.deepEqual([...frame.sections[0]], [0.5, -1]);
+ * const frame = decodeFrame(bytes, { kind: "gradient", maxBytes: 1024, sections: 2 });
+ * assert.deepEqual([...frame.sections[0]!], [0.5, -1]);
  * ```
  */
 export function encodeFrame(frame: Frame): Uint8Array {
-  const [s0, s1, s2] = frame.sections;
-  const bytes = new Uint8Array(frameBytes(frame.fp16, s0.length, s1.length, s2.length));
+  const sections = frame.sections;
+  if (sections.length < 1 || sections.length > MAX_FRAME_SECTIONS) {
+    throw new RangeError(
+      `A frame has 1 to ${MAX_FRAME_SECTIONS} sections, received ${sections.length}`,
+    );
+  }
+  const bytes = new Uint8Array(frameBytes(frame.fp16, sections.map((s) => s.length)));
   const view = new DataView(bytes.buffer);
   view.setUint8(0, MAGIC);
   view.setUint8(1, EDGE_PROTOCOL);
@@ -100,32 +120,31 @@ export function encodeFrame(frame: Frame): Uint8Array {
   view.setUint32(4, frame.batch, true);
   view.setUint32(8, frame.version, true);
   view.setUint32(12, frame.samples, true);
-  view.setUint32(16, s0.length, true);
-  view.setUint32(20, s1.length, true);
-  view.setUint32(24, s2.length, true);
-  let at = FRAME_HEADER_BYTES;
-  if (frame.fp16) {
-    new Float16Array(bytes.buffer, at, s0.length).set(s0);
-    at += pad4(s0.length * 2);
-  } else {
-    new Float32Array(bytes.buffer, at, s0.length).set(s0);
-    at += s0.length * 4;
-  }
-  new Float32Array(bytes.buffer, at, s1.length).set(s1);
-  at += s1.length * 4;
-  new Float32Array(bytes.buffer, at, s2.length).set(s2);
+  view.setUint32(16, sections.length, true);
+  sections.forEach((s, i) => view.setUint32(FRAME_HEADER_BYTES + 4 * i, s.length, true));
+  let at = FRAME_HEADER_BYTES + 4 * sections.length;
+  sections.forEach((s, i) => {
+    if (i === 0 && frame.fp16) {
+      new Float16Array(bytes.buffer, at, s.length).set(s);
+      at += pad4(s.length * 2);
+    } else {
+      new Float32Array(bytes.buffer, at, s.length).set(s);
+      at += s.length * 4;
+    }
+  });
   return bytes;
 }
 
 /**
- * Decodes a frame of kind `expect.kind`, checking every size against the
- * bytes received; throws {@linkcode FrameError} otherwise. Sections are
- * float32 views of `data` (section 0 a widened copy when it came as
- * float16; all copies when `data` is not 4-byte aligned).
+ * Decodes a frame of kind `expect.kind` with `expect.sections` sections,
+ * checking every size against the bytes received; throws
+ * {@linkcode FrameError} otherwise. Sections are float32 views of `data`
+ * (section 0 a widened copy when it came as float16; all copies when `data`
+ * is not 4-byte aligned).
  */
 export function decodeFrame(
   data: Uint8Array,
-  expect: { kind: FrameKind; maxBytes: number },
+  expect: { kind: FrameKind; maxBytes: number; sections: number },
 ): Frame {
   if (data.byteLength > expect.maxBytes) {
     throw new FrameError(
@@ -137,11 +156,18 @@ export function decodeFrame(
     throw new FrameError("shape", `frame of ${data.byteLength} bytes, shorter than its header`);
   }
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  if (view.getUint8(0) !== MAGIC || view.getUint8(1) !== EDGE_PROTOCOL) {
+  if (view.getUint8(0) !== MAGIC) {
     throw new FrameError(
       "protocol",
-      `not an edge protocol ${EDGE_PROTOCOL} frame (first bytes ${view.getUint8(0)}, ` +
-        `${view.getUint8(1)})`,
+      `not an edge protocol frame (first byte ${view.getUint8(0)}, expected ${MAGIC})`,
+    );
+  }
+  const version = view.getUint8(1);
+  if (version !== EDGE_PROTOCOL) {
+    throw new FrameError(
+      "protocol",
+      `an edge protocol ${version} frame, this side speaks protocol ${EDGE_PROTOCOL}: run the ` +
+        "same dtrain release on the server and its workers",
     );
   }
   const kind = view.getUint8(2);
@@ -151,12 +177,28 @@ export function decodeFrame(
   const dtype = view.getUint8(3);
   if (dtype !== 0 && dtype !== 1) throw new FrameError("protocol", `unknown dtype ${dtype}`);
   const fp16 = dtype === 1;
-  const n0 = view.getUint32(16, true), n1 = view.getUint32(20, true), n2 = view.getUint32(24, true);
-  const need = frameBytes(fp16, n0, n1, n2);
+  const k = view.getUint32(16, true);
+  if (k !== expect.sections) {
+    throw new FrameError(
+      "shape",
+      `${expect.kind} frame of ${k} sections, expected ${expect.sections}`,
+    );
+  }
+  if (data.byteLength < FRAME_HEADER_BYTES + 4 * k) {
+    throw new FrameError(
+      "shape",
+      `frame of ${data.byteLength} bytes, shorter than its header of ${k} sections`,
+    );
+  }
+  const lengths = Array.from(
+    { length: k },
+    (_, i) => view.getUint32(FRAME_HEADER_BYTES + 4 * i, true),
+  );
+  const need = frameBytes(fp16, lengths);
   if (need !== data.byteLength) {
     throw new FrameError(
       "shape",
-      `frame of ${data.byteLength} bytes, its header says ${need} (${n0}, ${n1}, ${n2} values)`,
+      `frame of ${data.byteLength} bytes, its header says ${need} (${lengths.join(", ")} values)`,
     );
   }
   // Float views need 4-byte alignment: a frame at another offset is copied first.
@@ -165,25 +207,23 @@ export function decodeFrame(
     aligned = new Uint8Array(data.byteLength);
     aligned.set(data);
   }
-  const base = aligned.byteOffset;
-  let at = base + FRAME_HEADER_BYTES;
-  let s0: Float32Array;
-  if (fp16) {
-    s0 = Float32Array.from(new Float16Array(aligned.buffer, at, n0));
-    at += pad4(n0 * 2);
-  } else {
-    s0 = new Float32Array(aligned.buffer, at, n0);
-    at += n0 * 4;
-  }
-  const s1 = new Float32Array(aligned.buffer, at, n1);
-  at += n1 * 4;
-  const s2 = new Float32Array(aligned.buffer, at, n2);
+  let at = aligned.byteOffset + FRAME_HEADER_BYTES + 4 * k;
+  const sections = lengths.map((n, i) => {
+    if (i === 0 && fp16) {
+      const s = Float32Array.from(new Float16Array(aligned.buffer, at, n));
+      at += pad4(n * 2);
+      return s;
+    }
+    const s = new Float32Array(aligned.buffer, at, n);
+    at += n * 4;
+    return s;
+  });
   return {
     kind: expect.kind,
     fp16,
     batch: view.getUint32(4, true),
     version: view.getUint32(8, true),
     samples: view.getUint32(12, true),
-    sections: [s0, s1, s2],
+    sections,
   };
 }

@@ -74,6 +74,39 @@ function optional(o: Record<string, unknown>, key: string, type: "string" | "boo
   }
 }
 
+function isShape(v: unknown): v is number[] {
+  return Array.isArray(v) && v.every((d) => Number.isInteger(d) && d >= 1);
+}
+
+/** The welcome's columns: shapes of every input and output, loss and sample weights. */
+function checkWelcomeColumns(o: Record<string, unknown>): void {
+  const ins = o.inputShapes, outs = o.outputShapes;
+  if (!Array.isArray(ins) || ins.length < 1 || !ins.every(isShape)) {
+    throw new MessageError("welcome.inputShapes must be a non-empty array of shapes");
+  }
+  if (!Array.isArray(outs) || outs.length < 1 || !outs.every(isShape)) {
+    throw new MessageError("welcome.outputShapes must be a non-empty array of shapes");
+  }
+  const lw = o.lossWeights;
+  if (
+    lw !== null &&
+    !(Array.isArray(lw) && lw.length === outs.length && lw.every((w) => Number.isFinite(w)))
+  ) {
+    throw new MessageError(
+      `welcome.lossWeights must be null or ${outs.length} finite numbers (one per output)`,
+    );
+  }
+  const wo = o.weightedOutputs;
+  if (
+    wo !== null &&
+    !(Array.isArray(wo) && wo.length === outs.length && wo.every((w) => typeof w === "boolean"))
+  ) {
+    throw new MessageError(
+      `welcome.weightedOutputs must be null or ${outs.length} booleans (one per output)`,
+    );
+  }
+}
+
 /**
  * Validates a message from a worker.
  *
@@ -81,7 +114,7 @@ function optional(o: Record<string, unknown>, key: string, type: "string" | "boo
  * ```ts
  * import assert from "node:assert/strict";
  * import { parseWorkerMessage } from "./messages.ts";
- * assert.equal(parseWorkerMessage('{"type":"hello","protocol":1}').type, "hello");
+ * assert.equal(parseWorkerMessage('{"type":"hello","protocol":2}').type, "hello");
  * assert.throws(() => parseWorkerMessage('{"type":"gradient"}'), /unknown/);
  * ```
  */
@@ -91,7 +124,9 @@ export function parseWorkerMessage(text: string): WorkerMessage {
     case "hello":
       if (o.protocol !== EDGE_PROTOCOL) {
         throw new MessageError(
-          `hello.protocol must be ${EDGE_PROTOCOL}, received ${JSON.stringify(o.protocol)}`,
+          `hello.protocol must be ${EDGE_PROTOCOL}, received ${JSON.stringify(o.protocol)}: ` +
+            "this server speaks edge protocol " + EDGE_PROTOCOL + "; run the same dtrain " +
+            "release on the worker",
         );
       }
       optional(o, "name", "string");
@@ -135,6 +170,7 @@ export function parseServerMessage(text: string): ServerMessage {
       if (!Array.isArray(o.xShape) || !Array.isArray(o.yShape)) {
         throw new MessageError("welcome.xShape and yShape must be arrays");
       }
+      checkWelcomeColumns(o);
       return o as ServerMessage;
     case "end":
       return { type: "end", reason: String(o.reason ?? "") };

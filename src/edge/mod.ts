@@ -27,6 +27,7 @@ export {
   frameBytes,
   FrameError,
   type FrameKind,
+  MAX_FRAME_SECTIONS,
 } from "./frames.ts";
 export {
   MessageError,

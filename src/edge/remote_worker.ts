@@ -11,7 +11,8 @@ import type { BackendName } from "../../backends/types.ts";
 import { nonNegativeInt, positiveInt, refuseUnknownOptions } from "../core/checks.ts";
 // Type only: the computer loads the backends, which importing the library must not do.
 import type { GradientComputer } from "../strategy/ps/gradient_computer.ts";
-import { decodeFrame, EDGE_PROTOCOL, encodeFrame, frameBytes } from "./frames.ts";
+import { readAssignment } from "./_exchange.ts";
+import { EDGE_PROTOCOL, encodeFrame } from "./frames.ts";
 import { parseServerMessage, type ServerMessage, type WorkerMessage } from "./messages.ts";
 
 /** Options of {@linkcode runRemoteWorker}. */
@@ -256,24 +257,12 @@ async function session(
     });
     const payload = new Float32Array(welcome.slotLength);
     const logsLength = 1 + welcome.metricCount;
-    const maxBytes = frameBytes(
-      false,
-      welcome.weightCount,
-      welcome.batchSize * welcome.xShape.reduce((a, b) => a * b, 1),
-      welcome.batchSize * welcome.yShape.reduce((a, b) => a * b, 1),
-    );
     while ("frame" in answer) {
-      const a = decodeFrame(answer.frame, { kind: "assignment", maxBytes });
+      // Every input, output and sample-weight column, checked against the welcome.
+      const a = readAssignment(answer.frame, welcome);
       const t0 = performance.now();
-      computer.setWeights(a.sections[0]);
-      await computer.compute(
-        a.sections[1],
-        a.sections[2],
-        a.samples,
-        welcome.xShape,
-        welcome.yShape,
-        payload,
-      );
+      computer.setWeights(a.weights);
+      await computer.computeRows(a, payload);
       if (options.signal?.aborted) return "aborted";
       const frame = encodeFrame({
         kind: "gradient",
@@ -284,7 +273,6 @@ async function session(
         sections: [
           payload.subarray(0, welcome.weightCount),
           payload.subarray(welcome.weightCount, welcome.weightCount + logsLength),
-          new Float32Array(0),
         ],
       });
       const ms = performance.now() - t0;

@@ -59,7 +59,7 @@ import {
   refuseFitOptions,
   splitSamples,
 } from "./_fit_checks.ts";
-import { isSingleIO, type Prepared, prepareSamples, type Samples, toShared } from "./_inputs.ts";
+import { type Prepared, prepareSamples, type Samples, toShared } from "./_inputs.ts";
 import type { SharedData } from "./protocol.ts";
 import { evaluationSums } from "./_model.ts";
 import { ParameterServer, type StalePolicy } from "./ps/_parameter_server.ts";
@@ -397,23 +397,6 @@ export class WorkerStrategy implements Strategy {
     };
   }
 
-  /**
-   * Refuses what remote edge workers cannot compute: their batches carry one
-   * x and one y section, and they weigh one loss.
-   */
-  #refuseRemote(model: tf.LayersModel, lossWeights: number[] | null): void {
-    if (this.#remote === undefined) return;
-    if (!isSingleIO(model) || lossWeights !== null) {
-      throw new TypeError(
-        "WorkerStrategy with remote workers trains models with one input and one output " +
-          `and no lossWeights, received ${model.inputs.length} inputs, ${model.outputs.length} ` +
-          `outputs${lossWeights === null ? "" : " and lossWeights"}: edge workers get one x and ` +
-          "one y per batch; train this model with in-process workers (remote: false) or " +
-          "MirroredStrategy",
-      );
-    }
-  }
-
   #spawn(model: tf.LayersModel): Spawn {
     const compile = compileSpec(model, {
       hasModule: this.#modelModule !== undefined,
@@ -437,8 +420,8 @@ export class WorkerStrategy implements Strategy {
    * weights at every moment, also when `fit` rejects. `batchSize` is per
    * worker. Resolves with the History (logs add `stale`, `dropped`,
    * `restarts`). x/y and `lossWeights` as in `MirroredStrategy.fit` (several
-   * inputs or outputs: arrays in model order or dicts by layer name); with
-   * `remote` workers, one input and one output only. Rejects with
+   * inputs or outputs: arrays in model order or dicts by layer name), and
+   * `classWeight`, with in-process and `remote` workers alike. Rejects with
    * `WorkerCrashedError` (`role: "worker"`) when every worker is gone for
    * good, and `NonFiniteLossError` when a loss stops being finite.
    */
@@ -469,14 +452,6 @@ export class WorkerStrategy implements Strategy {
     }
     if (options.checkpoint !== undefined) checkCheckpointOptions(options.checkpoint);
     const lossWeights = lossWeightsOf(model, options.lossWeights);
-    this.#refuseRemote(model, lossWeights);
-    if (this.#remote !== undefined && options.classWeight !== undefined) {
-      throw new TypeError(
-        "WorkerStrategy with remote workers does not support classWeight: edge workers get one " +
-          "x and one y per batch, without sample weights; train with in-process workers " +
-          "(remote: false) or MirroredStrategy",
-      );
-    }
     const spawn = this.#spawn(model);
     const { samples, trainCount, validation, sampleWeights } = splitSamples(model, x, y, {
       validationData: options.validationData,
@@ -612,6 +587,7 @@ export class WorkerStrategy implements Strategy {
             slotLength: spawn.slotLength,
             weightCount: ps.layout.loss,
             metricCount: ps.layout.metricCount,
+            lossWeights: options.lossWeights,
             version: () => ps.version,
             isOver: () =>
               ps.counts.applied >= (epochs - initialEpoch) * steps || model.stopTraining ||

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import {
   decodeFrame,
+  EDGE_PROTOCOL,
   encodeFrame,
   FRAME_HEADER_BYTES,
   frameBytes,
@@ -22,68 +23,84 @@ const frame = (fp16: boolean) => ({
     new Float32Array([0.5, -1.25, 3]),
     new Float32Array([1, 2, 3, 4]),
     new Float32Array([0, 1]),
-  ] as [Float32Array, Float32Array, Float32Array],
+    new Float32Array([5, 6, 7, 8, 9, 10]),
+    new Float32Array([0.5, 2]),
+  ],
 });
+const ANY = { kind: "assignment" as const, maxBytes: 1 << 20, sections: 5 };
 
 Deno.test("frames round-trip in float32 and float16, aligned or not", () => {
   for (const fp16 of [false, true]) {
     const bytes = encodeFrame(frame(fp16));
-    assert.equal(bytes.byteLength, frameBytes(fp16, 3, 4, 2));
+    assert.equal(bytes.byteLength, frameBytes(fp16, [3, 4, 2, 6, 2]));
     // A frame at an odd offset inside a larger buffer decodes the same.
     const shifted = new Uint8Array(bytes.byteLength + 1).subarray(1);
     shifted.set(bytes);
     for (const data of [bytes, shifted]) {
-      const f = decodeFrame(data, { kind: "assignment", maxBytes: 1 << 20 });
+      const f = decodeFrame(data, ANY);
       assert.deepEqual(
         [f.batch, f.version, f.samples, f.fp16],
         [12, 34, 2, fp16],
       );
-      assert.deepEqual([...f.sections[0]], [0.5, -1.25, 3]); // exact in float16 too
-      assert.deepEqual([...f.sections[1]], [1, 2, 3, 4]);
-      assert.deepEqual([...f.sections[2]], [0, 1]);
+      assert.deepEqual([...f.sections[0]!], [0.5, -1.25, 3]); // exact in float16 too
+      assert.deepEqual(
+        f.sections.slice(1).map((s) => [...s]),
+        [[1, 2, 3, 4], [0, 1], [5, 6, 7, 8, 9, 10], [0.5, 2]],
+      );
     }
   }
-  assert.equal(frameBytes(true, 3, 0, 0), FRAME_HEADER_BYTES + 8, "float16 padded to 4 bytes");
+  assert.equal(frameBytes(true, [3, 0]), FRAME_HEADER_BYTES + 8 + 8, "float16 padded to 4 bytes");
 });
 
 Deno.test("malformed frames are refused with their reason", () => {
   const good = encodeFrame(frame(false));
+  // A section length one value longer, the total unchanged: the header lies.
+  const lying = good.slice();
+  new DataView(lying.buffer).setUint32(FRAME_HEADER_BYTES + 4, 5, true);
   const cases: [Uint8Array, "shape" | "protocol", RegExp][] = [
     [good.slice(0, 20), "shape", /shorter than its header/],
+    [good.slice(0, 30), "shape", /shorter than its header of 5 sections/],
     [good.slice(0, good.byteLength - 4), "shape", /its header says/],
     [new Uint8Array([...good, 0, 0, 0, 0]), "shape", /its header says/],
-    [Object.assign(good.slice(), { 0: 0x45 }), "protocol", /not an edge protocol 1 frame/],
-    [Object.assign(good.slice(), { 1: 9 }), "protocol", /not an edge protocol 1 frame/],
+    [lying, "shape", /its header says .* \(3, 5, 2, 6, 2 values\)/],
+    [Object.assign(good.slice(), { 16: 4 }), "shape", /assignment frame of 4 sections, expected 5/],
+    [Object.assign(good.slice(), { 0: 0x45 }), "protocol", /not an edge protocol frame/],
     [Object.assign(good.slice(), { 3: 7 }), "protocol", /unknown dtype 7/],
+    // A protocol 1 peer (three fixed sections, 32-byte header) is named, not misread.
+    [
+      Object.assign(good.slice(), { 1: 1 }),
+      "protocol",
+      new RegExp(`an edge protocol 1 frame, this side speaks protocol ${EDGE_PROTOCOL}`),
+    ],
   ];
   for (const [bytes, reason, message] of cases) {
     assert.throws(
-      () => decodeFrame(bytes, { kind: "assignment", maxBytes: 1 << 20 }),
+      () => decodeFrame(bytes, ANY),
       (e: unknown) => e instanceof FrameError && e.reason === reason && message.test(e.message),
     );
   }
   assert.throws(
-    () => decodeFrame(good, { kind: "gradient", maxBytes: 1 << 20 }),
+    () => decodeFrame(good, { ...ANY, kind: "gradient" }),
     /expected a gradient frame, received kind 1/,
   );
   assert.throws(
-    () => decodeFrame(good, { kind: "assignment", maxBytes: 64 }),
+    () => decodeFrame(good, { ...ANY, maxBytes: 64 }),
     /larger than the 64 allowed/,
   );
 });
 
 Deno.test("control messages are validated on arrival", () => {
   assert.deepEqual(parseWorkerMessage('{"type":"bye","extra":1}'), { type: "bye" });
-  assert.equal(parseWorkerMessage('{"type":"hello","protocol":1,"fp16":true}').type, "hello");
+  assert.equal(parseWorkerMessage('{"type":"hello","protocol":2,"fp16":true}').type, "hello");
   for (
     const [text, message] of [
       ["not json", /not JSON/],
       ["[1]", /not a JSON object/],
-      ['{"type":"hello","protocol":2}', /hello.protocol must be 1/],
-      ['{"type":"hello","protocol":1,"fp16":"yes"}', /hello.fp16 must be a boolean/],
+      ['{"type":"hello","protocol":1}', /hello.protocol must be 2, received 1: .*same dtrain/],
+      ['{"type":"hello","protocol":2,"fp16":"yes"}', /hello.fp16 must be a boolean/],
       ['{"type":"ready","backend":"cpu"}', /ready needs backend/],
       ['{"type":"gradient"}', /unknown control message type "gradient"/],
-      [`{"type":"hello","protocol":1,"name":"${"x".repeat(300)}"}`, /longer than 200/],
+      [`{"type":"hello","protocol":2,"name":"${"x".repeat(300)}"}`, /longer than 200/],
       ["x".repeat(70_000), /characters \(most 65536\)/],
     ] as [string, RegExp][]
   ) {
@@ -92,7 +109,40 @@ Deno.test("control messages are validated on arrival", () => {
       (e: unknown) => e instanceof MessageError && message.test(e.message),
     );
   }
-  assert.throws(() => parseServerMessage('{"type":"welcome","protocol":1}'), /welcome.worker/);
+  assert.throws(() => parseServerMessage('{"type":"welcome","protocol":2}'), /welcome.worker/);
+  assert.throws(
+    () => parseServerMessage('{"type":"welcome","protocol":1}'),
+    /the server speaks edge protocol 1, this worker 2/,
+  );
+  const welcome = {
+    type: "welcome",
+    protocol: 2,
+    worker: 0,
+    slotLength: 10,
+    weightCount: 8,
+    metricCount: 1,
+    batchSize: 4,
+    xShape: [8],
+    yShape: [3],
+    inputShapes: [[8], [4]],
+    outputShapes: [[3], [1]],
+    lossWeights: [1, 0.5],
+    weightedOutputs: [true, false],
+  };
+  assert.equal(parseServerMessage(JSON.stringify(welcome)).type, "welcome");
+  for (
+    const [change, message] of [
+      [{ inputShapes: undefined }, /welcome.inputShapes must be a non-empty array of shapes/],
+      [{ outputShapes: [[3], [-1]] }, /welcome.outputShapes must be a non-empty array/],
+      [{ lossWeights: [1] }, /welcome.lossWeights must be null or 2 finite numbers/],
+      [{ weightedOutputs: [1, 0] }, /welcome.weightedOutputs must be null or 2 booleans/],
+    ] as [Record<string, unknown>, RegExp][]
+  ) {
+    assert.throws(
+      () => parseServerMessage(JSON.stringify({ ...welcome, ...change })),
+      (e: unknown) => e instanceof MessageError && message.test(e.message),
+    );
+  }
   assert.deepEqual(parseServerMessage('{"type":"end","reason":"done"}'), {
     type: "end",
     reason: "done",

@@ -2,7 +2,7 @@
 // subprocesses over loopback, and jobs on the embedded MNIST digits.
 import assert from "node:assert/strict";
 import { Server } from "../fixtures/serve_process.ts";
-import { decodeFrame, encodeFrame, type Frame } from "../../src/edge/frames.ts";
+import { decodeFrame, EDGE_PROTOCOL, encodeFrame, type Frame } from "../../src/edge/frames.ts";
 import { remoteJob, submitRemote, TOKEN, waitForEnd, WorkerProcess } from "./_edge.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
@@ -75,7 +75,7 @@ async function rawWorker(
   ws.onerror = () => {};
   ws.onopen = () => {
     if (options.skipHello) ws.send(new Uint8Array(40));
-    else ws.send(JSON.stringify({ type: "hello", protocol: 1, name: "raw" }));
+    else ws.send(JSON.stringify({ type: "hello", protocol: EDGE_PROTOCOL, name: "raw" }));
   };
   ws.onmessage = (e) => {
     if (typeof e.data === "string") {
@@ -88,7 +88,12 @@ async function rawWorker(
       } else if (m.type === "ping") ws.send(JSON.stringify({ type: "pong" }));
       else if (m.type === "error") error = m;
     } else {
-      const frame = decodeFrame(new Uint8Array(e.data), { kind: "assignment", maxBytes: 1 << 30 });
+      // One input, one output, no sample weights: weights, x, y.
+      const frame = decodeFrame(new Uint8Array(e.data), {
+        kind: "assignment",
+        maxBytes: 1 << 30,
+        sections: 3,
+      });
       ws.send(answer(frame, welcome!));
     }
   };
@@ -112,7 +117,7 @@ function gradient(
     batch: a.batch,
     version: a.version,
     samples: a.samples,
-    sections: [values, logs, new Float32Array(0)],
+    sections: [values, logs],
     ...change,
   }) as Uint8Array<ArrayBuffer>;
 }
@@ -217,7 +222,7 @@ Deno.test("edge workers end to end", opts, async (t) => {
         ["nonFinite", (a, w) => gradient(a, w, (v) => v.fill(Number.NaN))],
         ["shape", (a, w) => gradient(a, w, () => {}).slice(0, 100)],
         ["futureVersion", (a, w) => gradient(a, w, () => {}, { version: a.version + 1000 })],
-        ["protocol", () => JSON.stringify({ type: "hello", protocol: 1 })],
+        ["protocol", () => JSON.stringify({ type: "hello", protocol: EDGE_PROTOCOL })],
         ["protocol", () => "never", { skipHello: true }],
       ];
       for (const [code, answer, options] of cases) {

@@ -10,8 +10,26 @@ import {
   WorkerCrashedError,
   WorkerStrategy,
 } from "../../mod.ts";
+import { FrameError } from "../../src/edge/frames.ts";
+import { assignmentFrame, readAssignment } from "../../src/edge/_exchange.ts";
 import { GradientComputer } from "../../src/strategy/ps/gradient_computer.ts";
-import { classifier, dataset } from "./_models.ts";
+import type { RemoteAssignment, RemoteWelcome } from "../../src/strategy/ps/remote_workers.ts";
+import { classifier, dataset, disposeTwoByTwoData, twoByTwo, twoByTwoData } from "./_models.ts";
+
+/**
+ * Computes assignment `a` as an edge worker does: through its binary frame,
+ * read back against the welcome, on the shared gradient computer.
+ */
+async function computeAssignment(
+  computer: GradientComputer,
+  a: RemoteAssignment,
+  welcome: RemoteWelcome,
+  payload: Float32Array,
+): Promise<void> {
+  const rows = readAssignment(assignmentFrame(a, false), welcome);
+  computer.setWeights(rows.weights);
+  await computer.computeRows(rows, payload);
+}
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 
@@ -48,8 +66,7 @@ async function drive(
   try {
     for (let a = await session.next(); a !== null; a = await session.next()) {
       session.touch();
-      computer.setWeights(a.weights);
-      await computer.compute(a.x, a.y, a.samples, welcome.xShape, welcome.yShape, payload);
+      await computeAssignment(computer, a, welcome, payload);
       const g = {
         batch: a.batch,
         base: a.version,
@@ -133,6 +150,181 @@ Deno.test("a remote run leaks no tensor (server and worker in one process)", opt
   tf.dispose([x, y]);
   model.dispose();
 });
+
+/**
+ * Trains `make()` with one in-process worker and with one remote worker
+ * (prefetch 0, staleness 0: both runs are sequential) on the same data and
+ * options; resolves with the largest weight difference.
+ */
+async function remoteVersusLocal(
+  make: () => tf.LayersModel,
+  x: tf.Tensor | tf.Tensor[],
+  y: tf.Tensor | tf.Tensor[],
+  fitOptions: Parameters<WorkerStrategy["fit"]>[3],
+): Promise<number> {
+  const local = make();
+  {
+    await using strategy = new WorkerStrategy({ workers: 1, staleness: 0, backend: "cpu" });
+    await strategy.fit(local, x, y, fitOptions);
+  }
+  const remoteModel = make();
+  const pool = new RemoteWorkers({ timeoutMs: 20_000, prefetch: 0 });
+  await using strategy = new WorkerStrategy({ workers: 0, remote: pool, staleness: 0 });
+  const driving = drive(pool.join({ address: "in-process" }));
+  await strategy.fit(remoteModel, x, y, fitOptions);
+  await driving;
+  assert.equal(strategy.stats!.maxStaleness, 0);
+  const diff = maxDiff(local, remoteModel);
+  local.dispose();
+  remoteModel.dispose();
+  return diff;
+}
+
+Deno.test(
+  "one remote worker trains a two-input, two-output model with lossWeights like one in-process worker",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    const d = twoByTwoData(96);
+    const diff = await remoteVersusLocal(
+      () => twoByTwo(() => tf.train.sgd(0.1)),
+      [d.xa, d.xb],
+      [d.cls, d.reg],
+      { epochs: 2, batchSize: 16, seed: 5, lossWeights: { reg: 0.25 } },
+    );
+    console.log(`two-by-two with lossWeights: max |dw| ${diff.toExponential(2)}`);
+    assert.ok(diff < 1e-5, `weights differ by ${diff}`);
+    // The oracle can fail: the same run without the loss weights ends elsewhere.
+    const unweighted = await (async () => {
+      const a = twoByTwo(() => tf.train.sgd(0.1)), b = twoByTwo(() => tf.train.sgd(0.1));
+      const options = { epochs: 2, batchSize: 16, seed: 5 };
+      {
+        await using s = new WorkerStrategy({ workers: 1, staleness: 0, backend: "cpu" });
+        await s.fit(a, [d.xa, d.xb], [d.cls, d.reg], { ...options, lossWeights: { reg: 0.25 } });
+        await s.fit(b, [d.xa, d.xb], [d.cls, d.reg], options);
+      }
+      const gap = maxDiff(a, b);
+      a.dispose();
+      b.dispose();
+      return gap;
+    })();
+    assert.ok(unweighted > 1e-3, `lossWeights change the run (${unweighted})`);
+    disposeTwoByTwoData(d);
+  },
+);
+
+Deno.test(
+  "one remote worker trains with classWeight like one in-process worker",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    const { x, y } = dataset(96);
+    const diff = await remoteVersusLocal(() => classifier(() => tf.train.sgd(0.1)), x, y, {
+      epochs: 2,
+      batchSize: 16,
+      seed: 5,
+      classWeight: { 0: 0.25, 1: 3, 2: 1.5 },
+    });
+    console.log(`classifier with classWeight: max |dw| ${diff.toExponential(2)}`);
+    assert.ok(diff < 1e-5, `weights differ by ${diff}`);
+    tf.dispose([x, y]);
+  },
+);
+
+Deno.test(
+  "a remote run of a two-input, two-output model with lossWeights and classWeight leaks no tensor",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    const d = twoByTwoData(64);
+    const model = twoByTwo(() => tf.train.adam(0.01));
+    const pool = new RemoteWorkers({ prefetch: 0 });
+    await using strategy = new WorkerStrategy({ workers: 0, remote: pool });
+    const options = {
+      batchSize: 16,
+      lossWeights: [1, 0.5],
+      classWeight: { cls: { 0: 0.5, 1: 2, 2: 1 } },
+    };
+    const warm = drive(pool.join({ address: "in-process" }));
+    await strategy.fit(model, [d.xa, d.xb], [d.cls, d.reg], { ...options, epochs: 1 });
+    await warm;
+    const before = tf.memory().numTensors;
+    const driving = drive(pool.join({ address: "in-process" }));
+    await strategy.fit(model, [d.xa, d.xb], [d.cls, d.reg], { ...options, epochs: 2 });
+    assert.equal(await driving, 8);
+    assert.equal(tf.memory().numTensors, before);
+    disposeTwoByTwoData(d);
+    model.dispose();
+  },
+);
+
+Deno.test(
+  "readAssignment() refuses an assignment frame whose columns do not match the welcome",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    const d = twoByTwoData(32);
+    const model = twoByTwo(() => tf.train.sgd(0.1));
+    const pool = new RemoteWorkers({ prefetch: 0 });
+    await using strategy = new WorkerStrategy({ workers: 0, remote: pool });
+    const session = pool.join({ address: "hostile" });
+    const fit = strategy.fit(model, [d.xa, d.xb], [d.cls, d.reg], {
+      epochs: 1,
+      batchSize: 16,
+      classWeight: { cls: { 0: 0.5, 1: 2, 2: 1 } },
+    });
+    try {
+      await hostileFrames(session);
+    } finally {
+      session.close("left");
+      const other = drive(pool.join({ address: "good" }));
+      await fit;
+      await other;
+      disposeTwoByTwoData(d);
+      model.dispose();
+    }
+  },
+);
+
+async function hostileFrames(session: RemoteSession): Promise<void> {
+  const welcome = (await session.welcome())!;
+  assert.deepEqual(welcome.inputShapes, [[8], [4]]);
+  assert.deepEqual(welcome.outputShapes, [[3], [1]]);
+  assert.deepEqual(welcome.weightedOutputs, [true, false]);
+  const a = (await session.next())!;
+  const good = readAssignment(assignmentFrame(a, false), welcome);
+  assert.deepEqual(good.inputs.map((c) => c.length), [16 * 8, 16 * 4]);
+  assert.deepEqual(good.sampleWeights?.map((c) => c?.length ?? null), [16, null]);
+  const cases: [string, RemoteAssignment, RegExp][] = [
+    [
+      "an input one value short",
+      { ...a, inputs: [a.inputs[0]!, a.inputs[1]!.subarray(1)] },
+      /assignment's input 1 has 63 values, expected 64 \(16 samples of 4\)/,
+    ],
+    [
+      "an output of half the rows",
+      { ...a, outputs: [a.outputs[0]!, new Float32Array(8)] },
+      /assignment's output 1 has 8 values, expected 16 \(16 samples of 1\)/,
+    ],
+    [
+      "sample weights missing",
+      { ...a, sampleWeights: null },
+      /assignment frame of 5 sections, expected 6/,
+    ],
+    [
+      "weights one value short",
+      { ...a, weights: a.weights.subarray(1) },
+      new RegExp(`weights has ${welcome.weightCount - 1} values, expected ${welcome.weightCount}`),
+    ],
+  ];
+  for (const [what, hostile, message] of cases) {
+    assert.throws(
+      () => readAssignment(assignmentFrame(hostile, false), welcome),
+      (e: unknown) => e instanceof FrameError && e.reason === "shape" && message.test(e.message),
+      what,
+    );
+  }
+}
 
 for (
   const [name, reason, misbehave] of [
@@ -218,8 +410,7 @@ Deno.test(
     const w = steadyWelcome;
     for (let a = await steady.next(); a !== null; a = await steady.next()) {
       applied.push(a.batch);
-      computer.setWeights(a.weights);
-      await computer.compute(a.x, a.y, a.samples, w.xShape, w.yShape, payload);
+      await computeAssignment(computer, a, w, payload);
       steady.deliver({
         batch: a.batch,
         base: a.version,

@@ -299,15 +299,6 @@ Deno.test("fit() refuses a bad classWeight, and sampleWeight, before any Worker 
     assert.equal(strategy.stats, undefined, `${name}: no Worker started`);
     await strategy.close();
   }
-  await using remote = new WorkerStrategy({ workers: 0, remote: true, backend: BACKEND });
-  await assert.rejects(
-    () => remote.fit(model, x, y, { classWeight: CLASS_WEIGHT }),
-    new TypeError(
-      "WorkerStrategy with remote workers does not support classWeight: edge workers get one " +
-        "x and one y per batch, without sample weights; train with in-process workers " +
-        "(remote: false) or MirroredStrategy",
-    ),
-  );
   tf.dispose([x, y, reg]);
   model.dispose();
   heads.dispose();

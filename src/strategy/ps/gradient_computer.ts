@@ -33,6 +33,28 @@ export interface GradientComputerSpec {
 }
 
 /**
+ * One batch as rows of plain floats (what an edge worker receives), and how
+ * to read them: every input's and output's rows with their per-sample
+ * shapes, the per-sample loss weights, and the weight of each output's loss.
+ */
+export interface RowBatch {
+  /** Samples in the batch. */
+  samples: number;
+  /** `samples` rows of every input, flattened, in `model.inputs` order. */
+  inputs: readonly Float32Array[];
+  /** `samples` rows of every output's targets, flattened, in `model.outputs` order. */
+  outputs: readonly Float32Array[];
+  /** Per-sample shape of every input. */
+  inputShapes: readonly (readonly number[])[];
+  /** Per-sample shape of every output's targets. */
+  outputShapes: readonly (readonly number[])[];
+  /** `samples` loss weights per output (null: that one unweighted), or null: none weighted. */
+  sampleWeights: readonly (Float32Array | null)[] | null;
+  /** Weight of each output's loss in the total loss (null: 1 each). */
+  lossWeights: readonly number[] | null;
+}
+
+/**
  * A model copy that turns (weights, batch) into a fused gradient vector:
  * `[trainable gradients | non-trainable values | loss | metrics | unused]`.
  *
@@ -41,6 +63,7 @@ export interface GradientComputerSpec {
  * const computer = await GradientComputer.create(spec);
  * computer.setWeights(weights); // layout.loss floats: trainable then non-trainable
  * await computer.compute(x, y, samples, xShape, yShape, payload); // one input, one output
+ * await computer.computeRows(rows, payload); // a RowBatch: any inputs, outputs and weights
  * await computer.computeBatch(xs, ys, payload, lossWeights); // tensors, one per input and output
  * computer.dispose();
  * ```
@@ -107,6 +130,22 @@ export class GradientComputer {
       [tf.tensor(y, [samples, ...yShape])],
       into,
       null,
+    );
+  }
+
+  /**
+   * Loss, metrics and gradients of one {@linkcode RowBatch} on the current
+   * weights, written into `into` (`layout.length` floats): the tensors are
+   * made from the rows and freed here, then as {@linkcode computeBatch}.
+   */
+  async computeRows(batch: RowBatch, into: Float32Array): Promise<void> {
+    const n = batch.samples;
+    await this.computeBatch(
+      batch.inputs.map((rows, i) => tf.tensor(rows, [n, ...batch.inputShapes[i]!])),
+      batch.outputs.map((rows, i) => tf.tensor(rows, [n, ...batch.outputShapes[i]!])),
+      into,
+      batch.lossWeights,
+      batch.sampleWeights?.map((w) => w === null ? null : tf.tensor(w, [n])) ?? null,
     );
   }
 

@@ -35,7 +35,7 @@ import { nonNegativeInt, positiveInt, refuseUnknownOptions } from "../../core/ch
 import { epochOrder } from "../../core/random.ts";
 import type { BackendName } from "../../../backends/types.ts";
 import { gatherRows } from "../_sharding.ts";
-import type { CompileSpec, ModelSource, SharedData } from "../protocol.ts";
+import type { CompileSpec, ModelSource, SharedColumn, SharedData } from "../protocol.ts";
 import { PS_CURSOR, PS_DOORBELL, PS_STOP, PS_TICKET } from "./_layout.ts";
 import { newWorkerStats, type WorkerStats } from "./_worker_set.ts";
 
@@ -101,10 +101,21 @@ export interface RemoteWelcome {
   weightCount: number;
   /** Metrics after the loss. */
   metricCount: number;
-  /** Per-sample shape of x. */
+  /** Per-sample shape of x (the first input: `inputShapes[0]`). */
   xShape: number[];
-  /** Per-sample shape of y. */
+  /** Per-sample shape of y (the first output: `outputShapes[0]`). */
   yShape: number[];
+  /** Per-sample shape of every input, in `model.inputs` order. */
+  inputShapes: number[][];
+  /** Per-sample shape of every output's targets, in `model.outputs` order. */
+  outputShapes: number[][];
+  /** Weight of each output's loss in the total loss (null: 1 each). */
+  lossWeights: number[] | null;
+  /**
+   * Which outputs' per-sample loss weights (from `classWeight`) come with
+   * each assignment, one flag per output; null: none do.
+   */
+  weightedOutputs: boolean[] | null;
   /** Samples per batch (the last batch of a pass may have fewer). */
   batchSize: number;
   /** Milliseconds of silence after which the server drops the worker. */
@@ -121,10 +132,15 @@ export interface RemoteAssignment {
   version: number;
   /** `weightCount` floats: trainable then non-trainable weights. */
   weights: Float32Array;
-  /** `samples` rows of x, flattened. */
-  x: Float32Array;
-  /** `samples` rows of y, flattened. */
-  y: Float32Array;
+  /** `samples` rows of every input, flattened, in `model.inputs` order. */
+  inputs: Float32Array[];
+  /** `samples` rows of every output's targets, flattened, in `model.outputs` order. */
+  outputs: Float32Array[];
+  /**
+   * `samples` per-sample loss weights per output (null: that output is not
+   * weighted), or null when none is: as the welcome's `weightedOutputs`.
+   */
+  sampleWeights: (Float32Array | null)[] | null;
 }
 
 /** A remote worker's answer to an assignment. */
@@ -205,6 +221,8 @@ export interface RemoteRun extends BatchStream {
   weightCount: number;
   /** Metrics after the loss. */
   metricCount: number;
+  /** Weight of each output's loss in the total loss (null: 1 each). */
+  lossWeights: number[] | null;
   /** Reads the server's latest published version. */
   version: () => number;
   /** Whether the run needs no more gradients (its last one is applied, or it stops). */
@@ -213,13 +231,19 @@ export interface RemoteRun extends BatchStream {
   nextId: () => number;
 }
 
+/** One column of the run's data: its rows and the values per row. */
+interface Rows {
+  rows: Float32Array;
+  width: number;
+  shape: number[];
+}
+
 interface RunState {
   spec: RemoteRun;
   weights: VersionedBuffer;
-  x: Float32Array;
-  y: Float32Array;
-  xWidth: number;
-  yWidth: number;
+  inputs: Rows[];
+  outputs: Rows[];
+  sampleWeights: (Rows | null)[] | null;
   steps: number;
   pass: number;
   order: Uint32Array;
@@ -354,6 +378,10 @@ export class RemoteSession {
       metricCount: s.metricCount,
       xShape: s.data.xShape,
       yShape: s.data.yShape,
+      inputShapes: run.inputs.map((c) => c.shape),
+      outputShapes: run.outputs.map((c) => c.shape),
+      lossWeights: s.lossWeights,
+      weightedOutputs: run.sampleWeights?.map((c) => c !== null) ?? null,
       batchSize: s.batchSize,
       timeoutMs: this.#pool.timeoutMs,
     };
@@ -399,8 +427,12 @@ export class RemoteSession {
       samples,
       version,
       weights: this.#flat,
-      x: gatherRows(run.x, run.xWidth, run.order, start, samples),
-      y: gatherRows(run.y, run.yWidth, run.order, start, samples),
+      inputs: run.inputs.map((c) => gatherRows(c.rows, c.width, run.order, start, samples)),
+      outputs: run.outputs.map((c) => gatherRows(c.rows, c.width, run.order, start, samples)),
+      sampleWeights:
+        run.sampleWeights?.map((c) =>
+          c === null ? null : gatherRows(c.rows, 1, run.order, start, samples)
+        ) ?? null,
     };
   }
 
@@ -515,6 +547,14 @@ export class RemoteSession {
     this.#resolveClosed(why);
     for (const listener of this.#onClose.splice(0)) listener(why);
   }
+}
+
+function rowsOf(c: SharedColumn): Rows {
+  return {
+    rows: new Float32Array(c.buffer),
+    width: c.shape.reduce((a, b) => a * b, 1),
+    shape: c.shape,
+  };
 }
 
 function allFinite(values: Float32Array): boolean {
@@ -675,10 +715,11 @@ export class RemoteWorkers {
     this.#run = {
       spec,
       weights: new VersionedBuffer(spec.weightsBuffer, spec.weightCount),
-      x: new Float32Array(data.x),
-      y: new Float32Array(data.y),
-      xWidth: data.xShape.reduce((a, b) => a * b, 1),
-      yWidth: data.yShape.reduce((a, b) => a * b, 1),
+      inputs: (data.inputs ?? [{ buffer: data.x, shape: data.xShape }]).map(rowsOf),
+      outputs: (data.outputs ?? [{ buffer: data.y, shape: data.yShape }]).map(rowsOf),
+      sampleWeights:
+        data.sampleWeights?.map((b) => b === null ? null : rowsOf({ buffer: b, shape: [] })) ??
+          null,
       steps: Math.ceil(spec.trainCount / spec.batchSize),
       pass: -1,
       order: new Uint32Array(0),
