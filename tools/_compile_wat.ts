@@ -6,6 +6,7 @@
  */
 import wabtInit from "wabt";
 import { gemmWat } from "../backends/wasm/_gemm_wat.ts";
+import { heapWat } from "../backends/wasm/_heap_wat.ts";
 import { kernelsWat } from "../src/collective/_kernels_wat.ts";
 
 /** A module: its text and the generated file that carries its bytes. */
@@ -16,6 +17,8 @@ export interface WatModule {
   target: string;
   /** Name of the exported base64 constant in `target`. */
   constant: string;
+  /** The text's file, for the generated file's header. @default `target` with `_wat.ts` */
+  source?: string;
 }
 
 /** Every WebAssembly module dtrain builds from text. */
@@ -25,6 +28,19 @@ export const WAT_MODULES: WatModule[] = [
     text: gemmWat,
     target: "backends/wasm/_gemm_wasm.ts",
     constant: "GEMM_WASM_BASE64",
+  },
+  {
+    name: "wasm in-heap kernels",
+    text: () => heapWat(false),
+    target: "backends/wasm/_heap_wasm.ts",
+    constant: "HEAP_WASM_BASE64",
+  },
+  {
+    name: "wasm in-heap kernels for a shared memory",
+    text: () => heapWat(true),
+    target: "backends/wasm/_heap_shared_wasm.ts",
+    constant: "HEAP_SHARED_WASM_BASE64",
+    source: "_heap_wat.ts",
   },
   {
     name: "replica group SIMD kernels",

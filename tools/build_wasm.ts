@@ -1,6 +1,6 @@
 /**
  * `deno run -A tools/build_wasm.ts`: compiles dtrain's WebAssembly text
- * modules (the wasm GEMM kernel, the replica group's SIMD kernels) with
+ * modules (the wasm GEMM kernel, the in-heap kernels, the replica group's SIMD kernels) with
  * `wabt` and writes each binary, base64 encoded, to its generated file. Run
  * it after changing a module's text; `tests/backends/wasm_binaries_test.ts`
  * fails while the two disagree.
@@ -13,7 +13,8 @@ for (const module of WAT_MODULES) {
   const bytes = await compileWat(module);
   const target = new URL(`../${module.target}`, import.meta.url);
   const lines = btoa(String.fromCharCode(...bytes)).match(/.{1,96}/g) ?? [];
-  const source = module.target.replace(/_wasm\.ts$/, "_wat.ts").replace(/^.*\//, "");
+  const source = module.source ??
+    module.target.replace(/_wasm\.ts$/, "_wat.ts").replace(/^.*\//, "");
   await Deno.writeTextFile(
     target,
     `/**

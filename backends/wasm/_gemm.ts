@@ -36,7 +36,6 @@ interface GemmExports {
   im2col(x: number, p: number, ...conv: number[]): void;
   im2row(x: number, p: number, ...conv: number[]): void;
   col2im(cols: number, dx: number, ...conv: number[]): void;
-  pool2x2grad(x: number, g: number, dx: number, ...dims: number[]): void;
   pack(braw: number, bp: number, k: number, n: number, bks: number, bjs: number): void;
   gemm(
     a: number,
@@ -390,31 +389,4 @@ export function gemmCol2im(
     info.inWidth,
     info.inChannels,
   ]);
-}
-
-/**
- * `MaxPoolGrad` of a 2x2 pool with stride 2 and no padding (NHWC, float32,
- * channels a multiple of 4) with the kernel's SIMD `pool2x2grad`: the input
- * and output gradient are copied in, the input gradient out. `null` when the
- * kernel cannot run here, the channels are not a multiple of 4 or the
- * scratch would exceed its cap.
- */
-export function gemmMaxPool2x2Grad(
-  backend: unknown,
-  input: TensorInfo,
-  dy: TensorInfo,
-): TensorInfo | null {
-  const kern = instance();
-  if (kern === null) return null;
-  const [n, h, w, ch] = input.shape as [number, number, number, number];
-  const [, oh, ow] = dy.shape as [number, number, number, number];
-  if (ch % 4 !== 0 || oh !== Math.floor(h / 2) || ow !== Math.floor(w / 2)) return null;
-  const size = product(input.shape);
-  const { at, bytes } = regions([size, product(dy.shape), size]);
-  if (bytes > SCRATCH_MAX_BYTES) return null;
-  const [X, G, DX] = at as [number, number, number];
-  ensure(kern, bytes);
-  copyIn(backend as WasmInternals, kern, [[input, X], [dy, G]]);
-  kern.pool2x2grad(X * 4, G * 4, DX * 4, n, h, w, ch, oh, ow);
-  return copyOut(backend as WasmInternals, kern, DX, [n, h, w, ch]);
 }

@@ -15,8 +15,6 @@
  * - `im2row`: the same patches as `[rows][k]` (one row per output pixel,
  *   copied in contiguous runs), for the host BLAS's Conv2D and
  *   Conv2DBackpropFilter;
- * - `pool2x2grad`: MaxPoolGrad of a 2x2 pool with stride 2, no padding,
- *   four channels per SIMD lane group (see `poolFunctions`);
  * - `im2col` and `col2im`: the patch matrix of an NHWC input for
  *   Conv2DBackpropFilter, and the input gradient from column gradients for
  *   Conv2DBackpropInput (see `convFunctions`).
@@ -177,7 +175,6 @@ export function gemmWat(): string {
       (br $jl)))
   )
   ${convFunctions()}
-  ${poolFunctions()}
 )`);
   return L.join("\n");
 }
@@ -201,10 +198,11 @@ const CONV_PARAMS = [
 ].map((p) => `(param $${p} i32)`).join(" ");
 
 /** `(local.get $x)` shorthand. */
-const lg = (x: string) => `(local.get $${x})`;
+export const lg = (x: string): string => `(local.get $${x})`;
 
 /** `for (let v = 0; v < end; v++) { body }` over i32 locals. */
-function forRange(v: string, end: string, body: string): string {
+/** A counted loop: `body` runs with local `$v` from 0 while `$v < end`. */
+export function forRange(v: string, end: string, body: string): string {
   return `(local.set $${v} (i32.const 0))
     (block $${v}_d (loop $${v}_l
       (br_if $${v}_d (i32.ge_u ${lg(v)} ${end}))
@@ -423,74 +421,4 @@ function convFunctions(): string {
   return `${im2col}
   ${im2row}
   ${col2im}`;
-}
-
-/**
- * `pool2x2grad(x, g, dx, n, h, w, ch, oh, ow)`: the NHWC input gradient at
- * `dx` of a 2x2 max pool with stride 2 and no padding over the input at `x`,
- * from the output gradient `[n, oh, ow, ch]` at `g`; `ch % 4 === 0`. The
- * windows do not overlap, so each input cell gets its window's gradient if
- * it is the window's first maximum in row-major order (strict `>`, as the
- * CPU backend picks; a NaN never wins) and +0 otherwise. An odd last row or
- * column belongs to no window: the output is zero-filled first then.
- */
-function poolFunctions(): string {
-  const ld = (at: string) => `(v128.load (i32.add ${lg("x")} ${at}))`;
-  const st = (at: string, v: string) => `(v128.store (i32.add ${lg("dx")} ${at}) ${v})`;
-  const p = lg("p"), cb = lg("cb"), rowb = lg("rowb");
-  return `(func (export "pool2x2grad") (param $x i32) (param $g i32) (param $dx i32) (param $n i32) (param $h i32) (param $w i32) (param $ch i32) (param $oh i32) (param $ow i32)
-    (local $b i32) (local $y i32) (local $xo i32) (local $c i32) (local $a i32) (local $d i32)
-    (local $cb i32) (local $rowb i32) (local $p i32)
-    (local $m v128) (local $t1 v128) (local $t2 v128) (local $t3 v128) (local $v v128) (local $gv v128)
-    (local.set $cb (i32.shl ${lg("ch")} (i32.const 2)))
-    (local.set $rowb (i32.mul ${lg("w")} ${cb}))
-    (if (i32.or (i32.ne ${lg("h")} (i32.shl ${lg("oh")} (i32.const 1)))
-          (i32.ne ${lg("w")} (i32.shl ${lg("ow")} (i32.const 1))))
-      (then (memory.fill ${lg("dx")} (i32.const 0) (i32.mul (i32.mul ${lg("n")} ${
-    lg("h")
-  }) ${rowb}))))
-    (local.set $d ${lg("g")})
-    ${
-    forRange(
-      "b",
-      lg("n"),
-      forRange(
-        "y",
-        lg("oh"),
-        `(local.set $a (i32.mul (i32.add (i32.mul ${lg("b")} ${lg("h")}) (i32.shl ${
-          lg("y")
-        } (i32.const 1))) ${rowb}))
-        ${
-          forRange(
-            "xo",
-            lg("ow"),
-            `(local.set $c (i32.const 0))
-            (block $c_d (loop $c_l
-              (br_if $c_d (i32.ge_u ${lg("c")} ${cb}))
-              (local.set $p (i32.add ${lg("a")} ${lg("c")}))
-              (local.set $m ${ld(p)})
-              (local.set $v ${ld(`(i32.add ${p} ${cb})`)})
-              (local.set $t1 (f32x4.gt ${lg("v")} ${lg("m")}))
-              (local.set $m (v128.bitselect ${lg("v")} ${lg("m")} ${lg("t1")}))
-              (local.set $v ${ld(`(i32.add ${p} ${rowb})`)})
-              (local.set $t2 (f32x4.gt ${lg("v")} ${lg("m")}))
-              (local.set $m (v128.bitselect ${lg("v")} ${lg("m")} ${lg("t2")}))
-              (local.set $t3 (f32x4.gt ${ld(`(i32.add ${p} (i32.add ${rowb} ${cb}))`)} ${lg("m")}))
-              (local.set $gv (v128.load (i32.add ${lg("d")} ${lg("c")})))
-              ${st(`(i32.add ${p} (i32.add ${rowb} ${cb}))`, `(v128.and ${lg("gv")} ${lg("t3")})`)}
-              (local.set $t2 (v128.andnot ${lg("t2")} ${lg("t3")}))
-              ${st(`(i32.add ${p} ${rowb})`, `(v128.and ${lg("gv")} ${lg("t2")})`)}
-              (local.set $t3 (v128.or ${lg("t2")} ${lg("t3")}))
-              (local.set $t1 (v128.andnot ${lg("t1")} ${lg("t3")}))
-              ${st(`(i32.add ${p} ${cb})`, `(v128.and ${lg("gv")} ${lg("t1")})`)}
-              ${st(p, `(v128.andnot ${lg("gv")} (v128.or ${lg("t1")} ${lg("t3")}))`)}
-              (local.set $c (i32.add ${lg("c")} (i32.const 16)))
-              (br $c_l)))
-            (local.set $a (i32.add ${lg("a")} (i32.shl ${cb} (i32.const 1))))
-            (local.set $d (i32.add ${lg("d")} ${cb}))`,
-          )
-        }`,
-      ),
-    )
-  })`;
 }

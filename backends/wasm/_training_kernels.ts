@@ -29,12 +29,14 @@ import {
   getKernel,
   type KernelBackend,
   type KernelFunc,
+  type MaxPoolAttrs,
   type MaxPoolGradAttrs,
   registerKernel,
   type TensorInfo,
   unregisterKernel,
 } from "@tensorflow/tfjs-core";
-import { gemmConv2DBackpropFilter, gemmConv2DBackpropInput, gemmMaxPool2x2Grad } from "./_gemm.ts";
+import { gemmConv2DBackpropFilter, gemmConv2DBackpropInput } from "./_gemm.ts";
+import { heapAddRow, heapMaxPool2x2, heapMaxPool2x2Grad, heapSumLeading } from "./_heap.ts";
 import {
   blasConv2D,
   blasConv2DBackpropFilter,
@@ -247,6 +249,41 @@ function convForward(fallback: KernelFunc | undefined): KernelFunc {
   };
 }
 
+/**
+ * Whether a pool's windows are 2x2 with stride 2 and no padding, so they do
+ * not overlap and cover every cell but an odd last row or column.
+ */
+function isPool2x2(info: backend_util.Conv2DInfo): boolean {
+  return info.effectiveFilterHeight === 2 && info.effectiveFilterWidth === 2 &&
+    info.strideHeight === 2 && info.strideWidth === 2 && info.dilationHeight === 1 &&
+    info.dilationWidth === 1 && info.padInfo.top === 0 && info.padInfo.left === 0 &&
+    info.outHeight === Math.floor(info.inHeight / 2) &&
+    info.outWidth === Math.floor(info.inWidth / 2);
+}
+
+/**
+ * `MaxPool` of a 2x2 window with stride 2 and no padding (the common CNN
+ * pool) in one pass over the tensor in the heap where the channels are a
+ * multiple of 4; every other pool is tfjs' own.
+ */
+function maxPool(fallback: KernelFunc | undefined): KernelFunc {
+  return (args) => {
+    if (fallback === undefined) throw new Error("wasm kernel MaxPool is not registered");
+    const { x } = args.inputs as { x: TensorInfo };
+    if (x.shape.length !== 4) return fallback(args);
+    const attrs = args.attrs as unknown as MaxPoolAttrs;
+    const info = backend_util.computePool2DInfo(
+      x.shape as [number, number, number, number],
+      attrs.filterSize,
+      attrs.strides,
+      1,
+      attrs.pad,
+      attrs.dimRoundingMode,
+    );
+    return (isPool2x2(info) ? heapMaxPool2x2(args.backend, x) : null) ?? fallback(args);
+  };
+}
+
 function maxPoolGrad(fallback: KernelFunc | undefined): KernelFunc {
   return (args) => {
     const { dy, input } = args.inputs as { dy: TensorInfo; input: TensorInfo };
@@ -265,11 +302,10 @@ function maxPoolGrad(fallback: KernelFunc | undefined): KernelFunc {
     const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
     const { effectiveFilterHeight: fh, effectiveFilterWidth: fw } = info;
     const { top, left } = info.padInfo;
-    const pool2x2 = fh === 2 && fw === 2 && sh === 2 && sw === 2 && top === 0 && left === 0 &&
-      info.dilationHeight === 1 && info.dilationWidth === 1;
+    const pool2x2 = isPool2x2(info);
     if (pool2x2 && n * oh * ow * ch > 0) {
-      // SIMD in dtrain's GEMM module where the channels allow (a multiple of 4).
-      const simd = gemmMaxPool2x2Grad(args.backend, input, dy);
+      // SIMD on the tensors in the heap where the channels allow (a multiple of 4).
+      const simd = heapMaxPool2x2Grad(args.backend, input, dy);
       if (simd !== null) return simd;
     }
     const dx = wasm.makeOutput([n, h, w, ch], "float32");
@@ -366,8 +402,10 @@ function pool2x2Grad(
 
 /**
  * `Sum` over every axis but the last (a bias gradient: `[n, h, w, c]` to
- * `[c]`) as a sum over the first axis of the `[n*h*w, c]` view: the stock
- * kernel transposes the 4-D tensor first, which costs 3x more.
+ * `[c]`): in one pass over the tensor in the heap where `c` is a multiple of
+ * 4 (the same sums, to the bit, as tfjs' kernel), else as a sum over the
+ * first axis of the `[n*h*w, c]` view (the stock kernel transposes the 4-D
+ * tensor first, which costs 3x more).
  */
 function sumLeadingAxes(fallback: KernelFunc | undefined): KernelFunc {
   const reshape = kernel("Reshape");
@@ -379,11 +417,14 @@ function sumLeadingAxes(fallback: KernelFunc | undefined): KernelFunc {
     const axes = (Array.isArray(attrs.axis) ? attrs.axis : [attrs.axis])
       .map((a) => (a < 0 ? a + rank : a))
       .sort((a, b) => a - b);
-    const leading = rank > 2 && !attrs.keepDims && axes.length === rank - 1 &&
-      axes.every((a, i) => a === i);
+    const leading = rank >= 2 && axes.length === rank - 1 && axes.every((a, i) => a === i);
     if (!leading) return fallback(args);
-    const wasm = args.backend as unknown as WasmBackend;
     const last = x.shape[rank - 1]!;
+    const outShape = attrs.keepDims ? [...Array<number>(rank - 1).fill(1), last] : [last];
+    const inHeap = heapSumLeading(args.backend, x, outShape);
+    if (inHeap !== null) return inHeap;
+    if (rank === 2 || attrs.keepDims) return fallback(args);
+    const wasm = args.backend as unknown as WasmBackend;
     const flat = reshape({
       inputs: { x },
       backend: args.backend,
@@ -397,13 +438,34 @@ function sumLeadingAxes(fallback: KernelFunc | undefined): KernelFunc {
   };
 }
 
+/**
+ * `Add` of a tensor and a vector along its last axis (a layer's bias) in
+ * one pass over the tensor in the heap where the vector's length is a
+ * multiple of 4; every other `Add` (and broadcast) is tfjs' own.
+ */
+function addBias(fallback: KernelFunc | undefined): KernelFunc {
+  return (args) => {
+    if (fallback === undefined) throw new Error("wasm kernel Add is not registered");
+    const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+    // IEEE addition commutes exactly, so a bias on either side is the same sum.
+    const out = b.shape.length === 1
+      ? heapAddRow(args.backend, a, b)
+      : a.shape.length === 1
+      ? heapAddRow(args.backend, b, a)
+      : null;
+    return out ?? fallback(args);
+  };
+}
+
 const NATIVE: Record<string, (fallback: KernelFunc | undefined) => KernelFunc> = {
   Conv2D: convForward,
   FusedConv2D: convForward,
   Conv2DBackpropFilter: convBackpropFilter,
   Conv2DBackpropInput: convBackpropInput,
+  MaxPool: maxPool,
   MaxPoolGrad: maxPoolGrad,
   Sum: sumLeadingAxes,
+  Add: addBias,
 };
 
 /**

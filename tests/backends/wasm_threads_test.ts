@@ -14,6 +14,7 @@ import {
   shutdownWasmThreads,
   wasmThreadsRunning,
 } from "../../backends/wasm/_threads.ts";
+import { values } from "./_values.ts";
 
 /** Results must match the CPU backend within this absolute tolerance. */
 const TOLERANCE = 1e-3;
@@ -27,16 +28,6 @@ interface ChildReport {
   conv2dMaxDiff: number;
   afterShutdown: number | null;
   lateEnableError: string | null;
-}
-
-function values(size: number, seed: number): Float32Array {
-  const out = new Float32Array(size);
-  let s = seed >>> 0;
-  for (let i = 0; i < size; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
 }
 
 function maxDiff(a: Float32Array, b: Float32Array): number {
