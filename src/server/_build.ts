@@ -1,27 +1,39 @@
 // Private: turns a validated job request into what the public API takes: a
-// compiled tf.LayersModel and flat Float32 samples. Everything that can be
-// checked before training (model JSON, shapes, batch vs replicas) is checked
-// here and refused with an `InputError` (the HTTP layer answers it with a 400).
+// compiled tf.LayersModel and flat Float32 samples (one array per model input
+// and output, by layer name, for a model with several). Everything that can be
+// checked before training (model JSON, shapes, layer names, sample counts,
+// batch vs replicas, lossWeights and classWeight against the outputs) is
+// checked here and refused with an `InputError` naming the field (the HTTP
+// layer answers it with a 400).
 import { loadFashionMnist, loadMnist, oneHot, tf } from "../../mod.ts";
 import { buildPreset } from "../models/presets.ts";
 import { InputError, type InputErrorCode } from "./_domain_errors.ts";
 import type { DatasetLibrary } from "./datasets.ts";
-import type { DatasetRecord, JobRequest, ModelTopology } from "./types.ts";
+import type { DatasetRecord, InlineData, JobRequest, ModelTopology } from "./types.ts";
 
 const DATASET_SIZES = { "mnist": 10000, "fashion-mnist": 60000 } as const;
 const IMAGE = 784;
 const CLASSES = 10;
 
+/**
+ * One side of the samples, as `strategy.fit` takes it: the model's one input
+ * (output) flat and row-major, or one such array per input (output) layer
+ * name.
+ */
+export type JobColumns = Float32Array | Record<string, Float32Array>;
+
 /** Samples ready for `strategy.fit`. */
 export interface JobData {
-  x: Float32Array;
-  y: Float32Array;
+  x: JobColumns;
+  y: JobColumns;
   count: number;
 }
 
 /** A checked job: the compiled model and how to get its data. */
 export interface BuiltJob {
   model: tf.LayersModel;
+  /** Frees the model and its optimizer's state (the job compiled it: it owns both). */
+  dispose(): void;
   /** Number of samples `loadData` yields. */
   count: number;
   /** Training steps per epoch. */
@@ -30,6 +42,17 @@ export interface BuiltJob {
   loadData(): Promise<JobData>;
   /** Human-readable summary of the model and the data. */
   summary: { model: string; data: string };
+}
+
+/**
+ * Frees `model` and its optimizer: tfjs' `dispose` frees only an optimizer
+ * compiled by name, and one built with a learning rate keeps its state
+ * (Adam's moments) otherwise. Disposing twice is harmless.
+ */
+function disposeModel(model: tf.LayersModel): void {
+  const optimizer = model.optimizer as tf.Optimizer | undefined;
+  model.dispose();
+  optimizer?.dispose();
 }
 
 function bad(code: InputErrorCode, message: string, details?: unknown): InputError {
@@ -45,6 +68,42 @@ function defaultOutputActivation(loss: string): "softmax" | "sigmoid" | "linear"
     return "softmax";
   }
   return loss === "binaryCrossentropy" ? "sigmoid" : "linear";
+}
+
+const SPARSE_LOSS = "sparseCategoricalCrossentropy";
+
+type Rows = number[][];
+type RowsOrDict = InlineData["x"];
+
+function isDict(value: RowsOrDict): value is Record<string, Rows> {
+  return !Array.isArray(value);
+}
+
+/** `"x"` / `"y"`, or `"x.<name>"` for each entry of a dict, with its rows. */
+function inlineColumns(value: RowsOrDict, arg: "x" | "y"): { key: string; rows: Rows }[] {
+  if (!isDict(value)) return [{ key: arg, rows: value }];
+  const entries = Object.entries(value);
+  if (entries.length === 0) {
+    throw bad(
+      "invalid_request",
+      `data.${arg}: expected rows, or a dict of rows by ${arg === "x" ? "input" : "output"} ` +
+        "layer name, received an empty dict",
+      { field: `data.${arg}` },
+    );
+  }
+  return entries.map(([name, rows]) => ({ key: `${arg}.${name}`, rows }));
+}
+
+/** One input or output of the model: its layer name and per-sample shape. */
+interface Port {
+  name: string;
+  shape: number[];
+}
+
+/** `2 inputs ("a", "b")`. */
+function describePorts(ports: readonly Port[], kind: "input" | "output"): string {
+  const names = ports.map((p) => JSON.stringify(p.name)).join(", ");
+  return `${ports.length} ${kind}${ports.length === 1 ? "" : "s"} (${names})`;
 }
 
 type MlpSpec = Extract<JobRequest["model"], { preset: "mlp" }>;
@@ -93,64 +152,334 @@ async function buildTopology(topology: Record<string, unknown>): Promise<tf.Laye
   }
 }
 
+/** The loss of each output, by name, from `compile.loss`; an InputError when it does not fit. */
+function lossesOf(loss: JobRequest["compile"]["loss"], outputs: readonly Port[]): string[] {
+  const names = outputs.map((p) => p.name);
+  const list = names.map((n) => JSON.stringify(n)).join(", ");
+  if (typeof loss === "string") return names.map(() => loss);
+  if (Array.isArray(loss)) {
+    if (loss.length !== names.length) {
+      throw bad(
+        "invalid_compile",
+        `compile.loss has ${loss.length} losses, expected ${names.length}: one per model ` +
+          `output (${list}), in model.outputs order`,
+        { field: "compile.loss", expected: names.length, received: loss.length },
+      );
+    }
+    return loss;
+  }
+  for (const key of Object.keys(loss)) {
+    if (!names.includes(key)) {
+      throw bad(
+        "invalid_compile",
+        `compile.loss names "${key}", which is not an output of the model: expected the ` +
+          `output names ${list}`,
+        { field: `compile.loss.${key}` },
+      );
+    }
+  }
+  return names.map((name) => {
+    const l = loss[name];
+    if (l === undefined) {
+      throw bad(
+        "invalid_compile",
+        `compile.loss has no loss for output "${name}": expected one per output name (${list})`,
+        { field: "compile.loss" },
+      );
+    }
+    return l;
+  });
+}
+
 function compile(model: tf.LayersModel, spec: JobRequest["compile"]): void {
   const optimizer = typeof spec.optimizer === "string"
     ? spec.optimizer
     : tf.train[spec.optimizer.name](spec.optimizer.learningRate);
+  const loss = typeof spec.loss === "string" ? spec.loss : JSON.stringify(spec.loss);
   try {
-    model.compile({ optimizer, loss: spec.loss, metrics: [...spec.metrics] });
+    model.compile({
+      optimizer,
+      loss: typeof spec.loss === "string" || Array.isArray(spec.loss)
+        ? spec.loss
+        : { ...spec.loss },
+      metrics: [...spec.metrics],
+    });
   } catch (cause) {
     throw bad(
       "invalid_compile",
-      `compile: the model does not compile with loss ${spec.loss} and metrics ` +
+      `compile: the model does not compile with loss ${loss} and metrics ` +
         `[${spec.metrics.join(", ")}]: ${cause instanceof Error ? cause.message : cause}`,
     );
   }
 }
 
-/** Per-sample shape of the model's single input or output, all dims known. */
-function sampleShape(model: tf.LayersModel, which: "input" | "output"): number[] {
+/** The model's inputs or outputs: layer name and per-sample shape, all dims known. */
+function portsOf(model: tf.LayersModel, which: "input" | "output"): Port[] {
   const tensors = which === "input" ? model.inputs : model.outputs;
-  if (tensors.length !== 1) {
-    throw bad(
-      "invalid_model",
-      `model: expected one ${which}, received ${tensors.length} ${which}s ` +
-        "(dtrain strategies train single-input, single-output models)",
-    );
-  }
-  const dims = tensors[0]!.shape.slice(1);
-  if (dims.some((d) => d === null)) {
-    throw bad(
-      "invalid_model",
-      `model: expected a fully defined ${which} shape, received [${
-        dims.map((d) => d ?? "null").join(", ")
-      }] (rows are reshaped to it)`,
-    );
-  }
-  return dims as number[];
+  const names = which === "input" ? model.inputNames : model.outputNames;
+  return tensors.map((t, i) => {
+    const dims = t.shape.slice(1);
+    if (dims.some((d) => d === null)) {
+      const what = tensors.length === 1
+        ? `a fully defined ${which} shape`
+        : `a fully defined shape for ${which} "${names[i]}"`;
+      throw bad(
+        "invalid_model",
+        `model: expected ${what}, received [${
+          dims.map((d) => d ?? "null").join(", ")
+        }] (rows are reshaped to it)`,
+      );
+    }
+    return { name: names[i]!, shape: dims as number[] };
+  });
+}
+
+/**
+ * Refuses a model with several inputs or outputs for a source (`field`)
+ * that holds one x and one y per sample.
+ */
+function singleIO(inputs: readonly Port[], outputs: readonly Port[], field: string): void {
+  if (inputs.length === 1 && outputs.length === 1) return;
+  throw bad(
+    "invalid_model",
+    `${field}: a dataset holds samples of one input and one output, received a model with ` +
+      `${describePorts(inputs, "input")} and ${describePorts(outputs, "output")}: send its ` +
+      "samples inline, as data.x and data.y dicts of rows by layer name",
+    { field },
+  );
 }
 
 /** Flattens rows of `width` values into one Float32Array; an InputError names the bad row. */
-function flattenRows(
-  rows: number[][],
-  width: number,
-  field: string,
-  shape: number[],
-): Float32Array {
+function flattenRows(rows: Rows, width: number, field: string, hint: string): Float32Array {
   const out = new Float32Array(rows.length * width);
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i]!;
     if (row.length !== width) {
       throw bad(
         "shape_mismatch",
-        `${field}[${i}] has ${row.length} values, expected ${width} ` +
-          `(the model's per-sample shape [${shape.join(", ")}])`,
+        `${field}[${i}] has ${row.length} values, expected ${width} (${hint})`,
         { field: `${field}[${i}]`, expected: width, received: row.length },
       );
     }
     out.set(row, i * width);
   }
   return out;
+}
+
+/**
+ * One side of the inline data (`data.x` against the inputs, `data.y` against
+ * the outputs) flattened: rows for a model with one such port, a dict with
+ * every port's name once otherwise. `widths[i]` is port i's row width.
+ */
+function inlineSide(
+  value: RowsOrDict,
+  arg: "x" | "y",
+  ports: readonly Port[],
+  widths: readonly number[],
+  hints: readonly string[],
+): JobColumns {
+  const kind = arg === "x" ? "input" : "output";
+  const field = `data.${arg}`;
+  if (!isDict(value)) {
+    if (ports.length > 1) {
+      throw bad(
+        "shape_mismatch",
+        `${field}: the model has ${describePorts(ports, kind)}: send ${field} as a dict of ` +
+          `rows by ${kind} name, received rows`,
+        { field },
+      );
+    }
+    return flattenRows(value, widths[0]!, field, hints[0]!);
+  }
+  const names = ports.map((p) => p.name);
+  const list = names.map((n) => JSON.stringify(n)).join(", ");
+  for (const key of Object.keys(value)) {
+    if (!names.includes(key)) {
+      throw bad(
+        "invalid_request",
+        `${field} has an entry "${key}", which is not an ${kind} of the model: expected the ` +
+          `${kind} names ${list}`,
+        { field: `${field}.${key}` },
+      );
+    }
+  }
+  const out: Record<string, Float32Array> = {};
+  ports.forEach(({ name }, i) => {
+    const rows = value[name];
+    if (rows === undefined) {
+      throw bad(
+        "invalid_request",
+        `${field} has no entry for ${kind} "${name}": expected one per ${kind} name (${list})`,
+        { field },
+      );
+    }
+    out[name] = flattenRows(rows, widths[i]!, `${field}.${name}`, hints[i]!);
+  });
+  return out;
+}
+
+/** The row width of each output's targets: 1 (a class index) under the sparse loss. */
+function targetWidths(outputs: readonly Port[], losses: readonly string[]): number[] {
+  return outputs.map((p, i) => losses[i] === SPARSE_LOSS ? 1 : product(p.shape));
+}
+
+function targetHints(
+  outputs: readonly Port[],
+  losses: readonly string[],
+  single: boolean,
+): string[] {
+  return outputs.map((p, i) => {
+    const whose = single ? "the model's" : `output "${p.name}"'s`;
+    return losses[i] === SPARSE_LOSS
+      ? `a class index per sample for ${SPARSE_LOSS}, ${whose} ${p.shape.at(-1)} classes`
+      : `${whose} per-sample shape [${p.shape.join(", ")}]`;
+  });
+}
+
+/** Sparse labels: integer class indices of the output's classes; an InputError names the row. */
+function checkSparseLabels(values: Float32Array, output: Port, field: string): void {
+  const classes = output.shape.at(-1)!;
+  for (let s = 0; s < values.length; s++) {
+    const v = values[s]!;
+    if (!Number.isInteger(v) || v < 0 || v >= classes) {
+      throw bad(
+        "shape_mismatch",
+        `${field}[${s}] is [${v}]: a ${SPARSE_LOSS} label is a class index, an integer in ` +
+          `[0, ${classes})`,
+        { field: `${field}[${s}]`, received: v },
+      );
+    }
+  }
+}
+
+/** `fit.lossWeights` against the outputs: one per output, or names of outputs. */
+function checkLossWeights(option: JobRequest["fit"]["lossWeights"], outputs: readonly Port[]) {
+  if (option === undefined) return;
+  const names = outputs.map((p) => p.name);
+  const list = names.map((n) => JSON.stringify(n)).join(", ");
+  if (Array.isArray(option)) {
+    if (option.length !== names.length) {
+      throw bad(
+        "invalid_request",
+        `fit.lossWeights has ${option.length} entries, expected ${names.length}: one per ` +
+          `model output (${list}), in model.outputs order`,
+        { field: "fit.lossWeights", expected: names.length, received: option.length },
+      );
+    }
+    return;
+  }
+  for (const key of Object.keys(option)) {
+    if (!names.includes(key)) {
+      throw bad(
+        "invalid_request",
+        `fit.lossWeights names "${key}", which is not an output of the model: expected the ` +
+          `output names ${list}`,
+        { field: `fit.lossWeights.${key}` },
+      );
+    }
+  }
+}
+
+/**
+ * `fit.classWeight` against the outputs, as `model.fit` reads it: one map
+ * per output (a one-output model: the map itself), class indices of the
+ * output's classes, and, when the labels are at hand (`labels[i]`, inline
+ * data), a weight for the class of every label.
+ */
+function checkClassWeight(
+  option: JobRequest["fit"]["classWeight"],
+  outputs: readonly Port[],
+  losses: readonly string[],
+  labels: readonly { values: Float32Array; field: string }[],
+): void {
+  if (option === undefined) return;
+  const names = outputs.map((p) => p.name);
+  const list = names.map((n) => JSON.stringify(n)).join(", ");
+  let maps: { field: string; map: Record<string, number> | null }[];
+  if (Array.isArray(option)) {
+    if (option.length !== names.length) {
+      throw bad(
+        "invalid_request",
+        `fit.classWeight has ${option.length} entries, expected ${names.length}: one ` +
+          `class-weight map per model output (${list}), in model.outputs order (null: not ` +
+          "weighted)",
+        { field: "fit.classWeight", expected: names.length, received: option.length },
+      );
+    }
+    maps = option.map((map, i) => ({ field: `fit.classWeight[${i}]`, map }));
+  } else {
+    const values = Object.values(option);
+    const byName = values.length > 0 && typeof values[0] === "object";
+    if (!byName) {
+      if (names.length > 1) {
+        throw bad(
+          "invalid_request",
+          `fit.classWeight: the model has ${describePorts(outputs, "output")}: send a list of ` +
+            `${names.length} class-weight maps or a dict of them by output name, received one map`,
+          { field: "fit.classWeight" },
+        );
+      }
+      maps = [{ field: "fit.classWeight", map: option as Record<string, number> }];
+    } else {
+      const dict = option as Record<string, Record<string, number>>;
+      for (const key of Object.keys(dict)) {
+        if (!names.includes(key)) {
+          throw bad(
+            "invalid_request",
+            `fit.classWeight names "${key}", which is not an output of the model: expected ` +
+              `the output names ${list}`,
+            { field: `fit.classWeight.${key}` },
+          );
+        }
+      }
+      maps = names.map((n) => ({ field: `fit.classWeight.${n}`, map: dict[n] ?? null }));
+    }
+  }
+  maps.forEach(({ field, map }, i) => {
+    if (map === null) return;
+    const { name, shape } = outputs[i]!;
+    const sparse = losses[i] === SPARSE_LOSS;
+    if (!sparse && shape.length > 1) {
+      throw bad(
+        "invalid_request",
+        `${field}: output "${name}" has targets of shape [${shape.join(", ")}]; classWeight ` +
+          "takes outputs with a class index or a one-hot row per sample",
+        { field },
+      );
+    }
+    const width = sparse ? 1 : product(shape);
+    const classes = width > 1 ? width : sparse ? shape.at(-1)! : undefined;
+    for (const key of Object.keys(map)) {
+      const c = Number(key);
+      if (!Number.isInteger(c) || c < 0 || (classes !== undefined && c >= classes)) {
+        throw bad(
+          "invalid_request",
+          `${field} has a weight for class "${key}", which is not a class of output ` +
+            `"${name}": expected integer class indices in [0, ${classes ?? "classes"})`,
+          { field: `${field}.${key}` },
+        );
+      }
+    }
+    const label = labels[i];
+    if (label === undefined) return;
+    const { values: y, field: target } = label;
+    for (let s = 0; s < y.length / width; s++) {
+      let c = 0;
+      if (width === 1) c = y[s]!;
+      else {
+        // The first largest entry, as tf.argMax (and model.fit) picks it.
+        for (let k = 1; k < width; k++) if (y[s * width + k]! > y[s * width + c]!) c = k;
+      }
+      if (map[String(c)] === undefined) {
+        throw bad(
+          "invalid_request",
+          `${field} has no weight for class ${c} (${target}[${s}]): classWeight must weigh ` +
+            "every class in the labels, as model.fit requires",
+          { field, received: c },
+        );
+      }
+    }
+  });
 }
 
 /** The uploaded dataset `id` names, from `datasets`; an InputError naming `data.upload` if none. */
@@ -180,9 +509,11 @@ async function findUpload(
 /**
  * Builds and compiles the model of `request`, checks the data against it and
  * the batch against the replicas. Throws an `InputError` for anything that
- * would make training fail up front. The caller owns (and must dispose) the
- * returned model. An uploaded dataset (`data.upload`) is looked up in
- * `options.datasets` (none: such a request is refused).
+ * would make training fail up front. The caller owns the returned job and
+ * frees its model with `dispose()`. An uploaded dataset (`data.upload`) is looked up in
+ * `options.datasets` (none: such a request is refused). A topology model
+ * with several inputs or outputs takes inline data only, as dicts of rows by
+ * layer name.
  */
 export async function buildJob(
   request: JobRequest,
@@ -196,15 +527,19 @@ export async function buildJob(
   if (upload !== undefined) {
     count = upload.record.count;
   } else if (inline !== undefined) {
-    if (inline.x.length !== inline.y.length) {
-      throw bad(
-        "shape_mismatch",
-        `data: x and y must have the same number of samples, received ${inline.x.length} and ` +
-          `${inline.y.length}`,
-        { x: inline.x.length, y: inline.y.length },
-      );
+    const columns = [...inlineColumns(inline.x, "x"), ...inlineColumns(inline.y, "y")];
+    const first = columns[0]!;
+    count = first.rows.length;
+    for (const { key, rows } of columns) {
+      if (rows.length !== count) {
+        throw bad(
+          "shape_mismatch",
+          `data: ${first.key} and ${key} must have the same number of samples, received ` +
+            `${count} and ${rows.length}`,
+          { [first.key]: count, [key]: rows.length },
+        );
+      }
     }
-    count = inline.x.length;
   } else {
     const max = DATASET_SIZES[dataset!.dataset];
     if (dataset!.limit !== undefined && dataset!.limit > max) {
@@ -239,15 +574,35 @@ export async function buildJob(
   let modelSummary: string;
   const preset = presetOf(request.model);
   if (preset !== undefined) {
-    const inputs = inline?.x[0]?.length ??
+    const what = `model.preset "${preset.preset}" builds a model with one input and one output`;
+    for (const arg of ["x", "y"] as const) {
+      if (inline !== undefined && isDict(inline[arg])) {
+        throw bad(
+          "invalid_request",
+          `data.${arg}: ${what} and takes rows; a dict of rows by layer name is for a topology ` +
+            "model (model.toJSON(null, false)) with several inputs or outputs",
+          { field: `data.${arg}` },
+        );
+      }
+    }
+    const loss = request.compile.loss;
+    if (typeof loss !== "string") {
+      throw bad(
+        "invalid_compile",
+        `compile.loss: ${what}: expected one loss name, received ${JSON.stringify(loss)}`,
+        { field: "compile.loss" },
+      );
+    }
+    const rows = inline === undefined ? undefined : { x: inline.x as Rows, y: inline.y as Rows };
+    const inputs = rows?.x[0]?.length ??
       (upload === undefined ? IMAGE : product(upload.record.xShape));
-    const outputs = inline?.y[0]?.length ??
+    const outputs = rows?.y[0]?.length ??
       (upload === undefined ? CLASSES : product(upload.record.yShape));
     if (inputs < 1 || outputs < 1) {
       throw bad("shape_mismatch", "data: rows of x and y must not be empty");
     }
     if (preset.preset === "mlp") {
-      model = buildMlp(preset, inputs, outputs, request.compile.loss);
+      model = buildMlp(preset, inputs, outputs, loss);
       modelSummary = `mlp [${preset.hidden.join(", ")}]`;
     } else {
       const [f1, f2] = preset.filters as [number, number];
@@ -263,22 +618,47 @@ export async function buildJob(
     modelSummary = `${topology.class_name} (${model.layers.length} layers)`;
   }
   try {
-    const inShape = sampleShape(model, "input");
-    const outShape = sampleShape(model, "output");
+    const inputs = portsOf(model, "input");
+    const outputs = portsOf(model, "output");
+    if (inline === undefined) {
+      singleIO(inputs, outputs, upload !== undefined ? "data.upload" : "data.dataset");
+    }
+    const losses = lossesOf(request.compile.loss, outputs);
     compile(model, request.compile);
+    checkLossWeights(fit.lossWeights, outputs);
+    const inShape = inputs[0]!.shape, outShape = outputs[0]!.shape;
     const inSize = product(inShape), outSize = product(outShape);
     const steps = Math.ceil(trainCount / fit.batchSize);
     if (inline !== undefined) {
-      const x = flattenRows(inline.x, inSize, "data.x", inShape);
-      const y = flattenRows(inline.y, outSize, "data.y", outShape);
+      const one = inputs.length === 1, oneOut = outputs.length === 1;
+      const x = inlineSide(
+        inline.x,
+        "x",
+        inputs,
+        inputs.map((p) => product(p.shape)),
+        inputs.map((p) =>
+          `${one ? "the model's" : `input "${p.name}"'s`} per-sample shape [${p.shape.join(", ")}]`
+        ),
+      );
+      const widths = targetWidths(outputs, losses);
+      const y = inlineSide(inline.y, "y", outputs, widths, targetHints(outputs, losses, oneOut));
+      const labels = outputs.map((p, i) => {
+        const values = y instanceof Float32Array ? y : y[p.name]!;
+        const field = y instanceof Float32Array ? "data.y" : `data.y.${p.name}`;
+        if (losses[i] === SPARSE_LOSS) checkSparseLabels(values, p, field);
+        return { values, field };
+      });
+      checkClassWeight(fit.classWeight, outputs, losses, labels);
       return {
         model,
+        dispose: () => disposeModel(model),
         count,
         steps,
         loadData: () => Promise.resolve({ x, y, count }),
         summary: { model: modelSummary, data: `inline: ${count} samples` },
       };
     }
+    checkClassWeight(fit.classWeight, outputs, losses, []);
     if (upload !== undefined) {
       const { record, datasets } = upload;
       if (inSize !== product(record.xShape) || outSize !== product(record.yShape)) {
@@ -298,6 +678,7 @@ export async function buildJob(
       }
       return {
         model,
+        dispose: () => disposeModel(model),
         count,
         steps,
         loadData: () => datasets.read(record.id),
@@ -314,6 +695,7 @@ export async function buildJob(
     }
     return {
       model,
+      dispose: () => disposeModel(model),
       count,
       steps,
       loadData: async () => {
@@ -325,7 +707,7 @@ export async function buildJob(
       summary: { model: modelSummary, data: `${name}: ${count} samples` },
     };
   } catch (e) {
-    model.dispose();
+    disposeModel(model);
     throw e;
   }
 }

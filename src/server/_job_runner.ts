@@ -95,7 +95,7 @@ function cleanLogs(logs: Record<string, number> | undefined): Record<string, num
 /**
  * Trains `job` to its end: succeeded (model saved), failed (the error's code
  * and message recorded), or stopped for its `stopReason`. Disposes the model
- * and resolves `job.done` in every case.
+ * (and its optimizer) and resolves `job.done` in every case.
  */
 export async function runJob(job: LiveJob, ctx: RunContext): Promise<void> {
   const { record, built } = job;
@@ -171,6 +171,8 @@ export async function runJob(job: LiveJob, ctx: RunContext): Promise<void> {
         shuffle: job.fit.shuffle,
         // A job resumed elsewhere must shuffle as it did: a seed it keeps.
         seed: job.fit.seed ?? seedOf(record.id),
+        ...(job.fit.lossWeights === undefined ? {} : { lossWeights: job.fit.lossWeights }),
+        ...(job.fit.classWeight === undefined ? {} : { classWeight: job.fit.classWeight }),
         callbacks,
         ...(job.checkpointDir === null ? {} : { checkpoint: { dir: job.checkpointDir, keep: 2 } }),
       });
@@ -206,7 +208,7 @@ export async function runJob(job: LiveJob, ctx: RunContext): Promise<void> {
       message: e instanceof Error ? e.message : String(e),
     });
   } finally {
-    model.dispose();
+    built.dispose();
     job.resolveDone();
   }
 }

@@ -43,9 +43,20 @@ function describe(value: unknown): string {
   return String(value);
 }
 
-/** A branch that failed only because the input lacks its discriminator key. */
+/**
+ * A branch that failed only because the input lacks its discriminator key,
+ * or because the value is not of the branch's kind at all (one type or
+ * option issue at the union's own path: an object where the branch takes
+ * rows).
+ */
 function notTried(branch: readonly Issue[], input: unknown, path: readonly PropertyKey[]): boolean {
   const only = branch.length === 1 ? branch[0]! : undefined;
+  if (
+    only !== undefined && only.path.length === 0 &&
+    (only.code === "invalid_type" || only.code === "invalid_value")
+  ) {
+    return true;
+  }
   if (only?.code !== "invalid_union" || only.errors.length > 0) return false;
   return !valueAt(input, [...path, ...only.path]).found;
 }
@@ -53,8 +64,10 @@ function notTried(branch: readonly Issue[], input: unknown, path: readonly Prope
 /**
  * Flattens issues: a union's issues are replaced by those of the branch that
  * came closest (fewest issues, ignoring branches whose discriminator the
- * input does not have), so `{ "preset": "mlp", "hidden": "x" }` reports
- * `model.hidden`, not "no branch matched".
+ * input does not have or whose kind of value it is not), so
+ * `{ "preset": "mlp", "hidden": "x" }` reports `model.hidden`, and
+ * `data.x: { "a": [[1, "b"]] }` reports `data.x.a[0][1]`, not "no branch
+ * matched".
  */
 function flatten(
   issues: readonly Issue[],

@@ -227,7 +227,7 @@ export class JobManager {
     try {
       this.#queue.admit();
     } catch (e) {
-      built.model.dispose();
+      built.dispose();
       throw e;
     }
     const id = newId("job");
@@ -265,7 +265,7 @@ export class JobManager {
       if (tokenHash !== null) await this.#store.putWorkerTokenHash(id, tokenHash);
       await this.#store.putJob(record);
     } catch (e) {
-      built.model.dispose();
+      built.dispose();
       throw e;
     }
     this.#live.set(id, job);
@@ -553,7 +553,7 @@ export class JobManager {
     // Workers of a suspended job reconnect to the next server, not exit.
     if (reason === "suspended") job.remote?.pool.close("suspended");
     if (this.#queue.remove(job)) {
-      job.built.model.dispose();
+      job.built.dispose();
       await this.#finish(job, reason);
       job.resolveDone();
       return;

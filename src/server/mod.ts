@@ -44,6 +44,7 @@ export {
   DatasetUploadError,
 } from "./datasets.ts";
 export type {
+  ClassWeightMap,
   CnnPreset,
   CompileRequest,
   DatasetData,
@@ -61,6 +62,7 @@ export type {
   MetricName,
   MirroredStrategyRequest,
   MlpPreset,
+  ModelPort,
   ModelRecord,
   ModelTopology,
   OptimizerName,

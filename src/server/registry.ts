@@ -75,6 +75,40 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
+/**
+ * How a model record names its loss: the name, one per output in model order
+ * (`a:name,b:name` for a dict by output name), or "custom".
+ */
+function lossName(loss: unknown, outputNames: readonly string[]): string {
+  if (typeof loss === "string") return loss;
+  if (Array.isArray(loss) && loss.every((l) => typeof l === "string")) return loss.join(",");
+  if (loss !== null && typeof loss === "object" && !Array.isArray(loss)) {
+    const dict = loss as Record<string, unknown>;
+    if (outputNames.every((n) => typeof dict[n] === "string")) {
+      return outputNames.map((n) => `${n}:${dict[n]}`).join(",");
+    }
+  }
+  return "custom";
+}
+
+/**
+ * Refuses predict for a model with several inputs or outputs: the predict
+ * forms carry one input and answer one output.
+ */
+function checkPredictable(record: ModelRecord): void {
+  const inputs = record.inputs ?? [], outputs = record.outputs ?? [];
+  if (inputs.length <= 1 && outputs.length <= 1) return;
+  const names = (ports: { name: string }[]) => ports.map((p) => JSON.stringify(p.name)).join(", ");
+  throw new InputError(
+    "invalid_model",
+    `Model ${record.id} has ${inputs.length} input${inputs.length === 1 ? "" : "s"} ` +
+      `(${names(inputs)}) and ${outputs.length} output${outputs.length === 1 ? "" : "s"} ` +
+      `(${names(outputs)}): predict takes models with one input and one output; load it ` +
+      `with tf.loadLayersModel from ${record.modelUrl} and predict locally`,
+    { inputs: inputs.map((p) => p.name), outputs: outputs.map((p) => p.name) },
+  );
+}
+
 /** A model loaded on this thread that batches the predict requests of one event-loop turn. */
 class LoadedModel {
   readonly model: tf.LayersModel;
@@ -219,15 +253,17 @@ export class ModelRegistry {
     const id = newId("mdl");
     await Deno.mkdir(this.#dir, { recursive: true });
     const result = await model.save(fileHandler(join(this.#dir, id)));
-    const loss = model.loss;
+    const loss = model.loss as unknown;
     const record: ModelRecord = {
       id,
       jobId: meta.jobId,
       createdAt: new Date().toISOString(),
       inputShape: model.inputs[0]!.shape,
       outputShape: model.outputs[0]!.shape,
+      inputs: model.inputs.map((t, i) => ({ name: model.inputNames[i]!, shape: t.shape })),
+      outputs: model.outputs.map((t, i) => ({ name: model.outputNames[i]!, shape: t.shape })),
       params: model.countParams(),
-      loss: typeof loss === "string" ? loss : Array.isArray(loss) ? loss.join(",") : "custom",
+      loss: lossName(loss, model.outputNames),
       metrics: meta.metrics,
       bytes: result.modelArtifactsInfo.weightDataBytes ?? 0,
       modelUrl: `/v1/models/${id}/model.json`,
@@ -288,8 +324,9 @@ export class ModelRegistry {
 
   /**
    * The input model `id` takes (the shape of one sample and its size), for
-   * decoding a predict request. `NotFoundError` for an unknown model. The
-   * model joins the predict cache (on this thread, it is loaded).
+   * decoding a predict request. `NotFoundError` for an unknown model,
+   * `InputError` for one with several inputs or outputs. The model joins
+   * the predict cache (on this thread, it is loaded).
    */
   async input(id: string): Promise<{ shape: number[]; size: number }> {
     return (await this.#entry(id)).input;
@@ -375,6 +412,7 @@ export class ModelRegistry {
 
   async #makeEntry(id: string): Promise<Entry> {
     const record = await this.get(id);
+    checkPredictable(record);
     if (this.#pool !== undefined) {
       const shape = record.inputShape.slice(1).map((d) => d ?? 1);
       return { input: { shape, size: shape.reduce((a, b) => a * b, 1) }, local: undefined };

@@ -108,6 +108,28 @@ export const ErrorSchema = z.object({
 
 const Rows = z.array(z.array(z.number()));
 
+/** Rows of the model's one input (output), or a dict of rows by layer name. */
+function rowsOrDict(side: "input" | "output", example: number[][]) {
+  return z.union([
+    Rows.min(1),
+    z.record(z.string().min(1).max(256), Rows.min(1)),
+  ]).openapi({
+    description: `One row per sample: the sample's values flattened in row-major order ` +
+      `(reshaped to the model's ${side} shape); for a topology model with several ${side}s, ` +
+      `a dict of such rows by ${side} layer name (every ${side} once, the same number of ` +
+      "rows in each)",
+    example,
+  });
+}
+
+const LossNameSchema = z.enum(LOSSES);
+
+/** `fit.classWeight` for one output: class index -> weight. */
+const ClassWeightMapSchema = z.record(z.string(), z.number().min(0)).openapi({
+  description: "Weight of each class index (keys 0, 1, ...) of one output's labels",
+  example: { "0": 1, "1": 4 },
+});
+
 /** `model`: a built-in preset. */
 export const MlpPresetSchema = z.strictObject({
   preset: z.literal("mlp"),
@@ -144,7 +166,8 @@ export const ModelTopologySchema = z.looseObject({
   class_name: z.string().min(1).openapi({ example: "Sequential" }),
   config: z.looseObject({}),
 }).openapi("ModelTopology", {
-  description: "The JSON of model.toJSON(null, false) (tfjs layers format): one input, one output",
+  description: "The JSON of model.toJSON(null, false) (tfjs layers format); a model with " +
+    "several inputs or outputs takes data.x and data.y as dicts by layer name",
 });
 
 /** How to compile the model. */
@@ -156,22 +179,26 @@ export const CompileSchema = z.strictObject({
       learningRate: z.number().positive().max(10),
     }),
   ]).default("adam"),
-  loss: z.enum(LOSSES),
+  loss: z.union([
+    LossNameSchema,
+    z.array(LossNameSchema).min(1).max(1024),
+    z.record(z.string(), LossNameSchema),
+  ]).openapi({
+    description: "A tfjs loss name (every output), or for a topology model with several " +
+      "outputs one per output: a list in model.outputs order or a dict by output name",
+    example: "categoricalCrossentropy",
+  }),
   metrics: z.array(z.enum(METRICS)).max(8).default([]),
 }).openapi("Compile");
 
 /** `data`: samples sent inline. */
 export const InlineDataSchema = z.strictObject({
-  x: Rows.min(1).openapi({
-    description: "One row per sample: the sample's values flattened in row-major order " +
-      "(reshaped to the model's input shape)",
-    example: [[0, 1], [1, 0]],
-  }),
-  y: Rows.min(1).openapi({
-    description: "One row per sample: the target values flattened (e.g. one-hot)",
-    example: [[1], [1]],
-  }),
-}).openapi("InlineData");
+  x: rowsOrDict("input", [[0, 1], [1, 0]]),
+  y: rowsOrDict("output", [[1], [1]]),
+}).openapi("InlineData", {
+  description: "Samples sent inline; targets flattened (e.g. one-hot), class indices for " +
+    "sparseCategoricalCrossentropy",
+});
 
 /** `data`: a dataset installed on the server. */
 export const DatasetDataSchema = z.strictObject({
@@ -205,6 +232,24 @@ export const FitSchema = z.strictObject({
   checkpoint: z.boolean().optional().openapi({
     description: "Checkpoint every epoch into the data dir, so that the job resumes after a " +
       "server restart or crash (on a server started on the same data dir); default true",
+  }),
+  lossWeights: z.union([
+    z.array(z.number()).min(1).max(1024),
+    z.record(z.string(), z.number()),
+  ]).optional().openapi({
+    description: "Weight of each output's loss in the total loss: one number per output in " +
+      "model.outputs order, or a dict by output name (a missing output weighs 1); the " +
+      "<output>_loss logs stay unweighted",
+    example: { out_a: 1, out_b: 0.5 },
+  }),
+  classWeight: z.union([
+    ClassWeightMapSchema,
+    z.array(ClassWeightMapSchema.nullable()).min(1).max(1024),
+    z.record(z.string(), ClassWeightMapSchema),
+  ]).optional().openapi({
+    description: "As model.fit's classWeight: one map of class index -> weight (one output), " +
+      "a list with one per output (null: not weighted) or a dict of maps by output name; " +
+      "every class in the labels needs a weight",
   }),
 }).prefault({}).openapi("Fit");
 
@@ -348,13 +393,31 @@ export const ListQuerySchema = z.strictObject({
   status: z.enum(JOB_STATUSES).optional(),
 });
 
+/** One input or output of a trained model. */
+const ModelPortSchema = z.object({
+  name: z.string().openapi({ example: "dense_Dense1_input" }),
+  shape: z.array(z.int().nullable()).openapi({ example: [null, 784] }),
+}).openapi("ModelPort");
+
 /** A trained model in the registry. */
 export const ModelRecordSchema = z.object({
   id: z.string(),
   jobId: z.string().nullable(),
   createdAt: z.string(),
-  inputShape: z.array(z.int().nullable()).openapi({ example: [null, 784] }),
-  outputShape: z.array(z.int().nullable()).openapi({ example: [null, 10] }),
+  inputShape: z.array(z.int().nullable()).openapi({
+    description: "The (first) input's shape",
+    example: [null, 784],
+  }),
+  outputShape: z.array(z.int().nullable()).openapi({
+    description: "The (first) output's shape",
+    example: [null, 10],
+  }),
+  inputs: z.array(ModelPortSchema).optional().openapi({
+    description: "Every input by layer name, in model order",
+  }),
+  outputs: z.array(ModelPortSchema).optional().openapi({
+    description: "Every output by layer name, in model order",
+  }),
   params: z.int(),
   loss: z.string(),
   metrics: z.record(z.string(), z.number()).openapi({

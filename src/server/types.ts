@@ -103,19 +103,29 @@ export interface ModelTopology {
 export interface CompileRequest {
   /** An optimizer name, or a name and learning rate. */
   optimizer: OptimizerName | { name: OptimizerName; learningRate: number };
-  /** A tfjs loss name. */
-  loss: LossName;
+  /**
+   * A tfjs loss name (every output), or for a model with several outputs one
+   * per output: a list in `model.outputs` order or a dict by output name.
+   */
+  loss: LossName | LossName[] | Record<string, LossName>;
   /** tfjs metric names. */
   metrics: MetricName[];
 }
 
-/** `data`: rows sent inline, one flattened sample each. */
+/**
+ * `data`: rows sent inline, one flattened sample each: the rows of the
+ * model's one input (output), or a dict of rows by input (output) layer name
+ * for a model with several.
+ */
 export interface InlineData {
-  /** Inputs, one row per sample. */
-  x: number[][];
-  /** Targets, one row per sample. */
-  y: number[][];
+  /** Inputs, one row per sample, or a dict of them by input name. */
+  x: number[][] | Record<string, number[][]>;
+  /** Targets, one row per sample, or a dict of them by output name. */
+  y: number[][] | Record<string, number[][]>;
 }
+
+/** `fit.classWeight` for one output: the weight of each class index (keys "0", "1", ...). */
+export type ClassWeightMap = Record<string, number>;
 
 /** `data`: a dataset installed on the server. */
 export interface DatasetData {
@@ -177,6 +187,17 @@ export interface FitRequest {
    * restart (default true).
    */
   checkpoint?: boolean;
+  /**
+   * Weight of each output's loss in the total loss: one number per output in
+   * `model.outputs` order, or a dict by output name (a missing one weighs 1).
+   */
+  lossWeights?: number[] | Record<string, number>;
+  /**
+   * Weight of each class in the loss, as `model.fit`'s `classWeight`: one map
+   * (a one-output model), a list with one per output (null: not weighted),
+   * or a dict of maps by output name.
+   */
+  classWeight?: ClassWeightMap | (ClassWeightMap | null)[] | Record<string, ClassWeightMap>;
 }
 
 /** A job trained by MirroredStrategy (synchronous replicas, global batch). */
@@ -301,6 +322,14 @@ export interface JobRecord {
   owner: string;
 }
 
+/** One input or output of a trained model. */
+export interface ModelPort {
+  /** Its layer name (what a job's `data.x`/`data.y` dict is keyed by). */
+  name: string;
+  /** Its shape, batch dimension first (null). */
+  shape: (number | null)[];
+}
+
 /** A trained model in the registry. */
 export interface ModelRecord {
   /** The model id. */
@@ -309,10 +338,14 @@ export interface ModelRecord {
   jobId: string | null;
   /** ISO time it was saved. */
   createdAt: string;
-  /** Input shape, batch dimension first (null). */
+  /** Input shape, batch dimension first (null); the first input's when there are several. */
   inputShape: (number | null)[];
-  /** Output shape, batch dimension first (null). */
+  /** Output shape, batch dimension first (null); the first output's when there are several. */
   outputShape: (number | null)[];
+  /** Every input, in `model.inputs` order (absent from records saved before it existed). */
+  inputs?: ModelPort[];
+  /** Every output, in `model.outputs` order (absent from records saved before it existed). */
+  outputs?: ModelPort[];
   /** Number of weights. */
   params: number;
   /** The loss it was trained with. */

@@ -1,6 +1,8 @@
 // Shared helpers of the server tests: a temporary app, JSON requests, error
-// assertions, tiny jobs, SSE parsing.
+// assertions, tiny jobs, a two-input two-output model and its data, SSE
+// parsing, models loaded over the app.
 import assert from "node:assert/strict";
+import { tf } from "../../mod.ts";
 import { type AppOptions, createApp, type DtrainApp } from "../../src/server/mod.ts";
 
 export const TOKEN = "test-token-1234";
@@ -68,6 +70,75 @@ export function jobBody(over: Record<string, unknown> = {}): Record<string, unkn
     strategy: { kind: "mirrored", replicas: 1, backend: "cpu" },
     ...over,
   };
+}
+
+/**
+ * A functional model with inputs `in_a` [3] and `in_b` [2] and outputs
+ * `out_a` (one value, linear) and `out_b` (3 classes, softmax), seeded
+ * initialisers: every build of its topology starts from the same weights.
+ * Returns the topology JSON a job sends (`model.toJSON(null, false)`).
+ */
+export function twoByTwoTopology(): Record<string, unknown> {
+  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+  const a = tf.input({ shape: [3], name: "in_a" });
+  const b = tf.input({ shape: [2], name: "in_b" });
+  const joined = tf.layers.concatenate({ name: "joined" }).apply([a, b]);
+  const h = tf.layers.dense({ units: 8, activation: "tanh", kernelInitializer: init(1), name: "h" })
+    .apply(joined);
+  const outA = tf.layers.dense({ units: 1, kernelInitializer: init(2), name: "out_a" }).apply(h);
+  const outB = tf.layers.dense({
+    units: 3,
+    activation: "softmax",
+    kernelInitializer: init(3),
+    name: "out_b",
+  }).apply(h);
+  const model = tf.model({
+    inputs: [a, b],
+    outputs: [outA, outB] as tf.SymbolicTensor[],
+  });
+  const json = model.toJSON(null, false) as unknown as Record<string, unknown>;
+  model.dispose();
+  return json;
+}
+
+/** `count` samples for {@linkcode twoByTwoTopology}, as dicts of rows by layer name. */
+export function twoByTwoData(count = 48): {
+  x: { in_a: number[][]; in_b: number[][] };
+  y: { out_a: number[][]; out_b: number[][] };
+} {
+  const idx = Array.from({ length: count }, (_, i) => i);
+  const inA = idx.map((i) => [(i % 3) / 2, (i % 5) / 4, i / count]);
+  const inB = idx.map((i) => [i % 2, (i % 7) / 6]);
+  return {
+    x: { in_a: inA, in_b: inB },
+    y: {
+      out_a: idx.map((i) => [inA[i]![0]! + inA[i]![1]! - inB[i]![1]!]),
+      out_b: idx.map((i) => [0, 1, 2].map((c) => (c === (i + (i >> 2)) % 3 ? 1 : 0))),
+    },
+  };
+}
+
+/** tfjs' own HTTP loader, with fetch routed into the app (no socket). */
+export function loadOverApp(app: DtrainApp, modelId: string): Promise<tf.LayersModel> {
+  return tf.loadLayersModel(
+    tf.io.http(`http://dtrain.test/v1/models/${modelId}/model.json`, {
+      fetchFunc: ((url: string, init?: RequestInit) =>
+        Promise.resolve(app.request(url, init))) as typeof fetch,
+    }),
+  );
+}
+
+/** The largest absolute difference between two models' weights, index by index. */
+export function maxWeightDiff(a: tf.LayersModel, b: tf.LayersModel): number {
+  const wa = a.getWeights(), wb = b.getWeights();
+  assert.equal(wa.length, wb.length, "the models have the same number of weights");
+  let worst = 0;
+  wa.forEach((w, i) => {
+    assert.deepEqual(w.shape, wb[i]!.shape, `weight ${i}'s shape`);
+    const x = w.dataSync(), y = wb[i]!.dataSync();
+    for (let j = 0; j < x.length; j++) worst = Math.max(worst, Math.abs(x[j]! - y[j]!));
+  });
+  return worst;
 }
 
 /** One parsed Server-Sent Event. */

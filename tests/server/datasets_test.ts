@@ -6,7 +6,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { DtrainApp } from "../../src/server/mod.ts";
-import { assertError, call, jobBody, regression, submit, tempApp, waitForJob } from "./_helpers.ts";
+import {
+  assertError,
+  call,
+  jobBody,
+  regression,
+  submit,
+  tempApp,
+  twoByTwoTopology,
+  waitForJob,
+} from "./_helpers.ts";
 
 type Json = Record<string, unknown>;
 type Bytes = Uint8Array<ArrayBuffer>;
@@ -612,6 +621,19 @@ Deno.test("POST /v1/jobs answers 400 naming data.upload for an unknown or unfitt
       "shape_mismatch",
       `data.upload: the dataset ${record.id} has samples of shape [4] and targets of shape [1], ` +
         "the model takes [28, 28, 1]",
+    );
+    await assertError(
+      await call(
+        app,
+        "POST",
+        "/v1/jobs",
+        jobBody({ model: twoByTwoTopology(), data: { upload: record.id } }),
+      ),
+      400,
+      "invalid_model",
+      "data.upload: a dataset holds samples of one input and one output, received a model " +
+        'with 2 inputs ("in_a", "in_b") and 2 outputs ("out_a", "out_b"): send its samples ' +
+        "inline, as data.x and data.y dicts of rows by layer name",
     );
     await assertError(
       await call(

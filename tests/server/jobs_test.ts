@@ -1,13 +1,17 @@
 import assert from "node:assert/strict";
-import { tf } from "../../mod.ts";
+import { MirroredStrategy, tf } from "../../mod.ts";
 import {
   assertError,
   call,
   jobBody,
+  loadOverApp,
+  maxWeightDiff,
   parseSse,
   regression,
   submit,
   tempApp,
+  twoByTwoData,
+  twoByTwoTopology,
   waitForJob,
 } from "./_helpers.ts";
 
@@ -153,6 +157,140 @@ Deno.test("POST /v1/jobs trains a model sent as model.toJSON(null, false)", asyn
     assert.deepEqual(job.progress, { epoch: 1, epochs: 1, step: 3, steps: 3 });
     const model = await (await call(app, "GET", `/v1/models/${job.modelId}`)).json();
     assert.deepEqual(model.inputShape, [null, 2, 2]);
+  } finally {
+    await app.dispose();
+  }
+});
+
+/** A job for the two-input, two-output model: per-output losses, lossWeights, classWeight. */
+function twoByTwoJob(strategy: Record<string, unknown>): Record<string, unknown> {
+  const { x, y } = twoByTwoData();
+  return {
+    model: twoByTwoTopology(),
+    compile: {
+      optimizer: { name: "adam", learningRate: 0.01 },
+      loss: { out_b: "categoricalCrossentropy", out_a: "meanSquaredError" },
+      metrics: ["mae"],
+    },
+    // Keys in another order than the model's: the names decide.
+    data: { x: { in_b: x.in_b, in_a: x.in_a }, y: { out_b: y.out_b, out_a: y.out_a } },
+    fit: {
+      epochs: 3,
+      batchSize: 8,
+      seed: 7,
+      lossWeights: { out_b: 0.25 },
+      classWeight: { out_b: { "0": 1, "1": 3, "2": 0.5 } },
+    },
+    strategy,
+  };
+}
+
+Deno.test("POST /v1/jobs trains a 2-input, 2-output topology sent as dicts by layer name to the weights of MirroredStrategy.fit in-process", async () => {
+  const app = await tempApp();
+  const body = twoByTwoJob({ kind: "mirrored", replicas: 2, backend: "cpu" });
+  const fit = body.fit as Record<string, unknown>;
+  const { x, y } = twoByTwoData();
+  const reference = await tf.models.modelFromJSON(body.model as never);
+  const xs = [tf.tensor2d(x.in_a), tf.tensor2d(x.in_b)];
+  const ys = [tf.tensor2d(y.out_a), tf.tensor2d(y.out_b)];
+  let served: tf.LayersModel | undefined;
+  try {
+    const id = await submit(app, body);
+    const job = await waitForJob(app, id, (j) => j.status !== "queued" && j.status !== "running");
+    assert.equal(job.status, "succeeded", JSON.stringify(job.error));
+    const spec = job.spec as { data: string; fit: unknown };
+    assert.equal(spec.data, "inline: 48 samples");
+    assert.equal((job.spec as { model: string }).model, "Model (6 layers)");
+    assert.deepEqual(spec.fit, {
+      ...fit,
+      validationSplit: 0,
+      shuffle: true,
+    });
+
+    // The same model, data, seed, global batch, losses and weights, in process.
+    reference.compile({
+      optimizer: tf.train.adam(0.01),
+      loss: ["meanSquaredError", "categoricalCrossentropy"],
+      metrics: ["mae"],
+    });
+    await using strategy = new MirroredStrategy({ replicas: 2, backend: "cpu" });
+    const history = await strategy.fit(reference, xs, ys, {
+      epochs: 3,
+      batchSize: 8,
+      seed: 7,
+      shuffle: true,
+      lossWeights: [1, 0.25],
+      classWeight: [null, { 0: 1, 1: 3, 2: 0.5 }],
+    });
+
+    // History keys as tfjs names them, and the same values.
+    const logs = (job.history as { history: Record<string, number[]> }).history;
+    assert.deepEqual(Object.keys(logs).sort(), [
+      "loss",
+      "out_a_loss",
+      "out_a_mae",
+      "out_b_loss",
+      "out_b_mae",
+    ]);
+    assert.deepEqual(Object.keys(history.history).sort(), Object.keys(logs).sort());
+    for (const [key, values] of Object.entries(logs)) {
+      values.forEach((v, e) => {
+        const want = history.history[key]![e] as number;
+        assert.ok(Math.abs(v - want) <= 1e-5, `${key}[${e}]: ${v} over HTTP, ${want} in process`);
+      });
+    }
+
+    served = await loadOverApp(app, job.modelId as string);
+    const diff = maxWeightDiff(served, reference);
+    console.log(`2-input, 2-output job vs MirroredStrategy.fit: max |dw| = ${diff}`);
+    assert.ok(diff <= 1e-5, `the job's weights differ from the in-process run's by ${diff}`);
+
+    // The record lists every input and output; predict refuses such a model by name.
+    const record = await (await call(app, "GET", `/v1/models/${job.modelId}`)).json();
+    assert.deepEqual(record.inputs, [
+      { name: "in_a", shape: [null, 3] },
+      { name: "in_b", shape: [null, 2] },
+    ]);
+    assert.deepEqual(record.outputs, [
+      { name: "out_a", shape: [null, 1] },
+      { name: "out_b", shape: [null, 3] },
+    ]);
+    assert.equal(record.loss, "out_a:meanSquaredError,out_b:categoricalCrossentropy");
+    const refused = await assertError(
+      await call(app, "POST", `/v1/models/${job.modelId}/predict`, { inputs: [[1, 2, 3]] }),
+      400,
+      "invalid_model",
+      `Model ${job.modelId} has 2 inputs ("in_a", "in_b") and 2 outputs ("out_a", "out_b"): ` +
+        "predict takes models with one input and one output; load it with " +
+        `tf.loadLayersModel from /v1/models/${job.modelId}/model.json and predict locally`,
+    );
+    assert.deepEqual(refused.error.details, {
+      inputs: ["in_a", "in_b"],
+      outputs: ["out_a", "out_b"],
+    });
+  } finally {
+    served?.dispose();
+    reference.dispose();
+    tf.dispose([...xs, ...ys]);
+    await app.dispose();
+  }
+});
+
+Deno.test("POST /v1/jobs trains a 2-input, 2-output topology through WorkerStrategy and leaves no tensor behind", async () => {
+  const app = await tempApp();
+  try {
+    const body = twoByTwoJob({ kind: "worker", workers: 2, backend: "cpu" });
+    const before = tf.memory().numTensors;
+    const id = await submit(app, body);
+    await app.jobs.wait(id);
+    assert.equal(tf.memory().numTensors, before, "the job's model and data are freed");
+    const job = await (await call(app, "GET", `/v1/jobs/${id}`)).json();
+    assert.equal(job.status, "succeeded", JSON.stringify(job.error));
+    const logs = (job.history as { history: Record<string, number[]> }).history;
+    for (const key of ["loss", "out_a_loss", "out_b_loss", "out_a_mae", "out_b_mae", "stale"]) {
+      assert.equal(logs[key]?.length, 3, `${key} in ${JSON.stringify(Object.keys(logs))}`);
+    }
+    assert.ok(logs.loss![2]! < logs.loss![0]!, "the loss went down");
   } finally {
     await app.dispose();
   }

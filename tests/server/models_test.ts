@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { tf } from "../../mod.ts";
 import type { DtrainApp } from "../../src/server/mod.ts";
-import { assertError, call, jobBody, regression, submit, tempApp } from "./_helpers.ts";
+import {
+  assertError,
+  call,
+  jobBody,
+  loadOverApp,
+  regression,
+  submit,
+  tempApp,
+} from "./_helpers.ts";
 
 async function trainedModel(app: DtrainApp, seed = 1): Promise<string> {
   const id = await submit(app, jobBody({ model: { preset: "mlp", hidden: [8], seed } }));
@@ -9,16 +17,6 @@ async function trainedModel(app: DtrainApp, seed = 1): Promise<string> {
   const job = await (await call(app, "GET", `/v1/jobs/${id}`)).json();
   assert.equal(job.status, "succeeded", JSON.stringify(job.error));
   return job.modelId;
-}
-
-/** tfjs' own HTTP loader, with fetch routed into the app (no socket). */
-function loadOverApp(app: DtrainApp, modelId: string): Promise<tf.LayersModel> {
-  return tf.loadLayersModel(
-    tf.io.http(`http://dtrain.test/v1/models/${modelId}/model.json`, {
-      fetchFunc: ((url: string, init?: RequestInit) =>
-        Promise.resolve(app.request(url, init))) as typeof fetch,
-    }),
-  );
 }
 
 Deno.test("GET /v1/models/:id/model.json serves tfjs layers files that tf.loadLayersModel reads", async () => {

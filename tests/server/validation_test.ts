@@ -1,9 +1,39 @@
 import assert from "node:assert/strict";
 import { tf } from "../../mod.ts";
 import { createApp } from "../../src/server/mod.ts";
-import { assertError, call, jobBody, regression, tempApp, TOKEN } from "./_helpers.ts";
+import {
+  assertError,
+  call,
+  jobBody,
+  regression,
+  tempApp,
+  TOKEN,
+  twoByTwoData,
+  twoByTwoTopology,
+} from "./_helpers.ts";
 
 const { x, y } = regression(8);
+const two = twoByTwoData(8);
+/** A two-input, two-output topology job: `over` replaces `data`, `fit` or `compile` fields. */
+function twoByTwo(
+  over: { x?: unknown; y?: unknown; fit?: Record<string, unknown>; compile?: unknown } = {},
+) {
+  return jobBody({
+    model: twoByTwoTopology(),
+    // An optimizer with a learning rate: a refused job must free its state too.
+    compile: over.compile ?? {
+      optimizer: { name: "adam", learningRate: 0.01 },
+      loss: { out_a: "meanSquaredError", out_b: "categoricalCrossentropy" },
+    },
+    data: { x: over.x ?? two.x, y: over.y ?? two.y },
+    fit: { batchSize: 4, ...over.fit },
+  });
+}
+const SPARSE = tf.sequential({
+  layers: [tf.layers.dense({ units: 3, activation: "softmax", inputShape: [4] })],
+});
+const sparseTopology = SPARSE.toJSON(null, false);
+SPARSE.dispose();
 function topology(inputShape: number[]): Record<string, unknown> {
   const m = tf.sequential({
     layers: inputShape.length > 1
@@ -195,6 +225,210 @@ const MALFORMED: [string, unknown, string, string | RegExp][] = [
     jobBody({ model: topology([3]), data: { dataset: "mnist", limit: 10 } }),
     "shape_mismatch",
     "mnist has 784 inputs and 10 one-hot outputs",
+  ],
+  // Several inputs and outputs: dicts of rows by layer name, checked against the model.
+  [
+    "a non-number in a dict entry",
+    twoByTwo({ x: { ...two.x, in_b: [[1, "a"]] } }),
+    "invalid_request",
+    "data.x.in_b[0][1]: Invalid input: expected number, received string",
+  ],
+  [
+    "an empty dict",
+    twoByTwo({ x: {} }),
+    "invalid_request",
+    "data.x: expected rows, or a dict of rows by input layer name, received an empty dict",
+  ],
+  [
+    "rows for a model with two inputs",
+    twoByTwo({ x: two.x.in_a }),
+    "shape_mismatch",
+    'data.x: the model has 2 inputs ("in_a", "in_b"): send data.x as a dict of rows by input ' +
+    "name, received rows",
+  ],
+  [
+    "rows for a model with two outputs",
+    twoByTwo({ y: two.y.out_b }),
+    "shape_mismatch",
+    'data.y: the model has 2 outputs ("out_a", "out_b"): send data.y as a dict of rows by ' +
+    "output name, received rows",
+  ],
+  [
+    "an input missing from the dict",
+    twoByTwo({ x: { in_a: two.x.in_a } }),
+    "invalid_request",
+    'data.x has no entry for input "in_b": expected one per input name ("in_a", "in_b")',
+  ],
+  [
+    "an unknown input name",
+    twoByTwo({ x: { ...two.x, in_c: two.x.in_a } }),
+    "invalid_request",
+    'data.x has an entry "in_c", which is not an input of the model: expected the input ' +
+    'names "in_a", "in_b"',
+  ],
+  [
+    "an unknown output name",
+    twoByTwo({ y: { ...two.y, out: two.y.out_a } }),
+    "invalid_request",
+    'data.y has an entry "out", which is not an output of the model: expected the output ' +
+    'names "out_a", "out_b"',
+  ],
+  [
+    "a row of the wrong width in a dict",
+    twoByTwo({ x: { ...two.x, in_a: two.x.in_a.map((r, i) => (i === 3 ? [...r, 0, 0] : r)) } }),
+    "shape_mismatch",
+    `data.x.in_a[3] has 5 values, expected 3 (input "in_a"'s per-sample shape [3])`,
+  ],
+  [
+    "a target row of the wrong width in a dict",
+    twoByTwo({ y: { ...two.y, out_b: two.y.out_b.map((r, i) => (i === 2 ? [1] : r)) } }),
+    "shape_mismatch",
+    `data.y.out_b[2] has 1 values, expected 3 (output "out_b"'s per-sample shape [3])`,
+  ],
+  [
+    "inputs with different sample counts",
+    twoByTwo({ x: { ...two.x, in_b: two.x.in_b.slice(1) } }),
+    "shape_mismatch",
+    "data: x.in_a and x.in_b must have the same number of samples, received 8 and 7",
+  ],
+  [
+    "an output with another sample count than the inputs",
+    twoByTwo({ y: { ...two.y, out_b: two.y.out_b.slice(2) } }),
+    "shape_mismatch",
+    "data: x.in_a and y.out_b must have the same number of samples, received 8 and 6",
+  ],
+  [
+    "a dict with a preset",
+    jobBody({ data: { x: { in_a: x }, y } }),
+    "invalid_request",
+    'data.x: model.preset "mlp" builds a model with one input and one output and takes rows; ' +
+    "a dict of rows by layer name is for a topology model (model.toJSON(null, false)) with " +
+    "several inputs or outputs",
+  ],
+  [
+    "a dict of losses with a preset",
+    jobBody({ compile: { loss: { out: "meanSquaredError" } } }),
+    "invalid_compile",
+    'compile.loss: model.preset "mlp" builds a model with one input and one output: expected ' +
+    'one loss name, received {"out":"meanSquaredError"}',
+  ],
+  [
+    "a dataset with a model of two inputs and two outputs",
+    jobBody({ model: twoByTwoTopology(), data: { dataset: "mnist", limit: 10 } }),
+    "invalid_model",
+    "data.dataset: a dataset holds samples of one input and one output, received a model " +
+    'with 2 inputs ("in_a", "in_b") and 2 outputs ("out_a", "out_b"): send its samples ' +
+    "inline, as data.x and data.y dicts of rows by layer name",
+  ],
+  [
+    "inline dicts beside data.dataset",
+    jobBody({ model: twoByTwoTopology(), data: { dataset: "mnist", x: two.x } }),
+    "invalid_request",
+    'Invalid request body: data: Unrecognized key: "x"',
+  ],
+  [
+    "a list of losses of the wrong length",
+    twoByTwo({ compile: { loss: ["meanSquaredError"] } }),
+    "invalid_compile",
+    'compile.loss has 1 losses, expected 2: one per model output ("out_a", "out_b"), in ' +
+    "model.outputs order",
+  ],
+  [
+    "a loss for an unknown output",
+    twoByTwo({ compile: { loss: { out_a: "meanSquaredError", out_c: "hinge" } } }),
+    "invalid_compile",
+    'compile.loss names "out_c", which is not an output of the model: expected the output ' +
+    'names "out_a", "out_b"',
+  ],
+  [
+    "a dict of losses missing an output",
+    twoByTwo({ compile: { loss: { out_a: "meanSquaredError" } } }),
+    "invalid_compile",
+    'compile.loss has no loss for output "out_b": expected one per output name ("out_a", ' +
+    '"out_b")',
+  ],
+  [
+    "lossWeights of the wrong length",
+    twoByTwo({ fit: { lossWeights: [1, 2, 3] } }),
+    "invalid_request",
+    'fit.lossWeights has 3 entries, expected 2: one per model output ("out_a", "out_b"), in ' +
+    "model.outputs order",
+  ],
+  [
+    "lossWeights for an unknown output",
+    twoByTwo({ fit: { lossWeights: { out_c: 2 } } }),
+    "invalid_request",
+    'fit.lossWeights names "out_c", which is not an output of the model: expected the ' +
+    'output names "out_a", "out_b"',
+  ],
+  [
+    "a lossWeights value that is not a number",
+    twoByTwo({ fit: { lossWeights: { out_a: "2" } } }),
+    "invalid_request",
+    "fit.lossWeights.out_a: Invalid input: expected number, received string",
+  ],
+  [
+    "one classWeight map for two outputs",
+    twoByTwo({ fit: { classWeight: { "0": 1, "1": 2, "2": 1 } } }),
+    "invalid_request",
+    'fit.classWeight: the model has 2 outputs ("out_a", "out_b"): send a list of 2 ' +
+    "class-weight maps or a dict of them by output name, received one map",
+  ],
+  [
+    "a classWeight list of the wrong length",
+    twoByTwo({ fit: { classWeight: [null] } }),
+    "invalid_request",
+    'fit.classWeight has 1 entries, expected 2: one class-weight map per model output ("out_a", ' +
+    '"out_b"), in model.outputs order (null: not weighted)',
+  ],
+  [
+    "classWeight for an unknown output",
+    twoByTwo({ fit: { classWeight: { out_c: { "0": 1 } } } }),
+    "invalid_request",
+    'fit.classWeight names "out_c", which is not an output of the model: expected the output ' +
+    'names "out_a", "out_b"',
+  ],
+  [
+    "a classWeight class the output does not have",
+    twoByTwo({ fit: { classWeight: { out_b: { "0": 1, "1": 1, "2": 1, "3": 1 } } } }),
+    "invalid_request",
+    'fit.classWeight.out_b has a weight for class "3", which is not a class of output "out_b": ' +
+    "expected integer class indices in [0, 3)",
+  ],
+  [
+    "a classWeight without a class of the labels",
+    twoByTwo({ fit: { classWeight: [null, { "0": 1, "1": 2 }] } }),
+    "invalid_request",
+    "fit.classWeight[1] has no weight for class 2 (data.y.out_b[2]): classWeight must weigh " +
+    "every class in the labels, as model.fit requires",
+  ],
+  [
+    "a negative class weight",
+    twoByTwo({ fit: { classWeight: { out_b: { "0": -1 } } } }),
+    "invalid_request",
+    "fit.classWeight.out_b.0: Too small: expected number to be >=0, received -1",
+  ],
+  [
+    "sparse labels that are not class indices",
+    jobBody({
+      model: sparseTopology,
+      compile: { loss: "sparseCategoricalCrossentropy" },
+      data: { x, y: x.map((_, i) => [i === 5 ? 3 : i % 3]) },
+    }),
+    "shape_mismatch",
+    "data.y[5] is [3]: a sparseCategoricalCrossentropy label is a class index, an integer in " +
+    "[0, 3)",
+  ],
+  [
+    "one-hot targets for the sparse loss",
+    jobBody({
+      model: sparseTopology,
+      compile: { loss: "sparseCategoricalCrossentropy" },
+      data: { x, y: x.map(() => [1, 0, 0]) },
+    }),
+    "shape_mismatch",
+    "data.y[0] has 3 values, expected 1 (a class index per sample for " +
+    "sparseCategoricalCrossentropy, the model's 3 classes)",
   ],
 ];
 
