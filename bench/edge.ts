@@ -139,8 +139,8 @@ export async function edgeSuite(quick: boolean): Promise<EdgeRow[]> {
   const rows: EdgeRow[] = [];
   const w = weightCount();
   const bytes = (fp16: boolean) => ({
-    bytesDown: frameBytes(fp16, w, BATCH * 784, BATCH * 10),
-    bytesUp: frameBytes(fp16, w, 2, 0),
+    bytesDown: frameBytes(fp16, [w, BATCH * 784, BATCH * 10]),
+    bytesUp: frameBytes(fp16, [w, 2]),
   });
   const loopback: Placement = { prefix: () => [], host: () => "127.0.0.1", link: "loopback" };
   const record = async (
