@@ -457,6 +457,37 @@ function addBias(fallback: KernelFunc | undefined): KernelFunc {
   };
 }
 
+/**
+ * `Identity` without a copy: the output shares the input's data, counted
+ * (as tfjs' wasm `Reshape` and the CPU backend's `Identity` do), where the
+ * stock kernel copies every value. Safe because no wasm kernel writes into
+ * an input: tensors are immutable and a variable's `assign` takes the new
+ * tensor's data. Strings keep the stock path.
+ */
+function identityAlias(fallback: KernelFunc | undefined): KernelFunc {
+  return (args) => {
+    if (fallback === undefined) throw new Error("wasm kernel Identity is not registered");
+    const { x } = args.inputs as { x: TensorInfo };
+    return x.dtype === "string" ? fallback(args) : alias(args.backend, x);
+  };
+}
+
+/** `Cast` to the dtype a tensor already has (relu's gradient does it) without a copy. */
+function castAlias(fallback: KernelFunc | undefined): KernelFunc {
+  return (args) => {
+    if (fallback === undefined) throw new Error("wasm kernel Cast is not registered");
+    const { x } = args.inputs as { x: TensorInfo };
+    const { dtype } = args.attrs as { dtype: DataType };
+    return x.dtype === dtype && dtype !== "string" ? alias(args.backend, x) : fallback(args);
+  };
+}
+
+/** A new output sharing `x`'s data (its count raised, as tfjs' `Reshape` does). */
+function alias(backend: unknown, x: TensorInfo): TensorInfo {
+  (backend as { incRef(dataId: unknown): void }).incRef(x.dataId);
+  return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+}
+
 const NATIVE: Record<string, (fallback: KernelFunc | undefined) => KernelFunc> = {
   Conv2D: convForward,
   FusedConv2D: convForward,
@@ -466,6 +497,8 @@ const NATIVE: Record<string, (fallback: KernelFunc | undefined) => KernelFunc> =
   MaxPoolGrad: maxPoolGrad,
   Sum: sumLeadingAxes,
   Add: addBias,
+  Identity: identityAlias,
+  Cast: castAlias,
 };
 
 /**
