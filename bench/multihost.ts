@@ -92,6 +92,7 @@ export async function multihostSuite(quick: boolean): Promise<MultihostRow[]> {
       { model: "mlp", globalBatch: 256, steps: 40 },
       { model: "mlp", globalBatch: 512, steps: 20 },
       { model: "cnn", globalBatch: 256, steps: 12 },
+      { model: "cnn", globalBatch: 512, steps: 12 },
     ];
   const record = async (
     p: { model: "mlp" | "cnn"; globalBatch: number; steps: number },
