@@ -249,6 +249,18 @@ function convForward(fallback: KernelFunc | undefined): KernelFunc {
   };
 }
 
+/** The geometry of a max pool (or its gradient) over the NHWC `x`. */
+function poolInfo(x: TensorInfo, attrs: MaxPoolAttrs | MaxPoolGradAttrs): backend_util.Conv2DInfo {
+  return backend_util.computePool2DInfo(
+    x.shape as [number, number, number, number],
+    attrs.filterSize,
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+  );
+}
+
 /**
  * Whether a pool's windows are 2x2 with stride 2 and no padding, so they do
  * not overlap and cover every cell but an odd last row or column.
@@ -271,15 +283,7 @@ function maxPool(fallback: KernelFunc | undefined): KernelFunc {
     if (fallback === undefined) throw new Error("wasm kernel MaxPool is not registered");
     const { x } = args.inputs as { x: TensorInfo };
     if (x.shape.length !== 4) return fallback(args);
-    const attrs = args.attrs as unknown as MaxPoolAttrs;
-    const info = backend_util.computePool2DInfo(
-      x.shape as [number, number, number, number],
-      attrs.filterSize,
-      attrs.strides,
-      1,
-      attrs.pad,
-      attrs.dimRoundingMode,
-    );
+    const info = poolInfo(x, args.attrs as unknown as MaxPoolAttrs);
     return (isPool2x2(info) ? heapMaxPool2x2(args.backend, x) : null) ?? fallback(args);
   };
 }
@@ -290,14 +294,7 @@ function maxPoolGrad(fallback: KernelFunc | undefined): KernelFunc {
     const attrs = args.attrs as unknown as MaxPoolGradAttrs;
     if (input.dtype !== "float32" && fallback !== undefined) return fallback(args);
     const wasm = args.backend as unknown as WasmBackend;
-    const info = backend_util.computePool2DInfo(
-      input.shape as [number, number, number, number],
-      attrs.filterSize,
-      attrs.strides,
-      1,
-      attrs.pad,
-      attrs.dimRoundingMode,
-    );
+    const info = poolInfo(input, attrs);
     const [n, h, w, ch] = input.shape as [number, number, number, number];
     const { outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
     const { effectiveFilterHeight: fh, effectiveFilterWidth: fw } = info;

@@ -152,32 +152,62 @@ async function buildTopology(topology: Record<string, unknown>): Promise<tf.Laye
   }
 }
 
+/**
+ * A per-output option sent as a list: one entry per model output, in
+ * `model.outputs` order; an InputError naming `field` otherwise. `each`
+ * says what an entry is, `note` is added to the message.
+ */
+function checkOutputCount(
+  length: number,
+  outputs: readonly Port[],
+  field: string,
+  code: InputErrorCode,
+  wording: { noun: string; each: string; note?: string },
+): void {
+  if (length === outputs.length) return;
+  const list = outputs.map((p) => JSON.stringify(p.name)).join(", ");
+  throw bad(
+    code,
+    `${field} has ${length} ${wording.noun}, expected ${outputs.length}: ${wording.each} ` +
+      `(${list}), in model.outputs order${wording.note ?? ""}`,
+    { field, expected: outputs.length, received: length },
+  );
+}
+
+/** A per-output option sent as a dict: every key names a model output. */
+function checkOutputNames(
+  keys: readonly string[],
+  outputs: readonly Port[],
+  field: string,
+  code: InputErrorCode,
+): void {
+  const names = outputs.map((p) => p.name);
+  const list = names.map((n) => JSON.stringify(n)).join(", ");
+  for (const key of keys) {
+    if (!names.includes(key)) {
+      throw bad(
+        code,
+        `${field} names "${key}", which is not an output of the model: expected the ` +
+          `output names ${list}`,
+        { field: `${field}.${key}` },
+      );
+    }
+  }
+}
+
 /** The loss of each output, by name, from `compile.loss`; an InputError when it does not fit. */
 function lossesOf(loss: JobRequest["compile"]["loss"], outputs: readonly Port[]): string[] {
   const names = outputs.map((p) => p.name);
   const list = names.map((n) => JSON.stringify(n)).join(", ");
   if (typeof loss === "string") return names.map(() => loss);
   if (Array.isArray(loss)) {
-    if (loss.length !== names.length) {
-      throw bad(
-        "invalid_compile",
-        `compile.loss has ${loss.length} losses, expected ${names.length}: one per model ` +
-          `output (${list}), in model.outputs order`,
-        { field: "compile.loss", expected: names.length, received: loss.length },
-      );
-    }
+    checkOutputCount(loss.length, outputs, "compile.loss", "invalid_compile", {
+      noun: "losses",
+      each: "one per model output",
+    });
     return loss;
   }
-  for (const key of Object.keys(loss)) {
-    if (!names.includes(key)) {
-      throw bad(
-        "invalid_compile",
-        `compile.loss names "${key}", which is not an output of the model: expected the ` +
-          `output names ${list}`,
-        { field: `compile.loss.${key}` },
-      );
-    }
-  }
+  checkOutputNames(Object.keys(loss), outputs, "compile.loss", "invalid_compile");
   return names.map((name) => {
     const l = loss[name];
     if (l === undefined) {
@@ -355,28 +385,13 @@ function checkSparseLabels(values: Float32Array, output: Port, field: string): v
 /** `fit.lossWeights` against the outputs: one per output, or names of outputs. */
 function checkLossWeights(option: JobRequest["fit"]["lossWeights"], outputs: readonly Port[]) {
   if (option === undefined) return;
-  const names = outputs.map((p) => p.name);
-  const list = names.map((n) => JSON.stringify(n)).join(", ");
   if (Array.isArray(option)) {
-    if (option.length !== names.length) {
-      throw bad(
-        "invalid_request",
-        `fit.lossWeights has ${option.length} entries, expected ${names.length}: one per ` +
-          `model output (${list}), in model.outputs order`,
-        { field: "fit.lossWeights", expected: names.length, received: option.length },
-      );
-    }
-    return;
-  }
-  for (const key of Object.keys(option)) {
-    if (!names.includes(key)) {
-      throw bad(
-        "invalid_request",
-        `fit.lossWeights names "${key}", which is not an output of the model: expected the ` +
-          `output names ${list}`,
-        { field: `fit.lossWeights.${key}` },
-      );
-    }
+    checkOutputCount(option.length, outputs, "fit.lossWeights", "invalid_request", {
+      noun: "entries",
+      each: "one per model output",
+    });
+  } else {
+    checkOutputNames(Object.keys(option), outputs, "fit.lossWeights", "invalid_request");
   }
 }
 
@@ -394,18 +409,13 @@ function checkClassWeight(
 ): void {
   if (option === undefined) return;
   const names = outputs.map((p) => p.name);
-  const list = names.map((n) => JSON.stringify(n)).join(", ");
   let maps: { field: string; map: Record<string, number> | null }[];
   if (Array.isArray(option)) {
-    if (option.length !== names.length) {
-      throw bad(
-        "invalid_request",
-        `fit.classWeight has ${option.length} entries, expected ${names.length}: one ` +
-          `class-weight map per model output (${list}), in model.outputs order (null: not ` +
-          "weighted)",
-        { field: "fit.classWeight", expected: names.length, received: option.length },
-      );
-    }
+    checkOutputCount(option.length, outputs, "fit.classWeight", "invalid_request", {
+      noun: "entries",
+      each: "one class-weight map per model output",
+      note: " (null: not weighted)",
+    });
     maps = option.map((map, i) => ({ field: `fit.classWeight[${i}]`, map }));
   } else {
     const values = Object.values(option);
@@ -422,16 +432,7 @@ function checkClassWeight(
       maps = [{ field: "fit.classWeight", map: option as Record<string, number> }];
     } else {
       const dict = option as Record<string, Record<string, number>>;
-      for (const key of Object.keys(dict)) {
-        if (!names.includes(key)) {
-          throw bad(
-            "invalid_request",
-            `fit.classWeight names "${key}", which is not an output of the model: expected ` +
-              `the output names ${list}`,
-            { field: `fit.classWeight.${key}` },
-          );
-        }
-      }
+      checkOutputNames(Object.keys(dict), outputs, "fit.classWeight", "invalid_request");
       maps = names.map((n) => ({ field: `fit.classWeight.${n}`, map: dict[n] ?? null }));
     }
   }
