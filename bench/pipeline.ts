@@ -20,7 +20,7 @@
  * @module
  */
 import { augment } from "../examples/augment.ts";
-import type { MapContext, MapResult } from "../src/data/pipeline.ts";
+import type { MapContext } from "../src/data/pipeline.ts";
 
 /** Blur passes after the augmentation: the knob that makes the map expensive. */
 const BLUR_PASSES = 8;
@@ -31,18 +31,19 @@ const BLUR_PASSES = 8;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { expensiveAugment } from "./pipeline.ts";
  * import { sampleRandom } from "../src/data/pipeline.ts";
  * const ctx = { index: 0, position: 0, epoch: 0, seed: 1, random: sampleRandom(1, 0, 0) };
  * const out = expensiveAugment(new Float32Array(784).fill(0.5), new Uint8Array(1), ctx);
- * console.assert(out.x.length === 784);
+ * assert.equal(out.x.length, 784);
  * ```
  */
 export function expensiveAugment(
   x: Float32Array,
   y: Float32Array | Uint8Array,
   ctx: MapContext,
-): MapResult {
+): { x: Float32Array } {
   let a: Float32Array = augment(x, y, ctx).x;
   let b: Float32Array = new Float32Array(a.length);
   const side = 28;

@@ -16,16 +16,17 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { augment } from "./augment.ts";
  * import { sampleRandom } from "../src/data/pipeline.ts";
  * const x = new Float32Array(28 * 28).fill(0.5);
  * const ctx = { index: 0, position: 0, epoch: 0, seed: 1, random: sampleRandom(1, 0, 0) };
  * const out = augment(x, new Uint8Array([3]), ctx);
- * console.assert(out.x.length === 784 && out.x.every((v) => v >= 0 && v <= 1));
+ * assert.ok(out.x.length === 784 && out.x.every((v) => v >= 0 && v <= 1));
  * ```
  * @module
  */
-import type { MapContext, MapResult } from "../src/data/pipeline.ts";
+import type { MapContext } from "../src/data/pipeline.ts";
 
 /** Largest shift of the random crop, in pixels. */
 const SHIFT = 2;
@@ -46,20 +47,21 @@ const NOISE = 0.05;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { augment } from "./augment.ts";
  * import { sampleRandom } from "../src/data/pipeline.ts";
  * const ctx = (epoch: number) => ({ index: 5, position: 0, epoch, seed: 9, random: sampleRandom(9, epoch, 5) });
  * const x = Float32Array.from({ length: 16 }, (_, i) => i / 16);
  * const a = augment(x, new Uint8Array(1), ctx(0)).x;
  * const b = augment(x, new Uint8Array(1), ctx(0)).x;
- * console.assert(a.join() === b.join()); // same (seed, epoch, index), same result
+ * assert.equal(a.join(), b.join()); // same (seed, epoch, index), same result
  * ```
  */
 export function augment(
   x: Float32Array,
   _y: Float32Array | Uint8Array,
   ctx: MapContext,
-): MapResult {
+): { x: Float32Array } {
   const side = Math.round(Math.sqrt(x.length));
   if (side * side !== x.length) {
     throw new RangeError(
@@ -94,11 +96,12 @@ export function augment(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { scale } from "./augment.ts";
- * console.assert(scale(new Float32Array([0, 51, 255])).x.join() === "0,0.20000000298023224,1");
+ * assert.equal(scale(new Float32Array([0, 51, 255])).x.join(), "0,0.20000000298023224,1");
  * ```
  */
-export function scale(x: Float32Array): MapResult {
+export function scale(x: Float32Array): { x: Float32Array } {
   for (let i = 0; i < x.length; i++) x[i] = x[i]! / 255;
   return { x };
 }

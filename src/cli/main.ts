@@ -316,9 +316,21 @@ async function train(args: string[], out: (line: string) => void): Promise<void>
       metrics: ["accuracy"],
     });
   }
+  if (model.inputs.length !== 1 || model.outputs.length !== 1) {
+    throw new UsageError(
+      `--model ${modelName} builds a model with ${model.inputs.length} inputs and ` +
+        `${model.outputs.length} outputs; a dataset holds samples of one input and one output ` +
+        "(train such a model with the library's fit(model, [x...], [y...]) or the HTTP service)",
+    );
+  }
   const layout = image ? "image" : "flat";
-  const trainSet = toTensors(ds.data.train, { layout, numClasses: ds.classes });
-  const testSet = toTensors(ds.data.test, { layout, numClasses: ds.classes });
+  // A sparse categorical loss takes class indices, any other loss one-hot labels.
+  const loss = [model.loss].flat()[0];
+  const sparse = loss === "sparseCategoricalCrossentropy" ||
+    loss === "sparse_categorical_crossentropy";
+  const numClasses = sparse ? undefined : ds.classes;
+  const trainSet = toTensors(ds.data.train, { layout, numClasses });
+  const testSet = toTensors(ds.data.test, { layout, numClasses });
   await using strategy = createStrategy({
     kind: strategyName,
     [kind.countOption]: replicas,

@@ -65,18 +65,28 @@ export async function checkFirstSample(src: Source, config: PipelineConfig): Pro
     );
   }
   const first = checkMapResult(result, y0, undefined, 0, 0);
+  const sum = (parts: ArrayLike<unknown>[]) => parts.reduce((a, p) => a + p.length, 0);
   const spec: OutputSpec = {
-    xSize: first.x.length,
-    ySize: first.y.length,
-    yDtype: dtypeOf(first.y)!,
+    xSize: sum(first.xs),
+    ySize: sum(first.ys),
+    yDtype: dtypeOf(first.ys[0])!,
+    xParts: first.xs.map((p) => p.length),
+    yParts: first.ys.map((p) => p.length),
   };
-  if (spec.xSize === 0) {
+  if (spec.xParts.includes(0)) {
     throw new RangeError(
-      "map() returned an empty x for sample 0 of epoch 0, expected >= 1 value",
+      "map() returned an empty x for sample 0 of epoch 0, expected >= 1 value" +
+        (spec.xParts.length > 1 ? " in every part" : ""),
     );
   }
   let featureShape: number[];
   if (outputShape !== undefined) {
+    if (spec.xParts.length > 1) {
+      throw new RangeError(
+        `ParallelMap outputShape describes one x, but map() returned ${spec.xParts.length} x ` +
+          "parts for sample 0 of epoch 0 (a model with several inputs gives their shapes)",
+      );
+    }
     const size = outputShape.reduce((a, b) => a * b, 1);
     if (size !== spec.xSize) {
       throw new RangeError(
@@ -86,12 +96,16 @@ export async function checkFirstSample(src: Source, config: PipelineConfig): Pro
     }
     featureShape = outputShape;
   } else {
-    featureShape = spec.xSize === src.xSize ? [...src.featureShape] : [spec.xSize];
+    featureShape = spec.xSize === src.xSize && spec.xParts.length === 1
+      ? [...src.featureShape]
+      : [spec.xSize];
   }
   const shapes: PipelineShapes = {
     featureShape,
     labelShape: spec.ySize === 1 ? [] : [spec.ySize],
     labelDtype: spec.yDtype,
+    featureParts: [...spec.xParts],
+    labelParts: [...spec.yParts],
   };
   return { spec, shapes };
 }

@@ -37,11 +37,18 @@ export function sampleRandom(
   return seededRandom(h);
 }
 
-/** Size and label type every mapped sample must have. */
+/**
+ * Size and label type every mapped sample must have. A map that returns
+ * several x (or y) parts has them written side by side in one row:
+ * `xParts` (`yParts`) are their sizes, in order, summing to `xSize`
+ * (`ySize`); one part for a map that returns one array.
+ */
 export interface OutputSpec {
   xSize: number;
   ySize: number;
   yDtype: LabelDtype;
+  xParts: number[];
+  yParts: number[];
 }
 
 /** A short description of a received value, for error messages. */
@@ -64,9 +71,23 @@ export function dtypeOf(y: unknown): LabelDtype | undefined {
   return undefined;
 }
 
+/** `value` as a list of parts when it is one typed array or a non-empty array of them. */
+function partsOf<T>(value: unknown, accept: (v: unknown) => v is T): T[] | undefined {
+  if (accept(value)) return [value];
+  if (Array.isArray(value) && value.length > 0 && value.every(accept)) return value;
+  return undefined;
+}
+
+const isFloats = (v: unknown): v is Float32Array => v instanceof Float32Array;
+const isLabels = (v: unknown): v is Float32Array | Uint8Array =>
+  v instanceof Float32Array || v instanceof Uint8Array;
+
 /**
  * Checks one map result against `spec` (sample 0's output when `spec` is
- * undefined, which only checks the types) and returns its x and y.
+ * undefined, which only checks the types) and returns its x and y parts:
+ * one each for a map that returns one array, else one per array returned
+ * (for a model with several inputs or outputs). Several y parts are
+ * Float32Arrays.
  */
 export function checkMapResult(
   result: unknown,
@@ -74,38 +95,47 @@ export function checkMapResult(
   spec: OutputSpec | undefined,
   epoch: number,
   index: number,
-): { x: Float32Array; y: Float32Array | Uint8Array } {
+): { xs: Float32Array[]; ys: (Float32Array | Uint8Array)[] } {
   const where = `for sample ${index} of epoch ${epoch}`;
   const r = result as { x?: unknown; y?: unknown } | null;
-  if (typeof r !== "object" || r === null || !(r.x instanceof Float32Array)) {
+  const xs = typeof r === "object" && r !== null ? partsOf(r.x, isFloats) : undefined;
+  if (xs === undefined) {
     throw new TypeError(
-      `map() must return { x: Float32Array, y?: Float32Array | Uint8Array }, received ${
-        describe(result)
-      }${r !== null && typeof r === "object" ? ` with x ${describe(r.x)}` : ""} ${where}`,
+      "map() must return { x: Float32Array | Float32Array[], y?: Float32Array | Uint8Array | " +
+        `Float32Array[] }, received ${describe(result)}${
+          r !== null && typeof r === "object" ? ` with x ${describe(r.x)}` : ""
+        } ${where}`,
     );
   }
-  const y = (r.y === undefined ? inputY : r.y) as Float32Array | Uint8Array;
-  const yDtype = dtypeOf(y);
-  if (yDtype === undefined) {
+  const ys = r!.y === undefined ? [inputY] : partsOf(r!.y, isLabels);
+  if (ys === undefined || (ys.length > 1 && !ys.every(isFloats))) {
     throw new TypeError(
-      `map() must return y as a Float32Array or Uint8Array (or omit it), received ${
-        describe(r.y)
-      } ${where}`,
+      "map() must return y as a Float32Array or Uint8Array, an array of Float32Arrays (one " +
+        `per model output), or omit it, received ${describe(r!.y)} ${where}`,
     );
   }
   if (spec !== undefined) {
-    if (r.x.length !== spec.xSize) {
+    const sizes = (parts: ArrayLike<unknown>[]) => parts.map((p) => p.length).join(", ");
+    if (xs.length !== spec.xParts.length || xs.some((p, i) => p.length !== spec.xParts[i])) {
       throw new RangeError(
-        `map() returned x with ${r.x.length} values ${where}, expected ${spec.xSize} as for ` +
-          "sample 0 (the output shape must not change between samples)",
+        `map() returned x with ${
+          xs.length === 1 ? `${xs[0]!.length} values` : `parts of [${sizes(xs)}] values`
+        } ${where}, expected ${
+          spec.xParts.length === 1 ? spec.xSize : `parts of [${spec.xParts.join(", ")}]`
+        } as for sample 0 (the output shape must not change between samples)`,
       );
     }
-    if (yDtype !== spec.yDtype || y.length !== spec.ySize) {
+    const yDtype = dtypeOf(ys[0])!;
+    if (
+      yDtype !== spec.yDtype || ys.length !== spec.yParts.length ||
+      ys.some((p, i) => p.length !== spec.yParts[i])
+    ) {
       throw new RangeError(
-        `map() returned y as ${yDtype}[${y.length}] ${where}, expected ${spec.yDtype}[${spec.ySize}] ` +
-          "as for sample 0 (the label shape and type must not change between samples)",
+        `map() returned y as ${yDtype}[${sizes(ys)}] ${where}, expected ${spec.yDtype}[${
+          spec.yParts.join(", ")
+        }] as for sample 0 (the label shape and type must not change between samples)`,
       );
     }
   }
-  return { x: r.x, y };
+  return { xs, ys };
 }

@@ -102,6 +102,14 @@ async function init(req: Extract<MapRequest, { type: "init" }>): Promise<MapRepl
   return { type: "ready", id: req.id };
 }
 
+/** Writes `parts` side by side from `at` (one row of a slot). */
+function write(row: Float32Array | Uint8Array, parts: ArrayLike<number>[], at: number): void {
+  for (const part of parts) {
+    row.set(part, at);
+    at += part.length;
+  }
+}
+
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof (v as { then?: unknown } | null)?.then === "function";
 }
@@ -151,8 +159,8 @@ async function map(
       } catch (e) {
         throw new SampleError("output", e, epoch, index);
       }
-      out.x.set(checked.x, position * spec.xSize);
-      out.y.set(checked.y, position * spec.ySize);
+      write(out.x, checked.xs, position * spec.xSize);
+      write(out.y, checked.ys, position * spec.ySize);
       samples++;
       Atomics.add(s.heartbeat, s.worker, 1);
     }

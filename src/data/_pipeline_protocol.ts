@@ -65,8 +65,17 @@ export type MapRequest =
       xSize: number;
       ySize: number;
     };
-    /** Size and label dtype of one mapped sample. */
-    output: { xSize: number; ySize: number; yDtype: LabelDtype };
+    /**
+     * Size and label dtype of one mapped sample, and the sizes of the parts
+     * its row holds side by side (one part unless the map returns several).
+     */
+    output: {
+      xSize: number;
+      ySize: number;
+      yDtype: LabelDtype;
+      xParts: number[];
+      yParts: number[];
+    };
     /** Every output slot, in slot order. */
     slots: SlotBuffers[];
     /** Samples per chunk. */

@@ -32,13 +32,20 @@ export interface MapContext {
 
 /** What a map function returns for one sample. */
 export interface MapResult {
-  /** The mapped features: the same length for every sample. */
-  x: Float32Array;
   /**
-   * The mapped label (same type and length for every sample).
+   * The mapped features: the same length for every sample. For a model with
+   * several inputs, one Float32Array per input in `model.inputs` order; the
+   * pipeline stores them side by side in one row (see
+   * {@linkcode PipelineShapes.featureParts}).
+   */
+  x: Float32Array | Float32Array[];
+  /**
+   * The mapped label (same type and length for every sample); for a model
+   * with several outputs, one Float32Array per output in `model.outputs`
+   * order, stored side by side as `x`'s parts.
    * @default the (possibly modified in place) input label
    */
-  y?: Float32Array | Uint8Array;
+  y?: Float32Array | Uint8Array | Float32Array[];
 }
 
 /**
@@ -118,6 +125,14 @@ export interface PipelineShapes {
   labelShape: readonly number[];
   /** Element type of the labels. */
   labelDtype: LabelDtype;
+  /**
+   * Sizes of the x parts the map returns, side by side in each row of `x`:
+   * one entry (the whole row) unless it returns an array of parts, one per
+   * model input; `featureShape` is then `[sum]`.
+   */
+  featureParts: readonly number[];
+  /** Sizes of the y parts, as {@linkcode PipelineShapes.featureParts}. */
+  labelParts: readonly number[];
 }
 
 /**

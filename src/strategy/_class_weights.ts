@@ -12,7 +12,7 @@
  * @module
  */
 import * as tf from "../tf.ts";
-import type { Prepared } from "./_inputs.ts";
+import { isSparseOutput, type Prepared } from "./_inputs.ts";
 
 /** Weight of each class index of one output's labels, as `model.fit` takes it. */
 export type ClassWeight = Record<number, number>;
@@ -27,8 +27,6 @@ export type ClassWeightOption =
   | ClassWeight
   | (ClassWeight | null)[]
   | Record<string, ClassWeight>;
-
-const SPARSE_LOSSES = new Set(["sparseCategoricalCrossentropy", "sparse_categorical_crossentropy"]);
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === "object" && !Array.isArray(value) &&
@@ -107,14 +105,6 @@ function checkMap(map: unknown, what: string, classes: number | undefined): Map<
   return weights;
 }
 
-/** The loss output `i` was compiled with, when named. */
-function lossName(model: tf.LayersModel, i: number): unknown {
-  const loss = model.loss as unknown;
-  if (Array.isArray(loss)) return loss[i];
-  if (isPlainObject(loss)) return loss[model.outputNames[i]!];
-  return loss;
-}
-
 /**
  * One weight per sample and per output (null: the output is not weighted)
  * from `option` and the outputs' labels in `samples` (all of them, the
@@ -161,7 +151,7 @@ export function sampleWeightsOf(
           "[n, 1] (class indices) or [n, classes] (one-hot), as model.fit reads them",
       );
     }
-    const sparse = SPARSE_LOSSES.has(lossName(model, i) as string);
+    const sparse = isSparseOutput(model, i);
     const units = model.outputs[i]!.shape.at(-1);
     const classes = width > 1 ? width : sparse && typeof units === "number" ? units : undefined;
     const byClass = checkMap(map, what, classes);

@@ -24,6 +24,9 @@ function columnsOf(data: SharedData): { inputs: SharedColumn[]; outputs: SharedC
 interface Column {
   rows: Float32Array;
   width: number;
+  /** Floats from one row to the next, and from a row's start to the column's values. */
+  stride: number;
+  offset: number;
   shape: number[];
   /** Rows are gathered here when set (a backend that copies new tensors' values). */
   into: Float32Array | undefined;
@@ -34,6 +37,8 @@ function column(c: SharedColumn, reuseRows: number): Column {
   return {
     rows: new Float32Array(c.buffer),
     width,
+    stride: c.stride ?? width,
+    offset: c.offset ?? 0,
     shape: [0, ...c.shape],
     into: reuseRows > 0 ? new Float32Array(reuseRows * width) : undefined,
   };
@@ -124,7 +129,10 @@ function fill(
   for (let i = 0; i < columns.length; i++) {
     const c = columns[i]!;
     c.shape[0] = count;
-    into[i] = tf.tensor(gatherRows(c.rows, c.width, order, from, count, c.into), c.shape);
+    into[i] = tf.tensor(
+      gatherRows(c.rows, c.width, order, from, count, c.into, c.stride, c.offset),
+      c.shape,
+    );
   }
 }
 

@@ -143,6 +143,33 @@ function lossFor(model: tf.LayersModel, i: number): unknown {
   return loss;
 }
 
+/** Whether output `i` was compiled with a sparse categorical loss (its targets are class indices). */
+export function isSparseOutput(model: tf.LayersModel, i: number): boolean {
+  const loss = lossFor(model, i);
+  return typeof loss === "string" && SPARSE_LOSSES.has(loss);
+}
+
+/**
+ * Checks that every value of `labels` is a class index: an integer in
+ * `[0, classes)` (any integer >= 0 when `classes` is unknown).
+ */
+export function checkClassIndices(
+  labels: Float32Array,
+  classes: number | null | undefined,
+  what: string,
+  single: boolean,
+): void {
+  for (let i = 0; i < labels.length; i++) {
+    const v = labels[i]!;
+    if (!Number.isInteger(v) || v < 0 || (typeof classes === "number" && v >= classes)) {
+      throw new RangeError(
+        `${single ? `${what}[${i}]` : `${what}: sample ${i}`} is ${v}: a sparse categorical ` +
+          `label must be an integer in [0, ${classes ?? "classes"})`,
+      );
+    }
+  }
+}
+
 /**
  * Sparse labels as `[n, 1]` class indices, checked: integers in
  * `[0, classes)` where `classes` is the output's last dimension.
@@ -161,16 +188,7 @@ function sparseLabels(
         `received [${fy.shape.join(", ")}]`,
     );
   }
-  const classes = outShape.at(-1);
-  for (let i = 0; i < fy.data.length; i++) {
-    const v = fy.data[i]!;
-    if (!Number.isInteger(v) || v < 0 || (typeof classes === "number" && v >= classes)) {
-      throw new RangeError(
-        `${single ? `${what}[${i}]` : `${what}: sample ${i}`} is ${v}: a sparse categorical ` +
-          `label must be an integer in [0, ${classes ?? "classes"})`,
-      );
-    }
-  }
+  checkClassIndices(fy.data, outShape.at(-1), what, single);
   return { data: fy.data, shape: [fy.shape[0]!, 1] };
 }
 
@@ -367,9 +385,8 @@ export function prepareSamples(
   const outputs = perColumn(y, outs).map((v, i) => {
     const shape = model.outputs[i]!.shape.slice(1);
     const what = label(outs, i);
-    const loss = lossFor(model, i);
     // Sparse categorical labels are class indices, [n] or [n, 1], as model.fit takes them.
-    if (typeof loss === "string" && SPARSE_LOSSES.has(loss)) {
+    if (isSparseOutput(model, i)) {
       return sparseLabels(v, shape, what, outs.names.length === 1);
     }
     const f = widenRank1(flatten(v, what, shape), shape, what);

@@ -26,7 +26,8 @@ export function shardRange(
 /**
  * Copies the rows `order[from .. from+count)` of a flat `[*, width]` array,
  * into the front of `into` when it is long enough (a view on it is
- * returned), else into a new array.
+ * returned), else into a new array. With `stride` and `offset`, row `r` is
+ * the `width` values from `r * stride + offset` (a column of wider rows).
  */
 export function gatherRows(
   src: Float32Array,
@@ -35,12 +36,14 @@ export function gatherRows(
   from: number,
   count: number,
   into?: Float32Array,
+  stride = width,
+  offset = 0,
 ): Float32Array {
   const out = into !== undefined && into.length >= count * width
     ? into.subarray(0, count * width)
     : new Float32Array(count * width);
   for (let i = 0; i < count; i++) {
-    const row = order[from + i]! * width;
+    const row = order[from + i]! * stride + offset;
     out.set(src.subarray(row, row + width), i * width);
   }
   return out;

@@ -40,11 +40,11 @@ import {
   FIT_OPTIONS,
   fitOnDataset,
   refuseFitOptions,
-  refuseMultiIO,
   splitSamples,
 } from "./_fit_checks.ts";
 import { prepareSamples, type Samples, type SampleValues, toShared } from "./_inputs.ts";
 import { CONTROL_STOP } from "./_layout.ts";
+import { PipelineColumns, type PipelineShapeInfo } from "./_pipeline_columns.ts";
 import { type ModelModule, modelSource, resolveModelModule } from "./_options.ts";
 import {
   acrossHosts,
@@ -88,21 +88,11 @@ export interface EpochSource {
   /** Samples per epoch. */
   readonly count: number;
   /** Starts the pipeline; resolves with the shapes of its mapped samples. */
-  start(): Promise<{
-    featureShape: readonly number[];
-    labelShape: readonly number[];
-    labelDtype: string;
-  }>;
+  start(): Promise<PipelineShapeInfo>;
   /** Mapped epochs `initialEpoch .. initialEpoch + count - 1`, in order. */
   epochs(count: number, options?: { initialEpoch?: number }): AsyncIterable<{
     epoch: number;
-    shared: {
-      x: SharedArrayBuffer;
-      y: SharedArrayBuffer;
-      xShape: number[];
-      yShape: number[];
-      count: number;
-    };
+    shared: { x: SharedArrayBuffer; y: SharedArrayBuffer; count: number };
   }>;
 }
 
@@ -454,11 +444,15 @@ export class MirroredStrategy implements Strategy {
    * while the replicas train on epoch `e`, the pipeline's Workers map epoch
    * `e + 1` (decode, augment, normalise). Each mapped epoch is handed to the
    * replicas in shared memory, without a copy, in the pipeline's seeded order.
-   * The map must return float32 labels in the model's output shape (for
-   * example one-hot). Options are those of {@linkcode MirroredStrategy.fit},
-   * except `validationSplit`, `shuffle` and `seed` (the pipeline's own) and
-   * `checkpoint` (not supported with a pipeline yet); pass `validationData`
-   * for validation.
+   * The map returns labels in the model's output shape (one-hot, say) or,
+   * for a sparse categorical loss, one class index (float32 or uint8; uint8
+   * labels are widened on the main thread, one value per label). For a model
+   * with several inputs (outputs), the map returns `x` (`y`) as an array of
+   * one Float32Array per input (output), in model order. Options are those
+   * of {@linkcode MirroredStrategy.fit}, `classWeight` and `lossWeights`
+   * included, except `validationSplit`, `shuffle` and `seed` (the
+   * pipeline's own), `checkpoint` and `trace` (not supported with a pipeline
+   * yet); pass `validationData` for validation.
    */
   async fitPipeline(
     model: tf.LayersModel,
@@ -471,7 +465,6 @@ export class MirroredStrategy implements Strategy {
           "or a MirroredStrategy without it",
       );
     }
-    refuseMultiIO(model, "fitPipeline()");
     for (const key of ["validationSplit", "shuffle", "seed", "checkpoint", "trace"]) {
       if (key in options) {
         throw new TypeError(
@@ -480,30 +473,8 @@ export class MirroredStrategy implements Strategy {
         );
       }
     }
-    if ("classWeight" in options) {
-      throw new TypeError(
-        "fitPipeline() does not take classWeight: the pipeline maps its labels epoch by epoch; " +
-          "use fit() with classWeight instead",
-      );
-    }
     const o = this.#checkFit(model, options);
-    const shapes = await pipeline.start();
-    const inShape = model.inputs[0]!.shape.slice(1), outShape = model.outputs[0]!.shape.slice(1);
-    const fits = (got: readonly number[], want: (number | null)[]) =>
-      got.length === want.length && want.every((d, i) => d === null || d === got[i]);
-    if (!fits(shapes.featureShape, inShape) || !fits(shapes.labelShape, outShape)) {
-      throw new RangeError(
-        `The pipeline produces samples [${shapes.featureShape}] with labels [${shapes.labelShape}], ` +
-          `the model expects [${inShape.map((d) => d ?? "any")}] and ` +
-          `[${outShape.map((d) => d ?? "any")}]`,
-      );
-    }
-    if (shapes.labelDtype !== "float32") {
-      throw new TypeError(
-        `The pipeline's labels are ${shapes.labelDtype}, expected float32 in the model's ` +
-          "output shape: return them one-hot (or as floats) from the map function",
-      );
-    }
+    const columns = new PipelineColumns(model, await pipeline.start(), options.classWeight);
     const validation = options.validationData === undefined
       ? null
       : toShared(prepareSamples(model, options.validationData[0], options.validationData[1]));
@@ -527,11 +498,11 @@ export class MirroredStrategy implements Strategy {
       for await (
         const epoch of pipeline.epochs(o.epochs - o.initialEpoch, { initialEpoch: o.initialEpoch })
       ) {
-        const { x, y, xShape, yShape, count } = epoch.shared;
+        const data = columns.epoch(epoch.shared);
         replies = await this.#run(group, reporter, {
           ...base,
-          data: { x, y, xShape, yShape, count },
-          trainCount: count,
+          data,
+          trainCount: data.count,
           epochs: epoch.epoch + 1,
           initialEpoch: epoch.epoch,
         });

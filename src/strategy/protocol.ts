@@ -79,9 +79,11 @@ export interface SharedData {
   count: number;
   /**
    * Every input, in `model.inputs` order: its values (float32, one row per
-   * sample) and per-sample shape. Absent: `x` alone.
+   * sample) and per-sample shape. A column may be a part of wider rows that
+   * hold several columns side by side (an input pipeline's parts): row `r`
+   * starts at float `r * stride + offset`. Absent: `x` alone.
    */
-  inputs?: { buffer: SharedArrayBuffer; shape: number[] }[];
+  inputs?: { buffer: SharedArrayBuffer; shape: number[]; stride?: number; offset?: number }[];
   /** Every output's targets, in `model.outputs` order, as `inputs`. Absent: `y` alone. */
   outputs?: { buffer: SharedArrayBuffer; shape: number[] }[];
   /**

@@ -147,6 +147,34 @@ Deno.test(
 );
 
 Deno.test(
+  "dtrain train --model MODULE trains a sparse-loss model on class indices and refuses a two-input one",
+  opts,
+  async () => {
+    const module = new URL("../fixtures/cli_models.ts", import.meta.url).pathname;
+    const common = ["--limit", "1500", "--epochs", "2", "--replicas", "2", "--backend", "cpu"];
+    const trained = await cli([
+      "train",
+      "--model",
+      module,
+      "--export",
+      "sparseMlp",
+      ...common,
+      "--json",
+    ]);
+    assert.equal(trained.code, 0, trained.stderr);
+    const result = JSON.parse(trained.stdout.trim().split("\n").pop()!);
+    assert.deepEqual(Object.keys(result.history).sort(), ["acc", "loss", "val_acc", "val_loss"]);
+    assert.ok(result.testAccuracy > 0.7, `test accuracy ${result.testAccuracy}`);
+    const refused = await cli(["train", "--model", module, "--export", "twoInputs", ...common]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /builds a model with 2 inputs and 1 outputs; a dataset holds samples of one input and one output/,
+    );
+  },
+);
+
+Deno.test(
   "dtrain train --strategy worker trains asynchronously and reports its workers",
   opts,
   async () => {

@@ -178,7 +178,13 @@ Deno.test("ParallelMap.epochs() exposes shared buffers and shapes when the map c
   source.y.forEach((_, i) => (source.y[i] = i % 4));
   await using pipeline = new ParallelMap(source, options("oneHot4", { shuffle: false }));
   const shapes = await pipeline.start();
-  assert.deepEqual(shapes, { featureShape: [4], labelShape: [4], labelDtype: "float32" });
+  assert.deepEqual(shapes, {
+    featureShape: [4],
+    labelShape: [4],
+    labelDtype: "float32",
+    featureParts: [4],
+    labelParts: [4],
+  });
   for await (const e of pipeline.epochs(1)) {
     assert.ok(e.y instanceof Float32Array);
     assert.deepEqual(Array.from(e.y.subarray(4, 8)), [0, 1, 0, 0]);
@@ -307,7 +313,8 @@ Deno.test("ParallelMap.start() throws when sample 0's output is of the wrong typ
   await assertRejectsWith(
     () => new ParallelMap(fixture(4), options("returnsArray")).start(),
     TypeError,
-    "map() must return { x: Float32Array, y?: Float32Array | Uint8Array }, received an object " +
+    "map() must return { x: Float32Array | Float32Array[], y?: Float32Array | Uint8Array | " +
+      "Float32Array[] }, received an object " +
       "with keys [x] with x an Array(4) for sample 0 of epoch 0",
   );
   await assertRejectsWith(
@@ -318,6 +325,53 @@ Deno.test("ParallelMap.start() throws when sample 0's output is of the wrong typ
   );
   await using ok = new ParallelMap(fixture(4), options("tag", { outputShape: [7, 1] }));
   assert.deepEqual((await ok.start()).featureShape, [7, 1]);
+});
+
+Deno.test("ParallelMap writes a map's x and y parts side by side in each row", async () => {
+  const source = fixture(30);
+  await using pipeline = new ParallelMap(source, options("twoParts"));
+  const shapes = await pipeline.start();
+  assert.deepEqual(shapes, {
+    featureShape: [4],
+    labelShape: [11],
+    labelDtype: "float32",
+    featureParts: [1, 3],
+    labelParts: [10, 1],
+  });
+  for await (const e of pipeline.epochs(2)) {
+    for (let row = 0; row < e.count; row++) {
+      const i = e.order[row]!, label = source.y[i]!;
+      const src = Array.from(source.x.subarray(i * 4, i * 4 + 4));
+      assert.deepEqual(Array.from(e.x.subarray(row * 4, row * 4 + 4)), [
+        src[0]!,
+        ...src.slice(1).map((v) => 2 * v),
+      ]);
+      const y = Array.from(e.y.subarray(row * 11, row * 11 + 11));
+      assert.deepEqual(y, [...Array.from({ length: 10 }, (_, k) => k === label ? 1 : 0), label]);
+    }
+  }
+});
+
+Deno.test("ParallelMap refuses parts that change, uint8 among several y parts, and outputShape with parts", async () => {
+  await using shrinks = new ParallelMap(fixture(20), options("partShrinksAt7"));
+  await assertRejectsWith(
+    () => shrinks.epochs(1).next(),
+    RangeError,
+    "map() returned x with parts of [1, 2] values for sample 7 of epoch 0, expected parts of " +
+      "[1, 3] as for sample 0 (the output shape must not change between samples)",
+  );
+  await assertRejectsWith(
+    () => new ParallelMap(fixture(4), options("uint8Part")).start(),
+    TypeError,
+    "map() must return y as a Float32Array or Uint8Array, an array of Float32Arrays (one per " +
+      "model output), or omit it, received an Array(2) for sample 0 of epoch 0",
+  );
+  await assertRejectsWith(
+    () => new ParallelMap(fixture(4), options("twoParts", { outputShape: [4] })).start(),
+    RangeError,
+    "ParallelMap outputShape describes one x, but map() returned 2 x parts for sample 0 of " +
+      "epoch 0 (a model with several inputs gives their shapes)",
+  );
 });
 
 Deno.test("ParallelMap.epochs() rejects with PipelineError naming the sample when the map throws", async () => {
@@ -350,7 +404,8 @@ Deno.test("ParallelMap.epochs() rejects with RangeError when the output shape ch
   await assertRejectsWith(
     () => typed.epochs(1).next(),
     TypeError,
-    "map() must return { x: Float32Array, y?: Float32Array | Uint8Array }, received an object " +
+    "map() must return { x: Float32Array | Float32Array[], y?: Float32Array | Uint8Array | " +
+      "Float32Array[] }, received an object " +
       "with keys [x] with x an Array(4) for sample 7 of epoch 0",
   );
 });

@@ -4,6 +4,7 @@
 // both strategies as model.fit trains it, x and y given as arrays or dicts.
 import assert from "node:assert/strict";
 import { MirroredStrategy, tf, WorkerStrategy } from "../../mod.ts";
+import { ParallelMap } from "../../src/data/pipeline.ts";
 import {
   assertHistory,
   disposeTwoByTwoData as disposeData,
@@ -14,6 +15,7 @@ import {
 } from "./_models.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
+const MAPS = new URL("../fixtures/pipeline_maps.ts", import.meta.url);
 const BACKEND = "cpu" as const;
 /** Oracle tolerance: max |weight difference| after training, and History values. */
 const TOL = 1e-4;
@@ -481,28 +483,125 @@ Deno.test(
   },
 );
 
+/** `twoByTwoData` as a ParallelMap source: rows `[in_a | in_b]`, labels `[cls | reg]`. */
+function pipelineSource(d: ReturnType<typeof data>, sparse: boolean) {
+  const cls = sparse ? tf.tidy(() => tf.expandDims(tf.argMax(d.cls, 1), 1).toFloat()) : d.cls;
+  const x = tf.tidy(() => tf.concat([d.xa, d.xb], 1));
+  const y = tf.tidy(() => tf.concat([cls, d.reg], 1));
+  const source = {
+    x: x.dataSync() as Float32Array,
+    y: y.dataSync() as Float32Array,
+    count: d.xa.shape[0],
+    featureShape: [12],
+  };
+  tf.dispose([x, y]);
+  return { source, cls };
+}
+
 Deno.test(
-  "fitPipeline() refuses a 2-input, 2-output model, naming fit()",
+  "MirroredStrategy.fitPipeline() trains a 2-input, 2-output model like fit() on the same data and seed (lossWeights, classWeight, sparse labels)",
+  opts,
+  async () => {
+    await tf.setBackend(BACKEND);
+    const seed = 5;
+    const d = data(72);
+    const runs = [
+      { sparse: false, extra: {} },
+      {
+        sparse: false,
+        extra: { lossWeights: [1, 0.5], classWeight: { cls: { 0: 1, 1: 3, 2: 0.5 } } },
+      },
+      {
+        sparse: true,
+        extra: { lossWeights: { reg: 2 }, classWeight: [{ 0: 2, 1: 1, 2: 1 }, null] },
+      },
+    ];
+    for (const { sparse, extra } of runs) {
+      const loss = [
+        sparse ? "sparseCategoricalCrossentropy" : "categoricalCrossentropy",
+        "meanSquaredError",
+      ];
+      const { source, cls } = pipelineSource(d, sparse);
+      const expected = twoByTwo(() => tf.train.adam(0.01), loss);
+      await using a = new MirroredStrategy({ replicas: 2, backend: BACKEND });
+      const want = await a.fit(expected, [d.xa, d.xb], [cls, d.reg], { ...FIT, seed, ...extra });
+      const model = twoByTwo(() => tf.train.adam(0.01), loss);
+      await using pipeline = new ParallelMap(source, {
+        map: { url: MAPS, exportName: "splitTwoByTwo" },
+        workers: 2,
+        seed,
+      });
+      await using b = new MirroredStrategy({ replicas: 2, backend: BACKEND });
+      const got = await b.fitPipeline(model, pipeline, { ...FIT, ...extra });
+      const what = `sparse ${sparse}, ${JSON.stringify(extra)}`;
+      const diff = maxWeightDiff(model, expected);
+      assert.ok(diff <= 1e-6, `${what}: max |weight difference| ${diff}`);
+      assertHistory(got.history, want.history, Object.keys(want.history), what, { tol: 1e-6 });
+      // No tensor leaks in the main thread or the replicas on another run.
+      const main = tf.memory().numTensors, replicas = b.stats!.replicaTensors;
+      await b.fitPipeline(model, pipeline, { ...FIT, epochs: 1, ...extra });
+      assert.equal(tf.memory().numTensors, main, `${what}: main-thread tensors leaked`);
+      assert.deepEqual(b.stats!.replicaTensors, replicas, `${what}: replica tensors leaked`);
+      if (sparse) cls.dispose();
+      model.dispose();
+      expected.dispose();
+    }
+    disposeData(d);
+  },
+);
+
+Deno.test(
+  "MirroredStrategy.fitPipeline() refuses parts that do not match the model's inputs and outputs, before training",
   opts,
   async () => {
     await tf.setBackend(BACKEND);
     const d = data(8);
+    const { source } = pipelineSource(d, false);
     const model = twoByTwo(() => tf.train.sgd(0.1));
-    const single =
-      "trains models with one input and one output, received a model with 2 inputs and 2 " +
-      "outputs: pass its data to fit(model, x, y) instead, with x and y as arrays (or dicts " +
-      "by layer name) of tensors";
     await using mirrored = new MirroredStrategy({ replicas: 1, backend: BACKEND });
-    const pipeline = {
-      count: 8,
-      start: () => Promise.reject(new Error("not started")),
-      epochs: () => ({ [Symbol.asyncIterator]: () => ({ next: () => Promise.reject() }) }),
-    };
+    await using whole = new ParallelMap(source, {
+      map: { url: MAPS, exportName: "identity" },
+      workers: 1,
+      seed: 1,
+    });
     await assert.rejects(
-      () => mirrored.fitPipeline(model, pipeline),
-      new TypeError(`fitPipeline() ${single}`),
+      () => mirrored.fitPipeline(model, whole),
+      new RangeError(
+        'The pipeline\'s map returns 1 x part, the model has 2 inputs ("in_a", "in_b"): ' +
+          "return x as an array of one Float32Array per input, in model.inputs order",
+      ),
+    );
+    const sparse = twoByTwo(() => tf.train.sgd(0.1), [
+      "categoricalCrossentropy",
+      "meanSquaredError",
+    ]);
+    // Labels of one class index and one target per sample, for a categorical head.
+    const wrong = { ...source, y: source.y.subarray(0, 8 * 2) };
+    await using narrow = new ParallelMap(wrong, {
+      map: { url: MAPS, exportName: "splitTwoByTwo" },
+      workers: 1,
+      seed: 1,
+    });
+    await assert.rejects(
+      () => mirrored.fitPipeline(sparse, narrow),
+      new RangeError(
+        "The pipeline's y part 0 holds 1 values per sample, the model's output \"cls\" expects [3]",
+      ),
+    );
+    await using parts = new ParallelMap(source, {
+      map: { url: MAPS, exportName: "splitTwoByTwo" },
+      workers: 1,
+      seed: 1,
+    });
+    await assert.rejects(
+      () => mirrored.fitPipeline(model, parts, { classWeight: { nope: { 0: 1 } } }),
+      new RangeError(
+        'classWeight names "nope", which is not an output of the model: expected the output ' +
+          'names "cls", "reg"',
+      ),
     );
     assert.equal(mirrored.stats, undefined, "no replica started");
+    sparse.dispose();
     model.dispose();
     disposeData(d);
   },

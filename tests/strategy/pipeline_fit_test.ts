@@ -5,7 +5,7 @@ import { ParallelMap } from "../../src/data/pipeline.ts";
 const opts = { sanitizeResources: false, sanitizeOps: false };
 const MAPS = new URL("../fixtures/pipeline_maps.ts", import.meta.url);
 
-function build(): tf.LayersModel {
+function build(loss = "categoricalCrossentropy"): tf.LayersModel {
   const model = tf.sequential({
     layers: [
       tf.layers.dense({
@@ -23,7 +23,7 @@ function build(): tf.LayersModel {
   });
   model.compile({
     optimizer: tf.train.adam(0.02),
-    loss: "categoricalCrossentropy",
+    loss,
     metrics: ["accuracy"],
   });
   return model;
@@ -84,6 +84,77 @@ Deno.test(
 );
 
 Deno.test(
+  "MirroredStrategy.fitPipeline() trains on uint8 class indices with a sparse loss and classWeight like fit() (cpu and wasm)",
+  opts,
+  async () => {
+    const seed = 4;
+    const classWeight = { 0: 1, 1: 2, 2: 0.5, 3: 1.5 };
+    await tf.setBackend("cpu");
+    for (const backend of ["cpu", "wasm"] as const) {
+      const xs = tf.tensor2d(source.x, [N, 5]);
+      const labels = tf.tensor1d(source.y, "int32");
+      const expected = build("sparseCategoricalCrossentropy");
+      await using a = new MirroredStrategy({ replicas: 2, backend });
+      const want = await a.fit(expected, xs, labels, {
+        epochs: 2,
+        batchSize: 20,
+        seed,
+        classWeight,
+      });
+      const model = build("sparseCategoricalCrossentropy");
+      await using pipeline = new ParallelMap(source, {
+        map: { url: MAPS, exportName: "identity" },
+        workers: 2,
+        seed,
+      });
+      assert.equal((await pipeline.start()).labelDtype, "uint8");
+      await using b = new MirroredStrategy({ replicas: 2, backend });
+      const got = await b.fitPipeline(model, pipeline, { epochs: 2, batchSize: 20, classWeight });
+      const diff = tf.tidy(() =>
+        Math.max(
+          ...model.getWeights().map((w, i) =>
+            tf.max(tf.abs(tf.sub(w, expected.getWeights()[i]!))).dataSync()[0]!
+          ),
+        )
+      );
+      assert.ok(diff <= 1e-5, `${backend}: max |weight difference| ${diff}`);
+      for (const key of ["loss", "acc"]) {
+        got.history[key]!.forEach((v, i) =>
+          assert.ok(Math.abs(v - want.history[key]![i]!) < 1e-5, `${backend}: ${key}[${i}]`)
+        );
+      }
+      tf.dispose([xs, labels]);
+      expected.dispose();
+      model.dispose();
+    }
+  },
+);
+
+Deno.test(
+  "MirroredStrategy.fitPipeline() rejects a sparse label that is not a class of the output, naming the sample",
+  opts,
+  async () => {
+    await tf.setBackend("cpu");
+    const bad = { ...source, y: source.y.map((v, i) => (i === 17 ? 9 : v)) };
+    await using pipeline = new ParallelMap(bad, {
+      map: { url: MAPS, exportName: "identity" },
+      workers: 1,
+      seed: 2,
+      shuffle: false,
+    });
+    await using s = new MirroredStrategy({ replicas: 2, backend: "cpu" });
+    const model = build("sparseCategoricalCrossentropy");
+    await assert.rejects(() => s.fitPipeline(model, pipeline, { batchSize: 10 }), {
+      name: "RangeError",
+      message:
+        "The pipeline's labels: sample 17 is 9: a sparse categorical label must be an integer " +
+        "in [0, 4)",
+    });
+    model.dispose();
+  },
+);
+
+Deno.test(
   "MirroredStrategy.fitPipeline() rejects options and shapes that cannot work",
   opts,
   async () => {
@@ -126,5 +197,21 @@ Deno.test(
     assert.equal(tf.memory().numTensors, main, "main-thread tensors leaked");
     assert.deepEqual(s.stats!.replicaTensors, replicas, "replica tensors leaked");
     model.dispose();
+    // uint8 class indices, a sparse loss and classWeight.
+    const sparse = build("sparseCategoricalCrossentropy");
+    await using indices = new ParallelMap(source, {
+      map: { url: MAPS, exportName: "identity" },
+      workers: 1,
+      seed: 3,
+    });
+    await using t = new MirroredStrategy({ replicas: 2, backend: "cpu" });
+    const classWeight = { 0: 1, 1: 2, 2: 1, 3: 1 };
+    await t.fitPipeline(sparse, indices, { epochs: 1, batchSize: 30, classWeight });
+    const main2 = tf.memory().numTensors;
+    const replicas2 = t.stats!.replicaTensors;
+    await t.fitPipeline(sparse, indices, { epochs: 3, batchSize: 30, classWeight });
+    assert.equal(tf.memory().numTensors, main2, "main-thread tensors leaked (sparse)");
+    assert.deepEqual(t.stats!.replicaTensors, replicas2, "replica tensors leaked (sparse)");
+    sparse.dispose();
   },
 );
