@@ -2,14 +2,14 @@
 // compiled tf.LayersModel and flat Float32 samples (one array per model input
 // and output, by layer name, for a model with several). Everything that can be
 // checked before training (model JSON, shapes, layer names, sample counts,
-// batch vs replicas, lossWeights and classWeight against the outputs) is
-// checked here and refused with an `InputError` naming the field (the HTTP
-// layer answers it with a 400).
+// batch vs replicas, losses, metrics, lossWeights and classWeight against the
+// outputs) is checked here and refused with an `InputError` naming the field
+// (the HTTP layer answers it with a 400).
 import { loadFashionMnist, loadMnist, oneHot, tf } from "../../mod.ts";
 import { buildPreset } from "../models/presets.ts";
 import { InputError, type InputErrorCode } from "./_domain_errors.ts";
 import type { DatasetLibrary } from "./datasets.ts";
-import type { DatasetRecord, InlineData, JobRequest, ModelTopology } from "./types.ts";
+import type { DatasetRecord, InlineData, JobRequest, MetricName, ModelTopology } from "./types.ts";
 
 const DATASET_SIZES = { "mnist": 10000, "fashion-mnist": 60000 } as const;
 const IMAGE = 784;
@@ -221,7 +221,65 @@ function lossesOf(loss: JobRequest["compile"]["loss"], outputs: readonly Port[])
   });
 }
 
-function compile(model: tf.LayersModel, spec: JobRequest["compile"]): void {
+type Metrics = JobRequest["compile"]["metrics"];
+
+/** Most metrics of one output (the schema's bound on each list). */
+const MAX_METRICS = 8;
+
+/** Whether `compile.metrics` is a list of names (for every output), the form a preset takes. */
+function isNameList(metrics: Metrics): metrics is MetricName[] {
+  return Array.isArray(metrics) && metrics.every((m) => typeof m === "string");
+}
+
+/**
+ * `compile.metrics` as tfjs' `model.compile` takes it: names for every
+ * output, or a dict of lists by output name (a list of lists becomes the
+ * dict it stands for: tfjs applies a list to every output). An InputError
+ * naming the field when it does not fit the outputs.
+ */
+function metricsOf(
+  metrics: Metrics,
+  outputs: readonly Port[],
+): string[] | Record<string, string[]> {
+  const field = "compile.metrics";
+  if (isNameList(metrics)) {
+    if (metrics.length > MAX_METRICS) {
+      throw bad(
+        "invalid_compile",
+        `${field} has ${metrics.length} metric names, expected at most ${MAX_METRICS}`,
+        { field, expected: MAX_METRICS, received: metrics.length },
+      );
+    }
+    return [...metrics];
+  }
+  if (Array.isArray(metrics)) {
+    const names = metrics.findIndex((m) => typeof m === "string");
+    if (names >= 0) {
+      throw bad(
+        "invalid_compile",
+        `${field}: expected a list of metric names (every output) or a list of lists of them ` +
+          `(one per output), received a list that mixes both (${field}[${names}] is ` +
+          `${JSON.stringify(metrics[names])})`,
+        { field: `${field}[${names}]` },
+      );
+    }
+    checkOutputCount(metrics.length, outputs, field, "invalid_compile", {
+      noun: "lists",
+      each: "one list of metric names per model output",
+    });
+    return Object.fromEntries(outputs.map((p, i) => [p.name, [...metrics[i] as string[]]]));
+  }
+  checkOutputNames(Object.keys(metrics), outputs, field, "invalid_compile");
+  return Object.fromEntries(
+    Object.entries(metrics).map(([name, m]) => [name, typeof m === "string" ? [m] : [...m]]),
+  );
+}
+
+function compile(
+  model: tf.LayersModel,
+  spec: JobRequest["compile"],
+  metrics: string[] | Record<string, string[]>,
+): void {
   const optimizer = typeof spec.optimizer === "string"
     ? spec.optimizer
     : tf.train[spec.optimizer.name](spec.optimizer.learningRate);
@@ -232,13 +290,14 @@ function compile(model: tf.LayersModel, spec: JobRequest["compile"]): void {
       loss: typeof spec.loss === "string" || Array.isArray(spec.loss)
         ? spec.loss
         : { ...spec.loss },
-      metrics: [...spec.metrics],
+      // tfjs types a metrics dict as one metric per output; it takes lists too.
+      metrics: metrics as tf.ModelCompileArgs["metrics"],
     });
   } catch (cause) {
     throw bad(
       "invalid_compile",
       `compile: the model does not compile with loss ${loss} and metrics ` +
-        `[${spec.metrics.join(", ")}]: ${cause instanceof Error ? cause.message : cause}`,
+        `${JSON.stringify(spec.metrics)}: ${cause instanceof Error ? cause.message : cause}`,
     );
   }
 }
@@ -594,6 +653,16 @@ export async function buildJob(
         { field: "compile.loss" },
       );
     }
+    const metrics = request.compile.metrics;
+    if (!isNameList(metrics)) {
+      throw bad(
+        "invalid_compile",
+        `compile.metrics: ${what}: expected a list of metric names, received ${
+          JSON.stringify(metrics)
+        }`,
+        { field: "compile.metrics" },
+      );
+    }
     const rows = inline === undefined ? undefined : { x: inline.x as Rows, y: inline.y as Rows };
     const inputs = rows?.x[0]?.length ??
       (upload === undefined ? IMAGE : product(upload.record.xShape));
@@ -625,7 +694,7 @@ export async function buildJob(
       singleIO(inputs, outputs, upload !== undefined ? "data.upload" : "data.dataset");
     }
     const losses = lossesOf(request.compile.loss, outputs);
-    compile(model, request.compile);
+    compile(model, request.compile, metricsOf(request.compile.metrics, outputs));
     checkLossWeights(fit.lossWeights, outputs);
     const inShape = inputs[0]!.shape, outShape = outputs[0]!.shape;
     const inSize = product(inShape), outSize = product(outShape);

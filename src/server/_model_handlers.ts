@@ -2,7 +2,10 @@
 // (`model.json` and its weight files, so `tf.loadLayersModel(url)` works),
 // predict and delete. They only translate between HTTP and the registry:
 // predict decodes its body here (JSON, the binary form, `.npy`) into one
-// Float32Array and encodes the outputs the way `Accept` asks.
+// Float32Array per model input and encodes the outputs the way `Accept` asks.
+// A model with several inputs takes JSON only (a dict of rows by input name,
+// or a list of rows per input); one with several outputs answers JSON only,
+// a dict of rows by output name.
 //
 // The binary form (`application/octet-stream`), requests and answers alike,
 // all little-endian:
@@ -18,12 +21,12 @@
 //
 // An answer is [rows, width]. `.npy` (`application/x-npy`, format 1.0-3.0,
 // descr '<f4', C order, at least 2 dimensions) is accepted and answered the
-// same way.
+// same way. Both carry one input and one output.
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import type { JSONValue } from "hono/utils/types";
 import type { z } from "@hono/zod-openapi";
-import type { ModelRegistry } from "./registry.ts";
+import type { ModelRegistry, PredictPort } from "./registry.ts";
 import { InputError } from "./_domain_errors.ts";
 import { HttpError } from "./_errors.ts";
 import { PredictWorkerCrashedError } from "./_predict_pool.ts";
@@ -41,14 +44,21 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const BINARY = "application/octet-stream";
 const NPY = "application/x-npy";
 
-interface Input {
-  shape: number[];
-  size: number;
+type Input = Pick<PredictPort, "shape" | "size">;
+
+/** The rows of every model input, in `model.inputs` order, and their count. */
+interface Decoded {
+  xs: Float32Array[];
+  rows: number;
 }
 
 /** A 400 naming the field, worded like the schema's own (`_validation.ts`). */
-function invalid(path: PropertyKey[], message: string, code = "invalid_type"): HttpError {
-  return validationError([{ code, path, message } as unknown as Issue], undefined, "json");
+function invalid(path: readonly PropertyKey[], message: string, code = "invalid_type"): HttpError {
+  return validationError(
+    [{ code, path: [...path], message } as unknown as Issue],
+    undefined,
+    "json",
+  );
 }
 
 function kind(value: unknown): string {
@@ -59,22 +69,162 @@ function kind(value: unknown): string {
   return typeof value;
 }
 
-function shapeMismatch(field: string, received: number, input: Input): InputError {
+/** `inputs.a[3]` or `inputs[0][3]`, as `_validation.ts` names a path. */
+function fieldOf(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const key of path) {
+    out += typeof key === "number" ? `[${key}]` : out === "" ? String(key) : `.${String(key)}`;
+  }
+  return out;
+}
+
+/** `"a", "b"`. */
+function nameList(ports: readonly PredictPort[]): string {
+  return ports.map((p) => JSON.stringify(p.name)).join(", ");
+}
+
+/** `2 inputs ("a", "b")`. */
+function describePorts(ports: readonly PredictPort[], kind: "input" | "output"): string {
+  return `${ports.length} ${kind}${ports.length === 1 ? "" : "s"} (${nameList(ports)})`;
+}
+
+/** `whose` names the shape: "the model's input" or `input "a"'s`. */
+function shapeMismatch(field: string, received: number, input: Input, whose: string): InputError {
   return new InputError(
     "shape_mismatch",
     `${field} has ${received} values, expected ${input.size} ` +
-      `(the model's input shape [${input.shape.join(", ")}])`,
+      `(${whose} shape [${input.shape.join(", ")}])`,
     { field, expected: input.size, received },
   );
 }
 
 /**
- * The JSON form, `{"inputs": [[...], ...]}`, checked and copied into one
- * Float32Array in a single pass (the schema would walk every number once
- * more): 400 naming the first bad field (`inputs[3][7]`), `shape_mismatch`
- * for a row of the wrong length.
+ * Checks the rows at `path` (an array, already known) against `input` and
+ * copies them into one Float32Array: 400 naming the first bad field
+ * (`inputs[3][7]`, `inputs.a[3][7]`), `shape_mismatch` for a row of the
+ * wrong length.
  */
-function jsonInputs(text: string, input: Input): { x: Float32Array; rows: number } {
+function copyRows(
+  rows: readonly unknown[],
+  path: readonly PropertyKey[],
+  input: Input,
+  whose: string,
+): Float32Array {
+  if (rows.length === 0) {
+    throw invalid(
+      path,
+      "Too small: expected array to have >=1 items, received an array of 0",
+      "custom",
+    );
+  }
+  const { size } = input;
+  const x = new Float32Array(rows.length * size);
+  let o = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const row: unknown = rows[i];
+    if (!Array.isArray(row)) {
+      throw invalid([...path, i], `Invalid input: expected array, received ${kind(row)}`);
+    }
+    if (row.length !== size) throw shapeMismatch(fieldOf([...path, i]), row.length, input, whose);
+    for (let j = 0; j < size; j++) {
+      const v: unknown = row[j];
+      // `v - v` is 0 for every finite number, NaN for NaN and +-Infinity.
+      if (typeof v !== "number" || v - v !== 0) {
+        throw invalid([...path, i, j], `Invalid input: expected number, received ${kind(v)}`);
+      }
+      x[o++] = v;
+    }
+  }
+  return x;
+}
+
+/**
+ * The rows of each input of a model with several (or a dict for one):
+ * `inputs` is a dict of rows by input name (every input once) or a list of
+ * rows per input in `model.inputs` order; every input has the same number of
+ * rows. 400 naming the field for anything else, before a value is copied
+ * past the first bad one.
+ */
+function columnInputs(inputs: object, ports: readonly PredictPort[]): Decoded {
+  const single = ports.length === 1;
+  let columns: { path: PropertyKey[]; value: unknown }[];
+  if (Array.isArray(inputs)) {
+    const first: unknown = inputs[0];
+    if (Array.isArray(first) && first.length > 0 && !Array.isArray(first[0])) {
+      throw invalid(
+        ["inputs"],
+        `the model has ${describePorts(ports, "input")}: expected a dict of rows by input ` +
+          `name, or a list of ${ports.length} lists of rows in model.inputs order, received rows`,
+        "custom",
+      );
+    }
+    if (inputs.length !== ports.length) {
+      throw invalid(
+        ["inputs"],
+        `expected ${ports.length} entries, one list of rows per model input (${
+          nameList(ports)
+        }) in model.inputs order, received ${inputs.length}`,
+        "custom",
+      );
+    }
+    columns = ports.map((_, k) => ({ path: ["inputs", k], value: inputs[k] }));
+  } else {
+    const dict = inputs as Record<string, unknown>;
+    const names = ports.map((p) => p.name);
+    const unknown = Object.keys(dict).find((key) => !names.includes(key));
+    if (unknown !== undefined) {
+      throw invalid(
+        ["inputs", unknown],
+        `not an input of the model: expected the input names ${nameList(ports)}`,
+        "custom",
+      );
+    }
+    const missing = names.find((name) => !Object.hasOwn(dict, name));
+    if (missing !== undefined) {
+      throw invalid(
+        ["inputs", missing],
+        `expected the rows of every input of the model (${nameList(ports)}), received none ` +
+          `for ${JSON.stringify(missing)}`,
+        "custom",
+      );
+    }
+    columns = ports.map((p) => ({ path: ["inputs", p.name], value: dict[p.name] }));
+  }
+  for (const { path, value } of columns) {
+    if (!Array.isArray(value)) {
+      throw invalid(path, `Invalid input: expected array, received ${kind(value)}`);
+    }
+  }
+  const counts = columns.map((c) => (c.value as unknown[]).length);
+  const rows = counts[0]!;
+  const other = counts.findIndex((n) => n !== rows);
+  if (other > 0 && rows > 0 && counts[other]! > 0) {
+    const a = fieldOf(columns[0]!.path), b = fieldOf(columns[other]!.path);
+    throw new InputError(
+      "shape_mismatch",
+      `${a} and ${b} must have the same number of rows, received ${rows} and ${counts[other]}`,
+      { field: b, expected: rows, received: counts[other] },
+    );
+  }
+  const xs = columns.map(({ path, value }, k) =>
+    copyRows(
+      value as unknown[],
+      path,
+      ports[k]!,
+      single ? "the model's input" : `input ${JSON.stringify(ports[k]!.name)}'s`,
+    )
+  );
+  return { xs, rows };
+}
+
+/**
+ * The JSON form, `{"inputs": [[...], ...]}` (or, see `columnInputs`, a dict
+ * of rows by input name or a list of rows per input), checked and copied
+ * into one Float32Array per input in a single pass (the schema would walk
+ * every number once more): 400 naming the first bad field (`inputs[3][7]`),
+ * `shape_mismatch` for a row of the wrong length.
+ */
+function jsonInputs(text: string, ports: readonly PredictPort[]): Decoded {
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -85,46 +235,42 @@ function jsonInputs(text: string, input: Input): { x: Float32Array; rows: number
     throw invalid([], `Invalid input: expected object, received ${kind(body)}`);
   }
   const inputs = (body as { inputs?: unknown }).inputs;
-  if (!Array.isArray(inputs)) {
-    throw invalid(["inputs"], `Invalid input: expected array, received ${kind(inputs)}`);
+  const single = ports.length === 1;
+  const dict = typeof inputs === "object" && inputs !== null && !Array.isArray(inputs);
+  if (!Array.isArray(inputs) && !dict) {
+    throw invalid(
+      ["inputs"],
+      `Invalid input: expected ${single ? "array" : "object or array"}, received ${kind(inputs)}`,
+    );
   }
   const extra = Object.keys(body).filter((k) => k !== "inputs");
   if (extra.length > 0) {
     const keys = extra.map((k) => JSON.stringify(k)).join(", ");
     throw invalid([], `Unrecognized key${extra.length > 1 ? "s" : ""}: ${keys}`, "custom");
   }
-  if (inputs.length === 0) {
-    throw invalid(
-      ["inputs"],
-      "Too small: expected array to have >=1 items, received an array of 0",
-      "custom",
-    );
-  }
-  const { size } = input;
-  const x = new Float32Array(inputs.length * size);
-  let o = 0;
-  for (let i = 0; i < inputs.length; i++) {
-    const row: unknown = inputs[i];
-    if (!Array.isArray(row)) {
-      throw invalid(["inputs", i], `Invalid input: expected array, received ${kind(row)}`);
-    }
-    if (row.length !== size) throw shapeMismatch(`inputs[${i}]`, row.length, input);
-    for (let j = 0; j < size; j++) {
-      const v: unknown = row[j];
-      // `v - v` is 0 for every finite number, NaN for NaN and +-Infinity.
-      if (typeof v !== "number" || v - v !== 0) {
-        throw invalid(["inputs", i, j], `Invalid input: expected number, received ${kind(v)}`);
-      }
-      x[o++] = v;
-    }
-  }
-  return { x, rows: inputs.length };
+  if (!single || dict) return columnInputs(inputs as object, ports);
+  const rows = inputs as unknown[];
+  return { xs: [copyRows(rows, ["inputs"], ports[0]!, "the model's input")], rows: rows.length };
 }
 
 function bodyError(form: string, message: string): HttpError {
   return new HttpError(400, "invalid_request", `Invalid request body: ${form}: ${message}`, {
     details: { target: "body", form },
   });
+}
+
+/**
+ * The one input a binary or .npy body carries; a 400 that points to the JSON
+ * dict form for a model with several.
+ */
+function onlyInput(form: string, ports: readonly PredictPort[]): Input {
+  if (ports.length === 1) return ports[0]!;
+  const example = ports.map((p) => `${JSON.stringify(p.name)}: [[...], ...]`).join(", ");
+  throw bodyError(
+    form,
+    `the model has ${describePorts(ports, "input")} and the ${form} form carries one: send ` +
+      `JSON {"inputs": {${example}}}, a dict of rows by input name`,
+  );
 }
 
 /** The sample values of a binary body's dims, checked against the model; 400 otherwise. */
@@ -187,7 +333,7 @@ function dataLength(form: string, bytes: Uint8Array, offset: number, count: numb
 }
 
 /** The binary form (see the top of this file). */
-function binaryInputs(bytes: Uint8Array, input: Input): { x: Float32Array; rows: number } {
+function binaryInputs(bytes: Uint8Array, input: Input): Decoded {
   const form = "binary";
   if (bytes.byteLength < 8 || MAGIC.some((b, i) => bytes[i] !== b)) {
     throw bodyError(
@@ -214,11 +360,11 @@ function binaryInputs(bytes: Uint8Array, input: Input): { x: Float32Array; rows:
   const dims = Array.from({ length: rank }, (_, i) => view.getUint32(8 + 4 * i, true));
   const rows = checkDims(form, dims, input);
   dataLength(form, bytes, offset, rows * input.size);
-  return { x: floats(bytes, offset, rows * input.size, input.size), rows };
+  return { xs: [floats(bytes, offset, rows * input.size, input.size)], rows };
 }
 
 /** A `.npy` file of little-endian float32 in C order. */
-function npyInputs(bytes: Uint8Array, input: Input): { x: Float32Array; rows: number } {
+function npyInputs(bytes: Uint8Array, input: Input): Decoded {
   const form = "npy";
   if (bytes.byteLength < 10 || NPY_MAGIC.some((b, i) => bytes[i] !== b)) {
     throw bodyError(form, 'expected a .npy file (magic "\\x93NUMPY"), received other bytes');
@@ -262,7 +408,7 @@ function npyInputs(bytes: Uint8Array, input: Input): { x: Float32Array; rows: nu
   const dims = tuple.split(",").map((d) => d.trim()).filter((d) => d !== "").map(Number);
   const rows = checkDims(form, dims, input);
   dataLength(form, bytes, offset, rows * input.size);
-  return { x: floats(bytes, offset, rows * input.size, input.size), rows };
+  return { xs: [floats(bytes, offset, rows * input.size, input.size)], rows };
 }
 
 function essence(contentType: string | undefined): string {
@@ -274,15 +420,18 @@ function isJson(type: string): boolean {
 }
 
 /** Decodes a predict body by its `Content-Type`; 415 for another type. */
-async function decodeInputs(
-  c: Context,
-  input: Input,
-): Promise<{ x: Float32Array; rows: number }> {
+async function decodeInputs(c: Context, ports: readonly PredictPort[]): Promise<Decoded> {
   const header = c.req.header("content-type");
   const type = essence(header);
-  if (isJson(type)) return jsonInputs(await c.req.text(), input);
-  if (type === BINARY) return binaryInputs(new Uint8Array(await c.req.arrayBuffer()), input);
-  if (type === NPY) return npyInputs(new Uint8Array(await c.req.arrayBuffer()), input);
+  if (isJson(type)) return jsonInputs(await c.req.text(), ports);
+  if (type === BINARY) {
+    const input = onlyInput("binary", ports);
+    return binaryInputs(new Uint8Array(await c.req.arrayBuffer()), input);
+  }
+  if (type === NPY) {
+    const input = onlyInput("npy", ports);
+    return npyInputs(new Uint8Array(await c.req.arrayBuffer()), input);
+  }
   throw new HttpError(
     415,
     "unsupported_media_type",
@@ -291,11 +440,19 @@ async function decodeInputs(
   );
 }
 
-/** The answer's form: the supported type `Accept` ranks highest (JSON by default). */
-function answerType(accept: string | undefined): "json" | "binary" | "npy" {
+/**
+ * The answer's form: the supported type `Accept` ranks highest (JSON by
+ * default). With several outputs (`single` false) only JSON answers: null
+ * when `Accept` asks for the binary or .npy form and not for JSON.
+ */
+function answerType(
+  accept: string | undefined,
+  single: boolean,
+): "json" | "binary" | "npy" | null {
   if (accept === undefined) return "json";
   let best: "json" | "binary" | "npy" = "json";
   let bestQ = 0;
+  let refused = false;
   for (const part of accept.split(",")) {
     const [range, ...params] = part.split(";");
     const type = range!.trim().toLowerCase();
@@ -303,12 +460,35 @@ function answerType(accept: string | undefined): "json" | "binary" | "npy" {
     if (form === null) continue;
     const qParam = params.map((p) => p.trim()).find((p) => p.startsWith("q="));
     const q = qParam === undefined ? 1 : Number(qParam.slice(2));
+    if (!single && form !== "json") {
+      refused ||= q > 0;
+      continue;
+    }
     if (q > bestQ) {
       best = form;
       bestQ = q;
     }
   }
-  return best;
+  return bestQ === 0 && refused ? null : best;
+}
+
+/** 406 for a model with several outputs asked for the binary or .npy answer only. */
+function notAcceptable(id: string, outputs: readonly PredictPort[], accept: string): HttpError {
+  return new HttpError(
+    406,
+    "not_acceptable",
+    `Not acceptable: model ${id} has ${describePorts(outputs, "output")} and the binary and ` +
+      `.npy answers carry one: expected an Accept that allows application/json (the answer ` +
+      `is {"outputs": {...}}, rows by output name), received ${JSON.stringify(accept)}`,
+    { details: { outputs: outputs.map((p) => p.name) } },
+  );
+}
+
+/** `rows x width` values as one array per row. */
+function toRows(data: Float32Array, rows: number, width: number): number[][] {
+  const out: number[][] = new Array(rows);
+  for (let i = 0; i < rows; i++) out[i] = Array.from(data.subarray(i * width, (i + 1) * width));
+  return out;
 }
 
 function binaryAnswer(data: Float32Array, rows: number, width: number): Uint8Array<ArrayBuffer> {
@@ -383,11 +563,14 @@ export function modelHandlers(app: OpenAPIHono, deps: { models: ModelRegistry })
     { ...predict, hide: true, request: { params: predict.request.params } },
     async (c) => {
       const { id } = c.req.valid("param");
-      const input = await models.input(id);
-      const { x, rows } = await decodeInputs(c, input);
-      let out: { data: Float32Array; width: number };
+      const { inputs, outputs } = await models.signature(id);
+      const accept = c.req.header("accept");
+      const form = answerType(accept, outputs.length === 1);
+      if (form === null) throw notAcceptable(id, outputs, accept!);
+      const { xs, rows } = await decodeInputs(c, inputs);
+      let out: { data: Float32Array; width: number }[];
       try {
-        out = await models.predictRows(id, x, rows);
+        out = await models.predictColumns(id, xs, rows);
       } catch (e) {
         if (e instanceof PredictWorkerCrashedError) {
           throw new HttpError(503, e.code, e.message, {
@@ -397,19 +580,19 @@ export function modelHandlers(app: OpenAPIHono, deps: { models: ModelRegistry })
         }
         throw e;
       }
-      const { data, width } = out;
-      const form = answerType(c.req.header("accept"));
+      if (outputs.length > 1) {
+        const byName: Record<string, number[][]> = {};
+        outputs.forEach((p, k) => (byName[p.name] = toRows(out[k]!.data, rows, out[k]!.width)));
+        return c.json({ outputs: byName }, 200);
+      }
+      const { data, width } = out[0]!;
       if (form !== "json") {
         return new Response(
           form === "binary" ? binaryAnswer(data, rows, width) : npyAnswer(data, rows, width),
           { headers: { "content-type": form === "binary" ? BINARY : NPY } },
         );
       }
-      const outputs: number[][] = new Array(rows);
-      for (let i = 0; i < rows; i++) {
-        outputs[i] = Array.from(data.subarray(i * width, (i + 1) * width));
-      }
-      return c.json({ outputs }, 200);
+      return c.json({ outputs: toRows(data, rows, width) }, 200);
     },
   );
 

@@ -15,7 +15,8 @@
 // reply echoes; errors cross as `{ type: "error", id, name, message }`;
 // `event.data` stays `unknown` until `parsePredictRequest` /
 // `parsePredictReply` validate it. A batch's rows cross as one Float32Array
-// (copied once by the structured clone, small next to the batch's compute).
+// per model input, its outputs as one per model output (copied once by the
+// structured clone, small next to the batch's compute).
 import { setImmediate } from "node:timers";
 import type { BlasReport } from "../../backends/types.ts";
 import { checkEnvelope } from "../core/envelope.ts";
@@ -39,10 +40,11 @@ export type PredictRequest =
   /** Activate `backend` (WASM: one thread); reply `ready`. */
   | { type: "init"; id: number; backend: PredictBackend; cacheSize: number }
   /**
-   * Run model `model` (its folder is `path`) on `rows` rows of `x`
-   * (row-major, each the model's input size); reply `predicted`.
+   * Run model `model` (its folder is `path`) on `rows` rows: `xs[k]` holds
+   * those of input k (row-major, each that input's size), one entry per
+   * model input in `model.inputs` order; reply `predicted`.
    */
-  | { type: "predict"; id: number; model: string; path: string; rows: number; x: Float32Array }
+  | { type: "predict"; id: number; model: string; path: string; rows: number; xs: Float32Array[] }
   /** Dispose the loaded copy of `model`, if any; reply `evicted`. */
   | { type: "evict"; id: number; model: string }
   /** Reply `stats`. */
@@ -61,8 +63,11 @@ export type PredictReply =
     reason: string;
     blas: BlasReport | null;
   }
-  /** `data`: `rows x width` outputs, row-major. */
-  | { type: "predicted"; id: number; data: Float32Array; width: number }
+  /**
+   * `outputs[k]`: `rows x width_k` values of output k, row-major, one entry
+   * per model output in `model.outputs` order.
+   */
+  | { type: "predicted"; id: number; outputs: Float32Array[] }
   | { type: "evicted"; id: number }
   /** `tensors`: `tf.memory().numTensors`; `loaded`: model ids, least recently used first. */
   | { type: "stats"; id: number; tensors: number; loaded: string[] }
@@ -72,6 +77,10 @@ export type PredictReply =
 
 const REQUEST_TYPES = new Set(["init", "predict", "evict", "stats", "fault", "close"]);
 const REPLY_TYPES = new Set(["ready", "predicted", "evicted", "stats", "armed", "closed", "error"]);
+
+function floatArrays(value: unknown): boolean {
+  return Array.isArray(value) && value.length > 0 && value.every((v) => v instanceof Float32Array);
+}
 
 function malformed(side: string, expected: string, msg: unknown): TypeError {
   return new TypeError(
@@ -95,10 +104,10 @@ export function parsePredictRequest(data: unknown): PredictRequest {
   const msg = checkEnvelope(data, REQUEST_TYPES, "predict request") as PredictRequest;
   if (
     msg.type === "predict" &&
-    (!(msg.x instanceof Float32Array) || !Number.isInteger(msg.rows) || msg.rows < 1 ||
+    (!floatArrays(msg.xs) || !Number.isInteger(msg.rows) || msg.rows < 1 ||
       typeof msg.model !== "string" || typeof msg.path !== "string")
   ) {
-    throw malformed("predict request", "{ model, path, rows >= 1, x: Float32Array }", msg);
+    throw malformed("predict request", "{ model, path, rows >= 1, xs: Float32Array[] }", msg);
   }
   return msg;
 }
@@ -110,16 +119,14 @@ export function parsePredictRequest(data: unknown): PredictRequest {
  * ```ts
  * import assert from "node:assert/strict";
  * import { parsePredictReply } from "./_predict_pool.ts";
- * const reply = parsePredictReply({ type: "predicted", id: 2, data: new Float32Array(2), width: 2 });
+ * const reply = parsePredictReply({ type: "predicted", id: 2, outputs: [new Float32Array(2)] });
  * assert.ok(reply.type === "predicted");
  * ```
  */
 export function parsePredictReply(data: unknown): PredictReply {
   const msg = checkEnvelope(data, REPLY_TYPES, "predict reply") as PredictReply;
-  if (
-    msg.type === "predicted" && (!(msg.data instanceof Float32Array) || !(msg.width >= 0))
-  ) {
-    throw malformed("predict reply", "{ data: Float32Array, width }", msg);
+  if (msg.type === "predicted" && !floatArrays(msg.outputs)) {
+    throw malformed("predict reply", "{ outputs: Float32Array[] }", msg);
   }
   if (msg.type === "error" && (typeof msg.name !== "string" || typeof msg.message !== "string")) {
     throw malformed("predict reply", "an error with string name and message", msg);
@@ -193,20 +200,20 @@ export interface PredictPoolOptions {
   startTimeoutMs?: number;
 }
 
-/** A model as the pool runs it: its id, its folder, the values of one input row. */
+/** A model as the pool runs it: its id, its folder, the values of one row of each input. */
 export interface PoolModel {
   /** The registry id (the Workers' cache key). */
   id: string;
   /** Folder holding its `model.json` and weights. */
   path: string;
-  /** Values of one input row. */
-  inSize: number;
+  /** Values of one row of each input, in `model.inputs` order. */
+  inSizes: number[];
 }
 
 interface Pending {
-  x: Float32Array;
+  xs: Float32Array[];
   rows: number;
-  resolve: (data: Float32Array) => void;
+  resolve: (outputs: Float32Array[]) => void;
   reject: (e: unknown) => void;
 }
 
@@ -265,7 +272,7 @@ function fromReply(reply: ErrorReply): Error {
  * @example
  * ```ts ignore
  * const pool = new PredictPool({ workers: 1 });
- * const out = await pool.predict({ id, path, inSize: 4 }, new Float32Array([1, 2, 3, 4]), 1);
+ * const [out] = await pool.predict({ id, path, inSizes: [4] }, [new Float32Array([1, 2, 3, 4])], 1);
  * await pool.close();
  * ```
  */
@@ -303,20 +310,25 @@ export class PredictPool {
   }
 
   /**
-   * Runs `model` on `rows` rows of `x` (`rows * model.inSize` values) in the
-   * next batch; resolves with `rows x width` outputs. Rejects with
+   * Runs `model` on `rows` rows, `xs[k]` holding those of input k
+   * (`rows * model.inSizes[k]` values), in the next batch; resolves with
+   * one array of `rows x width` values per model output. Rejects with
    * `PredictWorkerCrashedError` when the Worker dies meanwhile,
    * `ShuttingDownError` once the pool closes, or the error the Worker
    * answered (`ModelFilesMissingError`, `BackendUnavailableError`, ...).
    */
-  predict(model: PoolModel, x: Float32Array, rows: number): Promise<Float32Array> {
+  predict(model: PoolModel, xs: Float32Array[], rows: number): Promise<Float32Array[]> {
     if (this.#closing) {
       return Promise.reject(new ShuttingDownError("The server is shutting down: not predicting"));
     }
-    if (x.length !== rows * model.inSize) {
+    if (
+      xs.length !== model.inSizes.length ||
+      xs.some((x, k) => x.length !== rows * model.inSizes[k]!)
+    ) {
       return Promise.reject(
         new RangeError(
-          `Cannot predict ${rows} rows of ${model.inSize} values from ${x.length} values`,
+          `Cannot predict ${rows} rows of [${model.inSizes.join(", ")}] values (one size per ` +
+            `input) from [${xs.map((x) => x.length).join(", ")}] values`,
         ),
       );
     }
@@ -326,7 +338,7 @@ export class PredictPool {
         queue = { model, items: [] };
         this.#queues.set(model.id, queue);
       }
-      queue.items.push({ x, rows, resolve, reject });
+      queue.items.push({ xs, rows, resolve, reject });
       if (!this.#scheduled && this.#slots.some((s) => !s.busy)) {
         this.#scheduled = true;
         setImmediate(() => {
@@ -367,46 +379,55 @@ export class PredictPool {
   async #run(slot: Slot, model: PoolModel, items: Pending[], rows: number): Promise<void> {
     this.#stats.batches++;
     this.#stats.requests += items.length;
-    let x: Float32Array;
-    const only = items.length === 1 ? items[0]!.x : undefined;
-    if (only !== undefined && only.byteOffset === 0 && only.byteLength === only.buffer.byteLength) {
-      x = only; // the clone copies exactly these rows
-    } else {
-      x = new Float32Array(rows * model.inSize);
+    const xs = model.inSizes.map((size, k) => {
+      const only = items.length === 1 ? items[0]!.xs[k]! : undefined;
+      if (
+        only !== undefined && only.byteOffset === 0 && only.byteLength === only.buffer.byteLength
+      ) {
+        return only; // the clone copies exactly these rows
+      }
+      const x = new Float32Array(rows * size);
       let offset = 0;
       for (const p of items) {
-        x.set(p.x, offset);
-        offset += p.x.length;
+        x.set(p.xs[k]!, offset);
+        offset += p.xs[k]!.length;
       }
-    }
-    let data: Float32Array | undefined;
+      return x;
+    });
+    let outputs: Float32Array[] | undefined;
     let failure: unknown;
     let handle: WorkerHandle<PredictRequest, PredictReply> | undefined;
     try {
       handle = slot.handle?.alive ? slot.handle : await this.#start(slot);
       const reply = await this.#timed(
         handle,
-        handle.request({ type: "predict", model: model.id, path: model.path, rows, x }),
+        handle.request({ type: "predict", model: model.id, path: model.path, rows, xs }),
         this.#timeoutMs,
         `a batch of ${rows} rows`,
       );
-      if (reply.type !== "predicted" || reply.data.length !== rows * reply.width) {
-        throw new TypeError(`Inference worker ${slot.index} answered a predict with ${reply.type}`);
+      if (reply.type !== "predicted" || reply.outputs.some((d) => d.length % rows !== 0)) {
+        throw new TypeError(
+          `Inference worker ${slot.index} answered a predict of ${rows} rows with ${
+            reply.type === "predicted"
+              ? `outputs of [${reply.outputs.map((d) => d.length).join(", ")}] values`
+              : reply.type
+          }`,
+        );
       }
-      data = reply.data;
+      outputs = reply.outputs;
     } catch (e) {
       failure = this.#translate(e);
     }
     slot.busy = false;
     this.#dispatch(); // keep the Worker fed before answering this batch
-    if (data === undefined) {
+    if (outputs === undefined) {
       for (const p of items) p.reject(failure);
       return;
     }
-    const width = data.length / rows;
+    const widths = outputs.map((d) => d.length / rows);
     let row = 0;
     for (const p of items) {
-      p.resolve(data.subarray(row * width, (row + p.rows) * width));
+      p.resolve(outputs.map((d, k) => d.subarray(row * widths[k]!, (row + p.rows) * widths[k]!)));
       row += p.rows;
     }
   }

@@ -3,8 +3,8 @@
 // activates its backend once (`init`: WASM on one thread where asked, which
 // routes its matrix products to the host's BLAS when one is found), loads
 // models from the registry's folder by path on first use and keeps the
-// `cacheSize` most recently used, and runs each `predict` batch in one
-// `tf.tidy`. Requests are handled one at a time, in arrival order (an
+// `cacheSize` most recently used, and runs each `predict` batch (one array of
+// rows per model input in, one per model output back) in one `tf.tidy`. Requests are handled one at a time, in arrival order (an
 // `evict` never disposes a model a batch is using); the runtime's request
 // loop (`serveRequests`) answers each exactly once.
 /// <reference lib="deno.worker" />
@@ -23,8 +23,8 @@ import {
 
 interface Loaded {
   model: tf.LayersModel;
-  inShape: number[];
-  inSize: number;
+  /** Per-sample shape (unknown dimensions as 1) and size of each input. */
+  inputs: { shape: number[]; size: number }[];
 }
 
 let cacheSize = 8;
@@ -39,8 +39,11 @@ function load(id: string, path: string): Promise<Loaded> {
     return entry;
   }
   entry = tf.loadLayersModel(fileHandler(join(path, "model.json"))).then((model) => {
-    const inShape = model.inputs[0]!.shape.slice(1).map((d) => d ?? 1);
-    return { model, inShape, inSize: inShape.reduce((a, b) => a * b, 1) };
+    const inputs = model.inputs.map((t) => {
+      const shape = t.shape.slice(1).map((d) => d ?? 1);
+      return { shape, size: shape.reduce((a, b) => a * b, 1) };
+    });
+    return { model, inputs };
   }, (e) => {
     throw e instanceof Deno.errors.NotFound
       ? new ModelFilesMissingError(`Model ${id} is registered but ${e.message}`, { cause: e })
@@ -77,22 +80,28 @@ async function predict(req: Extract<PredictRequest, { type: "predict" }>): Promi
     fault = undefined;
     return await trip(kind);
   }
-  const { model, inShape, inSize } = await load(req.model, req.path);
-  if (req.x.length !== req.rows * inSize) {
+  const { model, inputs } = await load(req.model, req.path);
+  if (
+    req.xs.length !== inputs.length ||
+    req.xs.some((x, k) => x.length !== req.rows * inputs[k]!.size)
+  ) {
+    const shapes = inputs.map((p) => `[${p.shape.join(", ")}]`).join(", ");
     throw new RangeError(
-      `Model ${req.model} takes rows of ${inSize} values (input shape [${inShape.join(", ")}]), ` +
-        `received ${req.x.length} values for ${req.rows} rows`,
+      `Model ${req.model} takes rows of [${inputs.map((p) => p.size).join(", ")}] values ` +
+        `(input shapes ${shapes}), received [${req.xs.map((x) => x.length).join(", ")}] ` +
+        `values for ${req.rows} rows`,
     );
   }
-  const y = tf.tidy(() => {
-    const out = model.predict(tf.tensor(req.x, [req.rows, ...inShape]));
-    return Array.isArray(out) ? out[0]! : out;
+  const ys = tf.tidy(() => {
+    const xs = req.xs.map((x, k) => tf.tensor(x, [req.rows, ...inputs[k]!.shape]));
+    const out = model.predict(xs.length === 1 ? xs[0]! : xs);
+    return Array.isArray(out) ? out : [out];
   });
   try {
-    const data = await y.data() as Float32Array;
-    return { type: "predicted", id: req.id, data, width: data.length / req.rows };
+    const outputs = await Promise.all(ys.map((y) => y.data() as Promise<Float32Array>));
+    return { type: "predicted", id: req.id, outputs };
   } finally {
-    y.dispose();
+    tf.dispose(ys);
   }
 }
 

@@ -32,6 +32,7 @@ function errors(...statuses: number[]) {
     404: "Unknown id",
     409: "Conflict with the job's state",
     413: "Request body too large",
+    406: "No answer form that Accept allows",
     415: "Body is not application/json",
     429: "Job queue full",
     500: "Server error",
@@ -194,9 +195,12 @@ export const ROUTES = {
       "rows x size float32 values, row-major, all little-endian; `application/x-npy` is a " +
       ".npy file of '<f4' in C order with the same shape. The answer is JSON, or the binary " +
       "form (or .npy) of the [rows, width] outputs when `Accept` asks for " +
-      "`application/octet-stream` (or `application/x-npy`). Concurrent requests run in " +
-      "batches on the server's inference Workers; 503 when a Worker died while running " +
-      "the request (retry: it is replaced).",
+      "`application/octet-stream` (or `application/x-npy`). A model with several inputs " +
+      "takes JSON only: `inputs` as a dict of rows by input name or a list of rows per " +
+      "input; one with several outputs answers JSON only, `outputs` as a dict of rows by " +
+      "output name (406 when `Accept` allows only the binary or .npy form). Concurrent " +
+      "requests run in batches on the server's inference Workers; 503 when a Worker died " +
+      "while running the request (retry: it is replaced).",
     request: {
       params: ModelId,
       body: {
@@ -225,7 +229,7 @@ export const ROUTES = {
           },
         },
       },
-      ...errors(400, 401, 404, 413, 415, 503),
+      ...errors(400, 401, 404, 406, 413, 415, 503),
     },
   }),
   uploadDataset: createRoute({

@@ -35,7 +35,12 @@ export { type AppOptions, createApp, type DtrainApp } from "./app.ts";
 export { JobManager, type JobManagerOptions } from "./jobs.ts";
 export type { JobRemote } from "./_job_runner.ts";
 export type { JobEvent, SequencedEvent, Subscription } from "./job_events.ts";
-export { ModelRegistry, type ModelRegistryOptions } from "./registry.ts";
+export {
+  ModelRegistry,
+  type ModelRegistryOptions,
+  type ModelSignature,
+  type PredictPort,
+} from "./registry.ts";
 export { type JobPage, Store, type StoredHistory } from "./store.ts";
 export {
   DatasetLibrary,

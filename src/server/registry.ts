@@ -5,7 +5,9 @@
  * in the inference Workers of a `PredictPool` (what `createApp` sets up; the
  * pool batches the requests that arrive while its Workers are busy) or, with
  * no pool, on this thread's tfjs, where concurrent predict requests for one
- * model that arrive in the same event-loop turn run as one batch.
+ * model that arrive in the same event-loop turn run as one batch. A model
+ * with several inputs or outputs runs the same way, one array of rows per
+ * input in and one per output back (`predictColumns`).
  *
  * @example
  * ```ts
@@ -63,15 +65,46 @@ export interface ModelRegistryOptions {
 }
 
 /**
- * The input of one model: the shape of one sample (unknown dimensions as
- * 1, e.g. `[28, 28, 1]`) and its size (the product).
+ * One input or output of a model as predict sees it: its layer name, the
+ * shape of one sample (unknown dimensions as 1, e.g. `[28, 28, 1]`) and its
+ * size (the product).
  */
-type ModelInput = { shape: number[]; size: number };
+export interface PredictPort {
+  /** The layer name (`model.inputNames` / `model.outputNames`). */
+  name: string;
+  /** The shape of one sample, unknown dimensions as 1. */
+  shape: number[];
+  /** Values of one sample (the product of `shape`). */
+  size: number;
+}
+
+/** The inputs and outputs of a model, in `model.inputs` / `model.outputs` order. */
+export interface ModelSignature {
+  /** One entry per model input. */
+  inputs: PredictPort[];
+  /** One entry per model output. */
+  outputs: PredictPort[];
+}
+
+function port(name: string, shape: readonly (number | null)[]): PredictPort {
+  const dims = shape.slice(1).map((d) => d ?? 1);
+  return { name, shape: dims, size: dims.reduce((a, b) => a * b, 1) };
+}
+
+/** The signature of a record (one written before records listed their ports: from its shapes). */
+function recordSignature(record: ModelRecord): ModelSignature {
+  return {
+    inputs: (record.inputs ?? [{ name: "input", shape: record.inputShape }])
+      .map((p) => port(p.name, p.shape)),
+    outputs: (record.outputs ?? [{ name: "output", shape: record.outputShape }])
+      .map((p) => port(p.name, p.shape)),
+  };
+}
 
 interface Pending {
-  x: Float32Array;
+  xs: Float32Array[];
   rows: number;
-  resolve: (out: Float32Array) => void;
+  resolve: (outputs: Float32Array[]) => void;
   reject: (e: unknown) => void;
 }
 
@@ -92,19 +125,18 @@ function lossName(loss: unknown, outputNames: readonly string[]): string {
 }
 
 /**
- * Refuses predict for a model with several inputs or outputs: the predict
- * forms carry one input and answer one output.
+ * Refuses a model with several inputs or outputs where one of each is
+ * taken (`what` says by which method, `instead` what to call).
  */
-function checkPredictable(record: ModelRecord): void {
-  const inputs = record.inputs ?? [], outputs = record.outputs ?? [];
-  if (inputs.length <= 1 && outputs.length <= 1) return;
-  const names = (ports: { name: string }[]) => ports.map((p) => JSON.stringify(p.name)).join(", ");
+function checkSingle(id: string, signature: ModelSignature, what: string, instead: string): void {
+  const { inputs, outputs } = signature;
+  if (inputs.length === 1 && outputs.length === 1) return;
+  const names = (ports: PredictPort[]) => ports.map((p) => JSON.stringify(p.name)).join(", ");
   throw new InputError(
     "invalid_model",
-    `Model ${record.id} has ${inputs.length} input${inputs.length === 1 ? "" : "s"} ` +
+    `Model ${id} has ${inputs.length} input${inputs.length === 1 ? "" : "s"} ` +
       `(${names(inputs)}) and ${outputs.length} output${outputs.length === 1 ? "" : "s"} ` +
-      `(${names(outputs)}): predict takes models with one input and one output; load it ` +
-      `with tf.loadLayersModel from ${record.modelUrl} and predict locally`,
+      `(${names(outputs)}): ${what} takes models with one input and one output; use ${instead}`,
     { inputs: inputs.map((p) => p.name), outputs: outputs.map((p) => p.name) },
   );
 }
@@ -112,7 +144,7 @@ function checkPredictable(record: ModelRecord): void {
 /** A model loaded on this thread that batches the predict requests of one event-loop turn. */
 class LoadedModel {
   readonly model: tf.LayersModel;
-  readonly input: ModelInput;
+  readonly signature: ModelSignature;
   #pending: Pending[] = [];
   #scheduled = false;
   #busy = 0;
@@ -124,13 +156,15 @@ class LoadedModel {
     this.model = model;
     this.#maxRows = maxRows;
     this.#onBatch = onBatch;
-    const shape = model.inputs[0]!.shape.slice(1).map((d) => d ?? 1);
-    this.input = { shape, size: shape.reduce((a, b) => a * b, 1) };
+    this.signature = {
+      inputs: model.inputs.map((t, i) => port(model.inputNames[i]!, t.shape)),
+      outputs: model.outputs.map((t, i) => port(model.outputNames[i]!, t.shape)),
+    };
   }
 
-  run(x: Float32Array, rows: number): Promise<Float32Array> {
+  run(xs: Float32Array[], rows: number): Promise<Float32Array[]> {
     return new Promise((resolve, reject) => {
-      this.#pending.push({ x, rows, resolve, reject });
+      this.#pending.push({ xs, rows, resolve, reject });
       this.#schedule();
     });
   }
@@ -160,31 +194,32 @@ class LoadedModel {
     this.#busy++;
     this.#onBatch(batch.length);
     try {
-      let flat: Float32Array;
-      if (batch.length === 1) {
-        flat = batch[0]!.x;
-      } else {
-        flat = new Float32Array(n * this.input.size);
+      const inputs = this.signature.inputs;
+      const flat = inputs.map(({ size }, k) => {
+        if (batch.length === 1) return batch[0]!.xs[k]!;
+        const x = new Float32Array(n * size);
         let offset = 0;
         for (const p of batch) {
-          flat.set(p.x, offset);
-          offset += p.x.length;
+          x.set(p.xs[k]!, offset);
+          offset += p.xs[k]!.length;
         }
-      }
-      const y = tf.tidy(() => {
-        const out = this.model.predict(tf.tensor(flat, [n, ...this.input.shape]));
-        return Array.isArray(out) ? out[0]! : out;
+        return x;
       });
-      let data: Float32Array;
+      const ys = tf.tidy(() => {
+        const xs = flat.map((x, k) => tf.tensor(x, [n, ...inputs[k]!.shape]));
+        const out = this.model.predict(xs.length === 1 ? xs[0]! : xs);
+        return Array.isArray(out) ? out : [out];
+      });
+      let data: Float32Array[];
       try {
-        data = await y.data() as Float32Array;
+        data = await Promise.all(ys.map((y) => y.data() as Promise<Float32Array>));
       } finally {
-        y.dispose();
+        tf.dispose(ys);
       }
-      const width = data.length / n;
+      const widths = data.map((d) => d.length / n);
       let row = 0;
       for (const p of batch) {
-        p.resolve(data.subarray(row * width, (row + p.rows) * width));
+        p.resolve(data.map((d, k) => d.subarray(row * widths[k]!, (row + p.rows) * widths[k]!)));
         row += p.rows;
       }
     } catch (e) {
@@ -203,9 +238,9 @@ class LoadedModel {
   }
 }
 
-/** A model in the predict cache: its input, and its loaded copy when predict runs here. */
+/** A model in the predict cache: its signature, and its loaded copy when predict runs here. */
 interface Entry {
-  input: ModelInput;
+  signature: ModelSignature;
   local: LoadedModel | undefined;
 }
 
@@ -323,52 +358,98 @@ export class ModelRegistry {
   }
 
   /**
+   * The inputs and outputs of model `id` (layer names, per-sample shapes
+   * and sizes), for decoding a predict request. `NotFoundError` for an
+   * unknown model. The model joins the predict cache (on this thread, it is
+   * loaded).
+   */
+  async signature(id: string): Promise<ModelSignature> {
+    return (await this.#entry(id)).signature;
+  }
+
+  /**
    * The input model `id` takes (the shape of one sample and its size), for
    * decoding a predict request. `NotFoundError` for an unknown model,
-   * `InputError` for one with several inputs or outputs. The model joins
-   * the predict cache (on this thread, it is loaded).
+   * `InputError` for one with several inputs or outputs (see
+   * {@linkcode ModelRegistry.signature}). The model joins the predict cache
+   * (on this thread, it is loaded).
    */
   async input(id: string): Promise<{ shape: number[]; size: number }> {
-    return (await this.#entry(id)).input;
+    const signature = await this.signature(id);
+    checkSingle(id, signature, "input()", "signature()");
+    const { shape, size } = signature.inputs[0]!;
+    return { shape, size };
   }
 
   /**
    * Runs model `id` on `rows` samples of `x` (`rows * input.size` values,
    * row-major) and resolves with `rows x width` outputs. `NotFoundError` for
-   * an unknown model, `RangeError` when `x` has the wrong length; with a
-   * pool, `PredictWorkerCrashedError` when its Worker died meanwhile.
+   * an unknown model, `InputError` for one with several inputs or outputs
+   * (see {@linkcode ModelRegistry.predictColumns}), `RangeError` when `x`
+   * has the wrong length; with a pool, `PredictWorkerCrashedError` when its
+   * Worker died meanwhile.
    */
   async predictRows(
     id: string,
     x: Float32Array,
     rows: number,
   ): Promise<{ data: Float32Array; width: number }> {
+    checkSingle(id, await this.signature(id), "predictRows()", "predictColumns()");
+    return (await this.predictColumns(id, [x], rows))[0]!;
+  }
+
+  /**
+   * Runs model `id` on `rows` samples, `xs[k]` holding those of input k
+   * (`rows * inputs[k].size` values, row-major; one entry per model input,
+   * in `model.inputs` order), and resolves with one `rows x width` array per
+   * model output, in `model.outputs` order. Concurrent calls for one model
+   * run as one batch, as `predictRows` does. `NotFoundError` for an unknown
+   * model, `RangeError` when `xs` does not fit its inputs; with a pool,
+   * `PredictWorkerCrashedError` when its Worker died meanwhile.
+   */
+  async predictColumns(
+    id: string,
+    xs: Float32Array[],
+    rows: number,
+  ): Promise<{ data: Float32Array; width: number }[]> {
     const entry = await this.#entry(id);
-    const { size } = entry.input;
-    if (!Number.isInteger(rows) || rows < 1 || x.length !== rows * size) {
+    const { inputs } = entry.signature;
+    if (
+      !Number.isInteger(rows) || rows < 1 || xs.length !== inputs.length ||
+      xs.some((x, k) => x.length !== rows * inputs[k]!.size)
+    ) {
       throw new RangeError(
-        `Cannot run model ${id} on ${x.length} values as ${rows} rows: ` +
-          `expected rows >= 1 of ${size} values each`,
+        inputs.length === 1 && xs.length === 1
+          ? `Cannot run model ${id} on ${xs[0]!.length} values as ${rows} rows: ` +
+            `expected rows >= 1 of ${inputs[0]!.size} values each`
+          : `Cannot run model ${id} on [${xs.map((x) => x.length).join(", ")}] values ` +
+            `as ${rows} rows: expected rows >= 1 of [${
+              inputs.map((p) => p.size).join(", ")
+            }] values, one array per input (${inputs.map((p) => p.name).join(", ")})`,
       );
     }
-    let data: Float32Array;
+    let outputs: Float32Array[];
     if (entry.local !== undefined) {
-      data = await entry.local.run(x, rows);
+      outputs = await entry.local.run(xs, rows);
     } else {
       try {
-        data = await this.#pool!.predict({ id, path: join(this.#dir, id), inSize: size }, x, rows);
+        outputs = await this.#pool!.predict(
+          { id, path: join(this.#dir, id), inSizes: inputs.map((p) => p.size) },
+          xs,
+          rows,
+        );
       } catch (e) {
         if (e instanceof ModelFilesMissingError) this.#evict(id);
         throw e;
       }
     }
-    return { data, width: data.length / rows };
+    return outputs.map((data) => ({ data, width: data.length / rows }));
   }
 
   /**
    * Runs model `id` on `rows` (one flattened sample each). `NotFoundError`
    * for an unknown model, `InputError` when a row does not have the model's
-   * input size.
+   * input size or the model has several inputs or outputs.
    */
   async predict(id: string, rows: number[][]): Promise<number[][]> {
     const { shape, size } = await this.input(id);
@@ -389,7 +470,7 @@ export class ModelRegistry {
   }
 
   /**
-   * The cache entry of model `id`: its record's input with a pool (the
+   * The cache entry of model `id`: its record's signature with a pool (the
    * Workers load the files), the loaded model without. Records never change,
    * so a cached one is not read again (a model deleted through this
    * registry leaves the cache at once).
@@ -412,11 +493,7 @@ export class ModelRegistry {
 
   async #makeEntry(id: string): Promise<Entry> {
     const record = await this.get(id);
-    checkPredictable(record);
-    if (this.#pool !== undefined) {
-      const shape = record.inputShape.slice(1).map((d) => d ?? 1);
-      return { input: { shape, size: shape.reduce((a, b) => a * b, 1) }, local: undefined };
-    }
+    if (this.#pool !== undefined) return { signature: recordSignature(record), local: undefined };
     let model: tf.LayersModel;
     try {
       model = await tf.loadLayersModel(fileHandler(join(this.#dir, id, "model.json")));
@@ -429,7 +506,7 @@ export class ModelRegistry {
       this.#stats.batches++;
       this.#stats.requests += requests;
     });
-    return { input: local.input, local };
+    return { signature: local.signature, local };
   }
 
   #evict(id: string, tellPool = true): void {

@@ -170,6 +170,10 @@ export const ModelTopologySchema = z.looseObject({
     "several inputs or outputs takes data.x and data.y as dicts by layer name",
 });
 
+const MetricSchema = z.enum(METRICS);
+/** The metrics of one output: a name or a list of names. */
+const OutputMetricsSchema = z.union([MetricSchema, z.array(MetricSchema).max(8)]);
+
 /** How to compile the model. */
 export const CompileSchema = z.strictObject({
   optimizer: z.union([
@@ -188,7 +192,16 @@ export const CompileSchema = z.strictObject({
       "outputs one per output: a list in model.outputs order or a dict by output name",
     example: "categoricalCrossentropy",
   }),
-  metrics: z.array(z.enum(METRICS)).max(8).default([]),
+  metrics: z.union([
+    z.array(OutputMetricsSchema).max(1024),
+    z.record(z.string(), OutputMetricsSchema),
+  ]).default([]).openapi({
+    description: "tfjs metric names (at most 8) for every output; or, for a model with " +
+      "several outputs, one list per output: a list of lists in model.outputs order, or a " +
+      "dict by output name (an output it leaves out has none). History keys are tfjs' " +
+      "(out_a_mae, out_b_acc, ...)",
+    example: ["accuracy"],
+  }),
 }).openapi("Compile");
 
 /** `data`: samples sent inline. */
@@ -480,18 +493,29 @@ export const DatasetUploadQuerySchema = z.strictObject({
 /**
  * `POST /v1/models/{id}/predict` JSON body. It documents the body; the
  * handler checks it in one pass with the same rules (finite numbers, rows of
- * the model's input size), naming the first bad value (`inputs[3][7]`).
+ * each input's size, the same number of rows for every input), naming the
+ * first bad value (`inputs[3][7]`, `inputs.in_a[3][1]`).
  */
 export const PredictRequestSchema = z.strictObject({
-  inputs: Rows.min(1).openapi({
-    description: "One row per sample, flattened like a job's data.x; finite numbers only",
+  inputs: z.union([
+    Rows.min(1),
+    z.record(z.string().min(1), Rows.min(1)),
+    z.array(Rows.min(1)).min(2),
+  ]).openapi({
+    description: "One row per sample, flattened like a job's data.x; finite numbers only. " +
+      "For a model with several inputs: a dict of such rows by input layer name (every " +
+      "input once), or a list with the rows of each input in model.inputs order; every " +
+      "input has the same number of rows",
     example: [[0, 1]],
   }),
 }).openapi("PredictRequest");
 
 /** `POST /v1/models/{id}/predict` answer. */
 export const PredictResponseSchema = z.object({
-  outputs: Rows.openapi({ description: "One flattened output row per input row" }),
+  outputs: z.union([Rows, z.record(z.string(), Rows)]).openapi({
+    description: "One flattened output row per input row; for a model with several " +
+      "outputs, a dict of such rows by output layer name (model.outputNames)",
+  }),
 }).openapi("PredictResponse");
 
 /** One backend in `GET /v1/backends`. */

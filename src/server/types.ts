@@ -108,8 +108,13 @@ export interface CompileRequest {
    * per output: a list in `model.outputs` order or a dict by output name.
    */
   loss: LossName | LossName[] | Record<string, LossName>;
-  /** tfjs metric names. */
-  metrics: MetricName[];
+  /**
+   * tfjs metric names for every output; or, for a model with several
+   * outputs, one list per output: a list of lists in `model.outputs` order
+   * (not mixed with names), or a dict by output name (a name or a list of
+   * names each; an output it leaves out has none).
+   */
+  metrics: (MetricName | MetricName[])[] | Record<string, MetricName | MetricName[]>;
 }
 
 /**

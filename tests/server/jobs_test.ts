@@ -245,7 +245,8 @@ Deno.test("POST /v1/jobs trains a 2-input, 2-output topology sent as dicts by la
     console.log(`2-input, 2-output job vs MirroredStrategy.fit: max |dw| = ${diff}`);
     assert.ok(diff <= 1e-5, `the job's weights differ from the in-process run's by ${diff}`);
 
-    // The record lists every input and output; predict refuses such a model by name.
+    // The record lists every input and output; predict takes the inputs by name and answers
+    // every output by name, as the served model predicts in process.
     const record = await (await call(app, "GET", `/v1/models/${job.modelId}`)).json();
     assert.deepEqual(record.inputs, [
       { name: "in_a", shape: [null, 3] },
@@ -256,17 +257,20 @@ Deno.test("POST /v1/jobs trains a 2-input, 2-output topology sent as dicts by la
       { name: "out_b", shape: [null, 3] },
     ]);
     assert.equal(record.loss, "out_a:meanSquaredError,out_b:categoricalCrossentropy");
-    const refused = await assertError(
-      await call(app, "POST", `/v1/models/${job.modelId}/predict`, { inputs: [[1, 2, 3]] }),
-      400,
-      "invalid_model",
-      `Model ${job.modelId} has 2 inputs ("in_a", "in_b") and 2 outputs ("out_a", "out_b"): ` +
-        "predict takes models with one input and one output; load it with " +
-        `tf.loadLayersModel from /v1/models/${job.modelId}/model.json and predict locally`,
+    const rows = { in_a: x.in_a.slice(0, 4), in_b: x.in_b.slice(0, 4) };
+    const res = await call(app, "POST", `/v1/models/${job.modelId}/predict`, { inputs: rows });
+    const answer = await res.json();
+    assert.equal(res.status, 200, JSON.stringify(answer));
+    const want = tf.tidy(() =>
+      (served!.predict([tf.tensor2d(rows.in_a), tf.tensor2d(rows.in_b)]) as tf.Tensor[])
+        .map((t) => t.arraySync() as number[][])
     );
-    assert.deepEqual(refused.error.details, {
-      inputs: ["in_a", "in_b"],
-      outputs: ["out_a", "out_b"],
+    assert.deepEqual(Object.keys(answer.outputs), ["out_a", "out_b"]);
+    want.forEach((rowsOut, k) => {
+      const got = answer.outputs[k === 0 ? "out_a" : "out_b"] as number[][];
+      rowsOut.forEach((row, i) =>
+        row.forEach((v, j) => assert.ok(Math.abs(got[i]![j]! - v) <= 1e-5, `${k}[${i}][${j}]`))
+      );
     });
   } finally {
     served?.dispose();
@@ -292,6 +296,62 @@ Deno.test("POST /v1/jobs trains a 2-input, 2-output topology through WorkerStrat
     }
     assert.ok(logs.loss![2]! < logs.loss![0]!, "the loss went down");
   } finally {
+    await app.dispose();
+  }
+});
+
+Deno.test("POST /v1/jobs takes compile.metrics per output (a dict by output name, a list of lists) and logs the History keys tfjs' model.fit logs", async () => {
+  const app = await tempApp();
+  const { x, y } = twoByTwoData();
+  const loss = { out_a: "meanSquaredError", out_b: "categoricalCrossentropy" } as const;
+  // tfjs in process: the same topology compiled with the same per-output metrics.
+  const reference = await tf.models.modelFromJSON(twoByTwoTopology() as never);
+  reference.compile({
+    optimizer: "sgd",
+    loss: { ...loss },
+    metrics: { out_a: ["mae"], out_b: ["accuracy", "mse"] } as never,
+  });
+  const xs = [tf.tensor2d(x.in_a), tf.tensor2d(x.in_b)];
+  const ys = [tf.tensor2d(y.out_a), tf.tensor2d(y.out_b)];
+  try {
+    const fitted = await reference.fit(xs, ys, { epochs: 1, batchSize: 16, verbose: 0 });
+    const want = Object.keys(fitted.history).sort();
+    assert.deepEqual(want, [
+      "loss",
+      "out_a_loss",
+      "out_a_mae",
+      "out_b_acc",
+      "out_b_loss",
+      "out_b_mse",
+    ]);
+    const forms: unknown[] = [
+      { out_a: ["mae"], out_b: ["accuracy", "mse"] },
+      { out_b: ["accuracy", "mse"], out_a: "mae" },
+      [["mae"], ["accuracy", "mse"]],
+    ];
+    for (const metrics of forms) {
+      const id = await submit(app, {
+        model: twoByTwoTopology(),
+        compile: { optimizer: "sgd", loss, metrics },
+        data: { x, y },
+        fit: { epochs: 2, batchSize: 16, seed: 1 },
+        strategy: { kind: "mirrored", replicas: 1, backend: "cpu" },
+      });
+      const job = await waitForJob(app, id, (j) => j.status !== "queued" && j.status !== "running");
+      const what = JSON.stringify(metrics);
+      assert.equal(job.status, "succeeded", `${what}: ${JSON.stringify(job.error)}`);
+      assert.deepEqual((job.spec as { compile: { metrics: unknown } }).compile.metrics, metrics);
+      const logs = (job.history as { history: Record<string, number[]> }).history;
+      assert.deepEqual(Object.keys(logs).sort(), want, what);
+      for (const [key, values] of Object.entries(logs)) {
+        assert.equal(values.length, 2, `${what}: ${key}`);
+        assert.ok(values.every(Number.isFinite), `${what}: ${key} ${values}`);
+      }
+      assert.ok(logs.out_b_acc!.every((v) => v >= 0 && v <= 1), `${what}: out_b_acc`);
+    }
+  } finally {
+    reference.dispose();
+    tf.dispose([...xs, ...ys]);
     await app.dispose();
   }
 });

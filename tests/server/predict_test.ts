@@ -1,6 +1,8 @@
 // Predict in the HTTP service: the JSON, binary ("DTR1") and .npy forms
-// against model.predict, their 400s, the inference Workers (batching, tensor
-// and cache bookkeeping, a running job beside them, crashes and hangs).
+// against model.predict, their 400s, models with several inputs and outputs
+// (the dict and list forms, their 400s and 406s), the inference Workers
+// (batching, tensor and cache bookkeeping, a running job beside them, crashes
+// and hangs).
 import assert from "node:assert/strict";
 import { tf } from "../../mod.ts";
 import { createApp, type DtrainApp } from "../../src/server/mod.ts";
@@ -9,7 +11,15 @@ import { PredictPool, PredictWorkerCrashedError } from "../../src/server/_predic
 import { ShuttingDownError } from "../../src/server/_domain_errors.ts";
 import { ModelRegistry } from "../../src/server/registry.ts";
 import { Store } from "../../src/server/store.ts";
-import { assertError, call, jobBody, submit, tempApp, waitForJob } from "./_helpers.ts";
+import {
+  assertError,
+  call,
+  jobBody,
+  submit,
+  tempApp,
+  twoByTwoTopology,
+  waitForJob,
+} from "./_helpers.ts";
 
 /** A 2x2-input model (flattened rows of 4 values) with 3 outputs. */
 function smallModel(seed = 1): tf.Sequential {
@@ -468,6 +478,358 @@ for (const predictWorkers of [0, 1]) {
     }
   });
 }
+
+// A model with two inputs and two outputs (`twoByTwoTopology`: in_a [3], in_b [2] -> out_a [1],
+// out_b [3]), and a model with one input and two outputs.
+const IN_A = [[0, 1, 0.5], [1, 1, 1], [-0.25, 2, 3.5], [0.3, -0.7, 0.11], [10, -3, 0]];
+const IN_B = [[1, 0], [0, 1], [0.5, -2], [4, 0.125], [-1, 3]];
+
+async function twoByTwoModel(): Promise<tf.LayersModel> {
+  const model = await tf.models.modelFromJSON(twoByTwoTopology() as never);
+  model.compile({ optimizer: "sgd", loss: ["meanSquaredError", "categoricalCrossentropy"] });
+  return model;
+}
+
+/** `model.predict` of a model with several outputs, in process, by output name. */
+function localOutputs(model: tf.LayersModel, inputs: number[][][]): Record<string, number[][]> {
+  return tf.tidy(() => {
+    const xs = inputs.map((rows) => tf.tensor2d(rows));
+    const ys = model.predict(xs.length === 1 ? xs[0]! : xs) as tf.Tensor[];
+    return Object.fromEntries(
+      ys.map((y, k) => [model.outputNames[k]!, y.reshape([y.shape[0]!, -1]).arraySync()]),
+    );
+  }) as Record<string, number[][]>;
+}
+
+async function okOutputs(res: Response): Promise<Record<string, number[][]>> {
+  const text = await res.text();
+  assert.equal(res.status, 200, text);
+  assert.match(res.headers.get("content-type") ?? "", /application\/json/);
+  return JSON.parse(text).outputs;
+}
+
+function assertOutputs(
+  got: Record<string, number[][]>,
+  want: Record<string, number[][]>,
+  what: string,
+): void {
+  assert.deepEqual(Object.keys(got), Object.keys(want), `${what}: output names, in model order`);
+  for (const name of Object.keys(want)) assertClose(got[name]!, want[name]!, `${what}: ${name}`);
+}
+
+for (const predictWorkers of [0, 1]) {
+  Deno.test(`POST /v1/models/:id/predict answers a 2-input, 2-output model's dict and list forms like model.predict, batched, without leaking (predictWorkers: ${predictWorkers})`, async () => {
+    const app = await tempApp({ predictWorkers });
+    const model = await twoByTwoModel();
+    try {
+      const id = await saved(app, model);
+      const want = localOutputs(model, [IN_A, IN_B]);
+      assert.deepEqual(Object.keys(want), ["out_a", "out_b"]);
+      const predict = (inputs: unknown, headers: Record<string, string> = {}) =>
+        call(app, "POST", `/v1/models/${id}/predict`, { inputs }, headers);
+
+      assertOutputs(await okOutputs(await predict({ in_a: IN_A, in_b: IN_B })), want, "dict");
+      assertOutputs(
+        await okOutputs(await predict({ in_b: IN_B, in_a: IN_A })),
+        want,
+        "dict, keys in another order",
+      );
+      assertOutputs(await okOutputs(await predict([IN_A, IN_B])), want, "list");
+      // Accept that ranks the binary form first but allows JSON: JSON (several outputs).
+      assertOutputs(
+        await okOutputs(
+          await predict({ in_a: IN_A, in_b: IN_B }, {
+            accept: "application/json;q=0.5, application/octet-stream",
+          }),
+        ),
+        want,
+        "JSON allowed by Accept",
+      );
+
+      // Concurrent one-row requests of both forms run in fewer batches, each row its own answer.
+      const before = app.models.stats;
+      const answers = await Promise.all(
+        IN_A.map((a, i) =>
+          predict(i % 2 === 0 ? { in_a: [a], in_b: [IN_B[i]!] } : [[a], [IN_B[i]!]]).then(
+            okOutputs,
+          )
+        ),
+      );
+      const after = app.models.stats;
+      assert.equal(after.requests - before.requests, IN_A.length);
+      assert.ok(
+        after.batches - before.batches < IN_A.length,
+        `${after.batches - before.batches} batches for ${IN_A.length} requests`,
+      );
+      answers.forEach((got, i) => {
+        assertOutputs(got, { out_a: [want.out_a![i]!], out_b: [want.out_b![i]!] }, `row ${i}`);
+      });
+
+      // No tensor left behind: on this thread, or in the inference Worker.
+      const tensors = async () =>
+        predictWorkers === 0
+          ? tf.memory().numTensors
+          : (await app.models.pool!.workerStats())[0]!.tensors;
+      const warm = await tensors();
+      for (let i = 0; i < 3; i++) await okOutputs(await predict([IN_A, IN_B]));
+      await Promise.all(IN_A.map((a, i) => predict({ in_a: [a], in_b: [IN_B[i]!] })));
+      assert.equal(await tensors(), warm, "predict leaked tensors");
+    } finally {
+      model.dispose();
+      await app.dispose();
+    }
+  });
+}
+
+Deno.test("POST /v1/models/:id/predict takes the binary form for a 1-input, 2-output model and answers rows by output name", async () => {
+  const app = await tempApp({ predictWorkers: 0 });
+  const input = tf.input({ shape: [2, 2], name: "image" });
+  const flat = tf.layers.flatten().apply(input) as tf.SymbolicTensor;
+  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+  const model = tf.model({
+    inputs: input,
+    outputs: [
+      tf.layers.dense({ units: 2, kernelInitializer: init(4), name: "score" }).apply(flat),
+      tf.layers.dense({ units: 1, kernelInitializer: init(5), name: "size" }).apply(flat),
+    ] as tf.SymbolicTensor[],
+  });
+  try {
+    const id = await saved(app, model);
+    const want = tf.tidy(() => {
+      const ys = model.predict(tf.tensor(INPUTS.flat(), [5, 2, 2])) as tf.Tensor[];
+      return { score: ys[0]!.arraySync(), size: ys[1]!.arraySync() };
+    }) as Record<string, number[][]>;
+    assertOutputs(
+      await okOutputs(
+        await post(app, id, dtr([5, 2, 2], INPUTS.flat()), {
+          "content-type": "application/octet-stream",
+        }),
+      ),
+      want,
+      "binary in, JSON dict out",
+    );
+    assertOutputs(
+      await okOutputs(await call(app, "POST", `/v1/models/${id}/predict`, { inputs: INPUTS })),
+      want,
+      "rows in, JSON dict out",
+    );
+    assertOutputs(
+      await okOutputs(
+        await call(app, "POST", `/v1/models/${id}/predict`, { inputs: { image: INPUTS } }),
+      ),
+      want,
+      "a dict of one input",
+    );
+  } finally {
+    model.dispose();
+    await app.dispose();
+  }
+});
+
+Deno.test("POST /v1/models/:id/predict answers 400 naming the field, expected and received, for a bad body of a 2-input, 2-output model, before a Worker is asked", async () => {
+  const app = await tempApp({ predictWorkers: 1 });
+  const model = await twoByTwoModel();
+  try {
+    const id = await saved(app, model);
+    const json = { "content-type": "application/json" };
+    const body = (inputs: unknown) => JSON.stringify({ inputs });
+    const shortB = [[1, 0], [1], [0, 0], [1, 1], [2, 2]];
+    const cases: [string, BodyInit, Record<string, string>, number, string, string][] = [
+      [
+        "a missing input",
+        body({ in_a: IN_A }),
+        json,
+        400,
+        "invalid_request",
+        'Invalid request body: inputs.in_b: expected the rows of every input of the model ("in_a", ' +
+        '"in_b"), received none for "in_b"',
+      ],
+      [
+        "an unknown input",
+        body({ in_a: IN_A, in_b: IN_B, in_c: [[1]] }),
+        json,
+        400,
+        "invalid_request",
+        "Invalid request body: inputs.in_c: not an input of the model: expected the input names " +
+        '"in_a", "in_b"',
+      ],
+      [
+        "a list of one entry",
+        body([IN_A]),
+        json,
+        400,
+        "invalid_request",
+        "Invalid request body: inputs: expected 2 entries, one list of rows per model input " +
+        '("in_a", "in_b") in model.inputs order, received 1',
+      ],
+      [
+        "a list of three entries",
+        body([IN_A, IN_B, IN_B]),
+        json,
+        400,
+        "invalid_request",
+        "Invalid request body: inputs: expected 2 entries, one list of rows per model input " +
+        '("in_a", "in_b") in model.inputs order, received 3',
+      ],
+      [
+        "rows",
+        body(IN_A),
+        json,
+        400,
+        "invalid_request",
+        'Invalid request body: inputs: the model has 2 inputs ("in_a", "in_b"): expected a dict ' +
+        "of rows by input name, or a list of 2 lists of rows in model.inputs order, received rows",
+      ],
+      [
+        "a number",
+        body(3),
+        json,
+        400,
+        "invalid_request",
+        "Invalid request body: inputs: Invalid input: expected object or array, received number",
+      ],
+      [
+        "row counts that differ (dict)",
+        body({ in_a: IN_A, in_b: IN_B.slice(1) }),
+        json,
+        400,
+        "shape_mismatch",
+        "inputs.in_a and inputs.in_b must have the same number of rows, received 5 and 4",
+      ],
+      [
+        "row counts that differ (list)",
+        body([IN_A.slice(0, 2), IN_B]),
+        json,
+        400,
+        "shape_mismatch",
+        "inputs[0] and inputs[1] must have the same number of rows, received 2 and 5",
+      ],
+      [
+        "a short row (dict)",
+        body({ in_a: IN_A, in_b: shortB }),
+        json,
+        400,
+        "shape_mismatch",
+        'inputs.in_b[1] has 1 values, expected 2 (input "in_b"\'s shape [2])',
+      ],
+      [
+        "a long row (list)",
+        body([[...IN_A.slice(0, 4), [1, 2, 3, 4]], IN_B]),
+        json,
+        400,
+        "shape_mismatch",
+        'inputs[0][4] has 4 values, expected 3 (input "in_a"\'s shape [3])',
+      ],
+      [
+        "Infinity (dict)",
+        '{"inputs": {"in_a": [[1, 2, 3], [1, 1e999, 3]], "in_b": [[1, 2], [3, 4]]}}',
+        json,
+        400,
+        "invalid_request",
+        "Invalid request body: inputs.in_a[1][1]: Invalid input: expected number, received Infinity",
+      ],
+      [
+        "a string (list)",
+        '{"inputs": [[[1, 2, 3], [1, 2, 3]], [[1, 2], ["x", 4]]]}',
+        json,
+        400,
+        "invalid_request",
+        "Invalid request body: inputs[1][1][0]: Invalid input: expected number, received string",
+      ],
+      [
+        "a row that is a number",
+        body({ in_a: [[1, 2, 3], 5], in_b: [[1, 2], [3, 4]] }),
+        json,
+        400,
+        "invalid_request",
+        "Invalid request body: inputs.in_a[1]: Invalid input: expected array, received number",
+      ],
+      [
+        "an input that is a number",
+        body({ in_a: 5, in_b: IN_B }),
+        json,
+        400,
+        "invalid_request",
+        "Invalid request body: inputs.in_a: Invalid input: expected array, received number",
+      ],
+      [
+        "no rows",
+        body({ in_a: [], in_b: [] }),
+        json,
+        400,
+        "invalid_request",
+        "Invalid request body: inputs.in_a: Too small: expected array to have >=1 items, " +
+        "received an array of 0",
+      ],
+      [
+        "the binary form",
+        dtr([5, 3], IN_A.flat()),
+        { "content-type": "application/octet-stream" },
+        400,
+        "invalid_request",
+        'Invalid request body: binary: the model has 2 inputs ("in_a", "in_b") and the binary ' +
+        'form carries one: send JSON {"inputs": {"in_a": [[...], ...], "in_b": [[...], ...]}}, ' +
+        "a dict of rows by input name",
+      ],
+      [
+        "the .npy form",
+        npy([5, 3], IN_A.flat()),
+        { "content-type": "application/x-npy" },
+        400,
+        "invalid_request",
+        'Invalid request body: npy: the model has 2 inputs ("in_a", "in_b") and the npy form ' +
+        'carries one: send JSON {"inputs": {"in_a": [[...], ...], "in_b": [[...], ...]}}, a ' +
+        "dict of rows by input name",
+      ],
+      [
+        "a binary answer only",
+        body({ in_a: IN_A, in_b: IN_B }),
+        { ...json, accept: "application/octet-stream" },
+        406,
+        "not_acceptable",
+        `Not acceptable: model ${id} has 2 outputs ("out_a", "out_b") and the binary and .npy ` +
+        "answers carry one: expected an Accept that allows application/json (the answer is " +
+        '{"outputs": {...}}, rows by output name), received "application/octet-stream"',
+      ],
+      [
+        "a .npy answer, JSON refused",
+        body({ in_a: IN_A, in_b: IN_B }),
+        { ...json, accept: "application/x-npy, application/json;q=0" },
+        406,
+        "not_acceptable",
+        'received "application/x-npy, application/json;q=0"',
+      ],
+    ];
+    for (const [what, payload, headers, status, code, message] of cases) {
+      const res = await post(app, id, payload, headers);
+      const text = await res.clone().text();
+      assert.equal(res.status, status, `${what}: ${text}`);
+      const got = await assertError(res, status, code, message);
+      if (what !== "a .npy answer, JSON refused") {
+        assert.equal(got.error.message, message, what);
+      }
+    }
+    const detail = await assertError(
+      await post(app, id, body({ in_a: IN_A, in_b: shortB }), json),
+      400,
+      "shape_mismatch",
+      "inputs.in_b[1]",
+    );
+    assert.deepEqual(detail.error.details, { field: "inputs.in_b[1]", expected: 2, received: 1 });
+    const pool = app.models.pool!;
+    assert.deepEqual([pool.stats.batches, pool.stats.running], [0, 0], "no Worker was asked");
+    // Nothing was half-done: the model answers.
+    assertOutputs(
+      await okOutputs(await post(app, id, body({ in_a: IN_A, in_b: IN_B }), json)),
+      localOutputs(model, [IN_A, IN_B]),
+      "after the 400s",
+    );
+    assert.equal(pool.stats.batches, 1);
+  } finally {
+    model.dispose();
+    await app.dispose();
+  }
+});
 
 Deno.test("inference Workers keep their tensors flat, at most modelCacheSize models, and drop deleted ones", async () => {
   const app = await tempApp({ predictWorkers: 1, modelCacheSize: 1 });

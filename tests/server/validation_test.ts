@@ -348,6 +348,58 @@ const MALFORMED: [string, unknown, string, string | RegExp][] = [
     '"out_b")',
   ],
   [
+    "metrics for an unknown output",
+    twoByTwo({ compile: { loss: "meanSquaredError", metrics: { out_a: ["mae"], out_c: [] } } }),
+    "invalid_compile",
+    'compile.metrics names "out_c", which is not an output of the model: expected the output ' +
+    'names "out_a", "out_b"',
+  ],
+  [
+    "a list of metric lists of the wrong length",
+    twoByTwo({ compile: { loss: "meanSquaredError", metrics: [["mae"]] } }),
+    "invalid_compile",
+    'compile.metrics has 1 lists, expected 2: one list of metric names per model output ("out_a", ' +
+    '"out_b"), in model.outputs order',
+  ],
+  [
+    "metric names mixed with lists",
+    twoByTwo({ compile: { loss: "meanSquaredError", metrics: ["mae", ["mse"]] } }),
+    "invalid_compile",
+    "compile.metrics: expected a list of metric names (every output) or a list of lists of them " +
+    '(one per output), received a list that mixes both (compile.metrics[0] is "mae")',
+  ],
+  [
+    "an unknown metric in a dict by output name",
+    twoByTwo({ compile: { loss: "meanSquaredError", metrics: { out_b: ["accuracy", "f1"] } } }),
+    "invalid_request",
+    /^Invalid request body: compile\.metrics\.out_b\[1\]: Invalid option: expected one of .*received "f1"$/,
+  ],
+  [
+    "an unknown metric in a list of lists",
+    twoByTwo({ compile: { loss: "meanSquaredError", metrics: [["mae"], ["f1"]] } }),
+    "invalid_request",
+    /^Invalid request body: compile\.metrics\[1\]\[0\]: Invalid option: expected one of .*received "f1"$/,
+  ],
+  [
+    "an unknown metric name for every output",
+    twoByTwo({ compile: { loss: "meanSquaredError", metrics: ["mae", "f1"] } }),
+    "invalid_request",
+    /^Invalid request body: compile\.metrics\[1\]: Invalid option: expected one of .*received "f1"$/,
+  ],
+  [
+    "more than 8 metric names",
+    jobBody({ compile: { loss: "meanSquaredError", metrics: new Array(9).fill("mae") } }),
+    "invalid_compile",
+    "compile.metrics has 9 metric names, expected at most 8",
+  ],
+  [
+    "a dict of metrics with a preset",
+    jobBody({ compile: { loss: "meanSquaredError", metrics: { out: ["mae"] } } }),
+    "invalid_compile",
+    'compile.metrics: model.preset "mlp" builds a model with one input and one output: ' +
+    'expected a list of metric names, received {"out":["mae"]}',
+  ],
+  [
     "lossWeights of the wrong length",
     twoByTwo({ fit: { lossWeights: [1, 2, 3] } }),
     "invalid_request",
