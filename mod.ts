@@ -50,6 +50,7 @@ export {
   type MirroredClusterOptions,
   MirroredStrategy,
   type MirroredStrategyOptions,
+  type PipelineShapeInfo,
   type Samples,
   type SampleValues,
   type StrategyStats,

@@ -368,6 +368,15 @@ function openOne(path: string): HostBlas | BlasRefusal {
 }
 
 /**
+ * The reason `Deno.dlopen` gave, short: "not installed" for a missing file,
+ * else its first line without the repeated "Could not open library:" prefix.
+ */
+function openFailure(message: string): string {
+  const line = message.split("\n")[0]!.replace(/^(Could not open library: )+/, "");
+  return /cannot open shared object file: No such file/.test(line) ? "not installed" : line;
+}
+
+/**
  * Opens the first CBLAS library that loads, per `request`, or says why none
  * did. Never throws for a missing library or a refused permission.
  */
@@ -393,7 +402,7 @@ export function openHostBlas(request: BlasRequest): HostBlas | BlasRefusal {
       if (request.kind === "path") {
         return { path, reason: `DTRAIN_BLAS=${path} could not be opened: ${message}` };
       }
-      failures.push(`${path}: ${message.split("\n")[0]}`);
+      failures.push(`${path}: ${openFailure(message)}`);
     }
   }
   const install = deno.build.os === "darwin"

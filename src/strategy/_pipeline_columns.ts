@@ -17,8 +17,11 @@ import type { SharedColumn, SharedData } from "./protocol.ts";
 
 /** What a pipeline says of its mapped samples (`ParallelMap.start()`). */
 export interface PipelineShapeInfo {
+  /** Shape of one sample's features (of the whole row when it holds several parts). */
   featureShape: readonly number[];
+  /** Shape of one sample's label: `[]` for a single value. */
   labelShape: readonly number[];
+  /** Element type of the labels: `"float32"` or `"uint8"`. */
   labelDtype: string;
   /** Sizes of the x parts side by side in a row. @default one part */
   featureParts?: readonly number[];

@@ -68,7 +68,7 @@ import type {
   StrategyRunStats,
 } from "./strategy.ts";
 
-export type { CrossHostStats, MirroredClusterOptions };
+export type { CrossHostStats, MirroredClusterOptions, PipelineShapeInfo };
 export type {
   CheckpointOptions,
   DatasetLike,
