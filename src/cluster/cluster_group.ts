@@ -326,7 +326,21 @@ export class ClusterGroup implements AsyncDisposable {
         link.send(abort).catch(() => {}),
         new Promise<void>((r) => timer = setTimeout(r, 500)),
       ]).finally(() => clearTimeout(timer));
-      this.#closing.push(sent.then(() => link.close()));
+      // Then read on until the neighbour, told, closes its end (bounded): closing with its
+      // data unread resets the connection, and its next write would blame this node.
+      this.#closing.push(sent.then(() => drained(link)).then(() => link.close()));
     }
   }
+}
+
+/** How long a failed group keeps reading from a neighbour it told, waiting for its close. */
+const DRAIN_MS = 500;
+
+/** Resolves once `link`'s reader has ended (the peer closed), or after {@linkcode DRAIN_MS}. */
+function drained(link: FrameConn): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    link.closed(),
+    new Promise<void>((r) => timer = setTimeout(r, DRAIN_MS)),
+  ]).finally(() => clearTimeout(timer));
 }

@@ -245,6 +245,9 @@ export async function ringAllReduce(
       await inFlight; // one write in flight while the next chunk is encoded
       stats.sendMs += performance.now() - ts;
       inFlight = ring.send(payload);
+      // The loop may stop (failure) before it awaits this write again: a rejection
+      // must still be observed (an unhandled one kills the process), and is reported at once.
+      inFlight.catch((e) => fail(e instanceof Error ? e : new Error(String(e))));
       stats.bytesSent += payload.byteLength + ring.frameOverhead;
     }
     const ts = performance.now();

@@ -18,6 +18,8 @@ export class NodeProcess {
   readonly stderr: Promise<string>;
   #reading: Promise<void>;
   #wake: (() => void)[] = [];
+  /** The exit status, once the process has exited. */
+  #exited: Deno.CommandStatus | undefined;
 
   /** `prefix` runs the process through another command (e.g. `ip netns exec NS`). */
   constructor(options: Record<string, unknown>, prefix: string[] = []) {
@@ -30,6 +32,7 @@ export class NodeProcess {
     }).spawn();
     this.child = child;
     this.stderr = new Response(child.stderr).text();
+    child.status.then((status) => (this.#exited = status));
     this.#reading = (async () => {
       let rest = "";
       for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
@@ -61,10 +64,14 @@ export class NodeProcess {
       if (hit) return hit;
       const left = deadline - performance.now();
       if (left <= 0) {
+        // A process that already exited says why on stderr (an uncaught error, say).
+        const exited = this.#exited === undefined
+          ? "still running"
+          : `exited with code ${this.#exited.code}; stderr: ${(await this.stderr).slice(-2000)}`;
         throw new Error(
           `Timed out after ${timeoutMs} ms waiting for ${what}; events: ${
             JSON.stringify(this.events.slice(-5))
-          }`,
+          }; the process ${exited}`,
         );
       }
       let timer: ReturnType<typeof setTimeout> | undefined;
