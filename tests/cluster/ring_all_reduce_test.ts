@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ringAllReduce } from "../../src/cluster/ring_all_reduce.ts";
+import { type Ring, ringAllReduce } from "../../src/cluster/ring_all_reduce.ts";
 import { FrameError, PeerLostError } from "../../src/cluster/errors.ts";
 import { formGroups, memoryRings, randomFloats, ringOracle } from "./_groups.ts";
 
@@ -241,5 +241,36 @@ Deno.test("ClusterGroup.close() says goodbye: a neighbour's next allReduce rejec
     });
   } finally {
     await Promise.all(groups.map((g) => g.close()));
+  }
+});
+
+Deno.test("ringAllReduce() observes a send that fails after the call has failed (no unhandled rejection)", async () => {
+  const unhandled: unknown[] = [];
+  const listener = (e: PromiseRejectionEvent) => {
+    e.preventDefault();
+    unhandled.push(e.reason);
+  };
+  globalThis.addEventListener("unhandledrejection", listener);
+  try {
+    // Rank 0 of 2: the receive fails first (a lost neighbour), the write in flight later.
+    const ring: Ring = {
+      rank: 0,
+      nodes: 2,
+      frameOverhead: 0,
+      payload: (n) => new Uint8Array(n),
+      send: () =>
+        new Promise((_, reject) => setTimeout(() => reject(new Error("write failed")), 50)),
+      receive: () =>
+        new Promise((_, reject) => setTimeout(() => reject(new Error("peer lost")), 10)),
+      fail: () => {},
+    };
+    await assert.rejects(
+      () => ringAllReduce(ring, new Float32Array(8), { chunkBytes: 1 << 16, timeoutMs: 1000 }),
+      { message: "peer lost" },
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(unhandled, []);
+  } finally {
+    globalThis.removeEventListener("unhandledrejection", listener);
   }
 });
