@@ -148,7 +148,7 @@ export class SocketSession {
     if (this.#over) return;
     this.#over = true;
     try {
-      this.#socket?.close(code, reason.slice(0, 120));
+      this.#socket?.close(code, closeReason(reason));
     } catch {
       // Already closed.
     }
@@ -254,4 +254,20 @@ export class SocketSession {
     this.#session?.close("left", reason);
     this.#close(NORMAL, "end");
   }
+}
+
+/** Bytes a WebSocket close reason may hold (RFC 6455: a control frame's 125, less the code). */
+const MAX_REASON_BYTES = 123;
+
+/**
+ * `reason` cut to at most {@linkcode MAX_REASON_BYTES} UTF-8 bytes, on a
+ * character boundary: `close()` throws on a longer one, which would leave
+ * the socket open (a hello echoing a long non-ASCII field, say).
+ */
+function closeReason(reason: string): string {
+  const bytes = new TextEncoder().encode(reason);
+  if (bytes.length <= MAX_REASON_BYTES) return reason;
+  let end = MAX_REASON_BYTES;
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--; // not inside a character
+  return new TextDecoder().decode(bytes.subarray(0, end));
 }

@@ -64,7 +64,7 @@ async function rawWorker(
   id: string,
   token: string,
   answer: (a: Frame, welcome: Record<string, number>) => Uint8Array<ArrayBuffer> | string,
-  options: { skipHello?: boolean } = {},
+  options: { skipHello?: boolean; hello?: string } = {},
 ): Promise<{ error: { code: string; message: string } | null; code: number; welcomed: boolean }> {
   const url = `${server.url.replace("http", "ws")}/v1/jobs/${id}/workers/connect`;
   const ws = new WebSocket(url, { headers: { Authorization: `Bearer ${token}` } } as never);
@@ -75,7 +75,9 @@ async function rawWorker(
   ws.onerror = () => {};
   ws.onopen = () => {
     if (options.skipHello) ws.send(new Uint8Array(40));
-    else ws.send(JSON.stringify({ type: "hello", protocol: EDGE_PROTOCOL, name: "raw" }));
+    else {ws.send(
+        options.hello ?? JSON.stringify({ type: "hello", protocol: EDGE_PROTOCOL, name: "raw" }),
+      );}
   };
   ws.onmessage = (e) => {
     if (typeof e.data === "string") {
@@ -97,7 +99,17 @@ async function rawWorker(
       ws.send(answer(frame, welcome!));
     }
   };
-  const code = await closed;
+  // Bounded: a server that leaves the socket open answers -1.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const code = await Promise.race([
+    closed,
+    new Promise<number>((resolve) => (timer = setTimeout(() => resolve(-1), 5000))),
+  ]);
+  clearTimeout(timer);
+  if (code === -1) {
+    ws.close();
+    await closed;
+  }
   return { error, code, welcomed: welcome !== undefined };
 }
 
@@ -218,7 +230,14 @@ Deno.test("edge workers end to end", opts, async (t) => {
         assert.equal(res.status, 401, `${path}: ${res.status}`);
         await res.body?.cancel();
       }
-      const cases: [string, Parameters<typeof rawWorker>[3], { skipHello?: boolean }?][] = [
+      // A refusal that echoes a long non-ASCII field still fits a close reason (123 bytes).
+      const longHello = JSON.stringify({ type: "hello", protocol: "é".repeat(100) });
+      const cases: [
+        string,
+        Parameters<typeof rawWorker>[3],
+        Parameters<typeof rawWorker>[4]?,
+      ][] = [
+        ["protocol", () => "never", { hello: longHello }],
         ["nonFinite", (a, w) => gradient(a, w, (v) => v.fill(Number.NaN))],
         ["shape", (a, w) => gradient(a, w, () => {}).slice(0, 100)],
         ["futureVersion", (a, w) => gradient(a, w, () => {}, { version: a.version + 1000 })],
