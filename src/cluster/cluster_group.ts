@@ -139,6 +139,8 @@ export class ClusterGroup implements AsyncDisposable {
         this.#wakeClose?.();
       });
     }
+    // A link that had already failed failed the group above: nothing to watch.
+    if (this.#failure) return;
     const tick = Math.max(1, Math.floor(this.#options.peerTimeoutMs / 4));
     this.#timer = setInterval(() => this.#watch(tick), tick);
   }

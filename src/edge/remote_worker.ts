@@ -205,8 +205,9 @@ export async function runRemoteWorker(options: RemoteWorkerOptions): Promise<Rem
         emit({ type: "end", reason: end });
         return { ...result, reason: end };
       } catch (e) {
-        if (!(e instanceof Disconnected)) throw e;
+        // Whatever failed, the link goes: an open one would keep its session (and batch) alive.
         link?.bye();
+        if (!(e instanceof Disconnected)) throw e;
         if (options.signal?.aborted) continue;
         failures++;
         if (failures > maxRetries) {
