@@ -85,3 +85,22 @@ Deno.test("allReduce() rejects with PeerLostError when a peer stalls with its so
     await stopAll(procs);
   }
 });
+
+Deno.test("a ClusterGroup made with an already failed link is failed and leaves the process free to exit", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../fixtures/failed_group.ts", import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let killed = false;
+  const timer = setTimeout(() => {
+    killed = true;
+    child.kill("SIGKILL");
+  }, 10000);
+  const out = await child.output();
+  clearTimeout(timer);
+  const text = new TextDecoder().decode(out.stdout);
+  assert.equal(killed, false, `the process did not exit by itself: ${text}`);
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.deepEqual(JSON.parse(text.trim()), { failure: "PeerLostError", rank: 1 });
+});
