@@ -7,7 +7,7 @@
 // (the HTTP layer answers it with a 400).
 import { loadFashionMnist, loadMnist, oneHot, tf } from "../../mod.ts";
 import { buildPreset } from "../models/presets.ts";
-import { InputError, type InputErrorCode } from "./_domain_errors.ts";
+import { describePorts, InputError, type InputErrorCode } from "./_domain_errors.ts";
 import type { DatasetLibrary } from "./datasets.ts";
 import type { DatasetRecord, InlineData, JobRequest, MetricName, ModelTopology } from "./types.ts";
 
@@ -98,12 +98,6 @@ function inlineColumns(value: RowsOrDict, arg: "x" | "y"): { key: string; rows: 
 interface Port {
   name: string;
   shape: number[];
-}
-
-/** `2 inputs ("a", "b")`. */
-function describePorts(ports: readonly Port[], kind: "input" | "output"): string {
-  const names = ports.map((p) => JSON.stringify(p.name)).join(", ");
-  return `${ports.length} ${kind}${ports.length === 1 ? "" : "s"} (${names})`;
 }
 
 type MlpSpec = Extract<JobRequest["model"], { preset: "mlp" }>;

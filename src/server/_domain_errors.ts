@@ -11,6 +11,19 @@ import {
   WorkerCrashedError,
 } from "../errors.ts";
 
+/** A model's input or output names as errors list them: `"a", "b"`. */
+export function portNames(ports: readonly { name: string }[]): string {
+  return ports.map((p) => JSON.stringify(p.name)).join(", ");
+}
+
+/** A model's inputs or outputs as errors describe them: `2 inputs ("a", "b")`. */
+export function describePorts(
+  ports: readonly { name: string }[],
+  kind: "input" | "output",
+): string {
+  return `${ports.length} ${kind}${ports.length === 1 ? "" : "s"} (${portNames(ports)})`;
+}
+
 /** The API codes of a request that cannot train or predict as sent (all 400s). */
 export type InputErrorCode =
   | "invalid_request"

@@ -27,7 +27,7 @@ import type { Context } from "hono";
 import type { JSONValue } from "hono/utils/types";
 import type { z } from "@hono/zod-openapi";
 import type { ModelRegistry, PredictPort } from "./registry.ts";
-import { InputError } from "./_domain_errors.ts";
+import { describePorts, InputError, portNames } from "./_domain_errors.ts";
 import { HttpError } from "./_errors.ts";
 import { PredictWorkerCrashedError } from "./_predict_pool.ts";
 import { ROUTES } from "./_routes.ts";
@@ -76,16 +76,6 @@ function fieldOf(path: readonly PropertyKey[]): string {
     out += typeof key === "number" ? `[${key}]` : out === "" ? String(key) : `.${String(key)}`;
   }
   return out;
-}
-
-/** `"a", "b"`. */
-function nameList(ports: readonly PredictPort[]): string {
-  return ports.map((p) => JSON.stringify(p.name)).join(", ");
-}
-
-/** `2 inputs ("a", "b")`. */
-function describePorts(ports: readonly PredictPort[], kind: "input" | "output"): string {
-  return `${ports.length} ${kind}${ports.length === 1 ? "" : "s"} (${nameList(ports)})`;
 }
 
 /** `whose` names the shape: "the model's input" or `input "a"'s`. */
@@ -162,7 +152,7 @@ function columnInputs(inputs: object, ports: readonly PredictPort[]): Decoded {
       throw invalid(
         ["inputs"],
         `expected ${ports.length} entries, one list of rows per model input (${
-          nameList(ports)
+          portNames(ports)
         }) in model.inputs order, received ${inputs.length}`,
         "custom",
       );
@@ -175,7 +165,7 @@ function columnInputs(inputs: object, ports: readonly PredictPort[]): Decoded {
     if (unknown !== undefined) {
       throw invalid(
         ["inputs", unknown],
-        `not an input of the model: expected the input names ${nameList(ports)}`,
+        `not an input of the model: expected the input names ${portNames(ports)}`,
         "custom",
       );
     }
@@ -183,7 +173,7 @@ function columnInputs(inputs: object, ports: readonly PredictPort[]): Decoded {
     if (missing !== undefined) {
       throw invalid(
         ["inputs", missing],
-        `expected the rows of every input of the model (${nameList(ports)}), received none ` +
+        `expected the rows of every input of the model (${portNames(ports)}), received none ` +
           `for ${JSON.stringify(missing)}`,
         "custom",
       );

@@ -4,7 +4,8 @@
 // routes its matrix products to the host's BLAS when one is found), loads
 // models from the registry's folder by path on first use and keeps the
 // `cacheSize` most recently used, and runs each `predict` batch (one array of
-// rows per model input in, one per model output back) in one `tf.tidy`. Requests are handled one at a time, in arrival order (an
+// rows per model input in, one per model output back) in one `tf.tidy`.
+// Requests are handled one at a time, in arrival order (an
 // `evict` never disposes a model a batch is using); the runtime's request
 // loop (`serveRequests`) answers each exactly once.
 /// <reference lib="deno.worker" />

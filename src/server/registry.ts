@@ -33,7 +33,12 @@
 import { join } from "node:path";
 import { setImmediate } from "node:timers";
 import { fileHandler, tf } from "../../mod.ts";
-import { InputError, ModelFilesMissingError, NotFoundError } from "./_domain_errors.ts";
+import {
+  describePorts,
+  InputError,
+  ModelFilesMissingError,
+  NotFoundError,
+} from "./_domain_errors.ts";
 import { isId, newId } from "./_ids.ts";
 import type { PredictPool } from "./_predict_pool.ts";
 import type { ModelRecord } from "./types.ts";
@@ -131,12 +136,10 @@ function lossName(loss: unknown, outputNames: readonly string[]): string {
 function checkSingle(id: string, signature: ModelSignature, what: string, instead: string): void {
   const { inputs, outputs } = signature;
   if (inputs.length === 1 && outputs.length === 1) return;
-  const names = (ports: PredictPort[]) => ports.map((p) => JSON.stringify(p.name)).join(", ");
   throw new InputError(
     "invalid_model",
-    `Model ${id} has ${inputs.length} input${inputs.length === 1 ? "" : "s"} ` +
-      `(${names(inputs)}) and ${outputs.length} output${outputs.length === 1 ? "" : "s"} ` +
-      `(${names(outputs)}): ${what} takes models with one input and one output; use ${instead}`,
+    `Model ${id} has ${describePorts(inputs, "input")} and ${describePorts(outputs, "output")}: ` +
+      `${what} takes models with one input and one output; use ${instead}`,
     { inputs: inputs.map((p) => p.name), outputs: outputs.map((p) => p.name) },
   );
 }
@@ -406,6 +409,31 @@ export class ModelRegistry {
    * run as one batch, as `predictRows` does. `NotFoundError` for an unknown
    * model, `RangeError` when `xs` does not fit its inputs; with a pool,
    * `PredictWorkerCrashedError` when its Worker died meanwhile.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { tf } from "../../mod.ts";
+   * import { ModelRegistry } from "./registry.ts";
+   * import { Store } from "./store.ts";
+   * const dir = await Deno.makeTempDir();
+   * const store = new Store(await Deno.openKv(":memory:"));
+   * const registry = new ModelRegistry({ dir, store });
+   * const a = tf.input({ shape: [2], name: "a" }), b = tf.input({ shape: [1], name: "b" });
+   * const joined = tf.layers.concatenate().apply([a, b]) as tf.SymbolicTensor;
+   * const out = tf.layers.dense({ units: 1, name: "out" }).apply(joined) as tf.SymbolicTensor;
+   * const model = tf.model({ inputs: [a, b], outputs: out });
+   * model.compile({ optimizer: "sgd", loss: "meanSquaredError" });
+   * const record = await registry.save(model, { jobId: null, metrics: {} });
+   * const signature = await registry.signature(record.id);
+   * assert.deepEqual(signature.inputs.map((p) => [p.name, p.size]), [["a", 2], ["b", 1]]);
+   * const [y] = await registry.predictColumns(record.id, [new Float32Array([1, 2]), new Float32Array([3])], 1);
+   * assert.equal(y!.data.length, 1);
+   * registry.close();
+   * store.close();
+   * model.dispose();
+   * await Deno.remove(dir, { recursive: true });
+   * ```
    */
   async predictColumns(
     id: string,

@@ -101,6 +101,8 @@ export class PipelineColumns {
   #xSize: number;
   #ySize: number;
   #floatLabels: boolean;
+  /** Whether each output has a sparse categorical loss (its labels are class indices). */
+  #sparse: boolean[];
   #classWeight: ClassWeightOption | undefined;
   /** Reused float32 labels (uint8 pipelines) and weight columns, grown as needed. */
   #labels: SharedArrayBuffer | undefined;
@@ -128,10 +130,11 @@ export class PipelineColumns {
       );
     }
     this.#floatLabels = shapes.labelDtype === "float32";
+    this.#sparse = model.outputs.map((_, i) => isSparseOutput(model, i));
     const single = model.inputs.length === 1 && model.outputs.length === 1 &&
       xParts.length === 1 && yParts.length === 1;
     const sparseShape = (i: number, size: number) =>
-      isSparseOutput(model, i) && size === 1 ? [1] : undefined;
+      this.#sparse[i] && size === 1 ? [1] : undefined;
     if (single) {
       const inShape = model.inputs[0]!.shape.slice(1), outShape = model.outputs[0]!.shape.slice(1);
       const labelShape = fits(shapes.labelShape, outShape)
@@ -141,7 +144,7 @@ export class PipelineColumns {
         throw new RangeError(
           `The pipeline produces samples [${shapes.featureShape}] with labels ` +
             `[${shapes.labelShape}], the model expects ${show(inShape)} and ${show(outShape)}` +
-            (isSparseOutput(model, 0) ? " (or one class index for its sparse loss)" : ""),
+            (this.#sparse[0] ? " (or one class index for its sparse loss)" : ""),
         );
       }
       this.#inputs = [{ shape: [...shapes.featureShape], offset: 0, size: xParts[0]! }];
@@ -191,8 +194,7 @@ export class PipelineColumns {
     });
     const inputs = this.#inputs.map(column(shared.x, this.#xSize));
     const outputs = this.#outputs.map(column(y, this.#ySize));
-    const needed = this.#outputs.some((_, i) => isSparseOutput(this.#model, i)) ||
-      this.#classWeight !== undefined;
+    const needed = this.#sparse.includes(true) || this.#classWeight !== undefined;
     const labels = needed ? this.#labelColumns(y, count) : undefined;
     if (labels !== undefined) this.#checkSparse(labels);
     const data: SharedData = {
@@ -211,10 +213,14 @@ export class PipelineColumns {
     return data;
   }
 
-  /** Each output's labels as its own contiguous column (a copy: one value per label). */
+  /**
+   * Each output's labels as its own contiguous column: a view when the
+   * output is the whole row, else a copy (one value per label).
+   */
   #labelColumns(y: SharedArrayBuffer | null, count: number): Prepared {
     const rows = y === null ? new Float32Array(0) : new Float32Array(y, 0, count * this.#ySize);
     const outputs = this.#outputs.map((p) => {
+      if (p.size === this.#ySize) return { data: rows, shape: [count, ...p.shape] };
       const data = new Float32Array(count * p.size);
       for (let s = 0; s < count; s++) {
         const at = s * this.#ySize + p.offset;
@@ -228,7 +234,7 @@ export class PipelineColumns {
   #checkSparse(labels: Prepared): void {
     const names = this.#model.outputNames;
     labels.outputs.forEach((column, i) => {
-      if (!isSparseOutput(this.#model, i)) return;
+      if (!this.#sparse[i]) return;
       const what = names.length === 1 ? "The pipeline's labels" : `The pipeline's y part ${i}`;
       checkClassIndices(column.data, this.#model.outputs[i]!.shape.at(-1), what, false);
     });
