@@ -99,6 +99,20 @@ interface Item {
   end: number;
 }
 
+/**
+ * Floats that segment and chunk boundaries are multiples of (from the start of
+ * the vector), so that a chunk's copy to or from an 8-aligned payload is
+ * aligned too when the vector is: V8 copies between a shared and a plain
+ * buffer 6-8x slower when the two addresses differ modulo 8.
+ */
+const ALIGN_FLOATS = 4;
+
+/** Where segment `seg` of `nodes` starts (`length` for `seg === nodes`). */
+function segmentStart(seg: number, nodes: number, length: number): number {
+  if (seg >= nodes) return length;
+  return Math.floor((seg * length) / (nodes * ALIGN_FLOATS)) * ALIGN_FLOATS;
+}
+
 /** Items (step, chunk) in order, for sending (`send`) or receiving. */
 function plan(rank: number, nodes: number, length: number, chunkElems: number, send: boolean) {
   const items: Item[] = [];
@@ -108,8 +122,8 @@ function plan(rank: number, nodes: number, length: number, chunkElems: number, s
     const k = gather ? step - (nodes - 1) : step;
     // reduce: send r-k-1, receive r-k-2; gather: send r-k, receive r-k-1.
     const seg = ((rank - k - (gather ? 0 : 1) - (send ? 0 : 1)) % nodes + 2 * nodes) % nodes;
-    const lo = Math.floor((seg * length) / nodes);
-    const hi = Math.floor(((seg + 1) * length) / nodes);
+    const lo = segmentStart(seg, nodes, length);
+    const hi = segmentStart(seg + 1, nodes, length);
     firstOfStep.push(items.length);
     for (let start = lo, chunk = 0; start < hi; start += chunkElems, chunk++) {
       items.push({ step, chunk, start, end: Math.min(hi, start + chunkElems) });
@@ -191,7 +205,8 @@ export async function ringAllReduce(
   if (nodes === 1 || length === 0) return stats;
   const fp16 = compression === "fp16";
   const elemBytes = fp16 ? 2 : 4;
-  const chunkElems = Math.max(1, Math.floor((options.chunkBytes - CHUNK_HEADER_BYTES) / elemBytes));
+  const fits = Math.max(1, Math.floor((options.chunkBytes - CHUNK_HEADER_BYTES) / elemBytes));
+  const chunkElems = fits >= ALIGN_FLOATS ? fits - (fits % ALIGN_FLOATS) : fits;
   const seq = (options.sequence ?? 0) >>> 0;
   const code = CODES[compression];
   const sends = plan(rank, nodes, length, chunkElems, true);

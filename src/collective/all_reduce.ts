@@ -25,7 +25,23 @@ import type { GroupKernels } from "./kernels.ts";
 
 /** Bytes of the shared buffer an all-reduce over `length` floats needs. */
 export function allReduceBytes(replicas: number, length: number): number {
-  return ((replicas + 1) * length + replicas) * Float32Array.BYTES_PER_ELEMENT;
+  return ((replicas + 1) * slotStride(length) + replicas) * Float32Array.BYTES_PER_ELEMENT;
+}
+
+/**
+ * Floats from one slot (or the result) to the next: `length` rounded up to a
+ * multiple of 4, so that every slot and the result start 16-byte aligned.
+ * Copies between them and plain buffers (gradients out of a backend, chunks
+ * to and from the network) then stay aligned: V8 copies between a shared and
+ * a plain buffer 6-8x slower when the two addresses differ modulo 8.
+ */
+export function slotStride(length: number): number {
+  return Math.ceil(length / 4) * 4;
+}
+
+/** Byte offset of the reduced result in an all-reduce buffer. */
+export function resultByteOffset(replicas: number, length: number): number {
+  return replicas * slotStride(length) * Float32Array.BYTES_PER_ELEMENT;
 }
 
 /**
@@ -78,12 +94,13 @@ export class AllReduce {
           `received ${buffer.byteLength}`,
       );
     }
+    const stride = slotStride(length);
     this.#slots = Array.from(
       { length: replicas },
-      (_, r) => new Float32Array(buffer, r * length * 4, length),
+      (_, r) => new Float32Array(buffer, r * stride * 4, length),
     );
-    this.result = new Float32Array(buffer, replicas * length * 4, length);
-    this.#weights = new Float32Array(buffer, (replicas + 1) * length * 4, replicas);
+    this.result = new Float32Array(buffer, resultByteOffset(replicas, length), length);
+    this.#weights = new Float32Array(buffer, (replicas + 1) * stride * 4, replicas);
     this.slot = this.#slots[replica]!;
     this.#barrier = new Barrier(control, replicas, options.heartbeat ?? -1);
     this.#replica = replica;

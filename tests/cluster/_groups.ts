@@ -91,8 +91,10 @@ export function ringOracle(inputs: Float32Array[], fp16 = false): Float32Array {
   const out = new Float32Array(length);
   const h = (v: number) => fp16 ? Math.f16round(v) : v;
   for (let s = 0; s < n; s++) {
-    const lo = Math.floor((s * length) / n);
-    const hi = Math.floor(((s + 1) * length) / n);
+    // Segments start on multiples of 4 floats (aligned copies).
+    const start = (k: number) => k === n ? length : Math.floor((k * length) / (4 * n)) * 4;
+    const lo = start(s);
+    const hi = start(s + 1);
     for (let i = lo; i < hi; i++) {
       let acc = inputs[(s + 1) % n]![i]!;
       for (let k = 2; k <= n; k++) acc = Math.fround(h(acc) + inputs[(s + k) % n]![i]!);

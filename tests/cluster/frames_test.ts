@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   allocFrame,
+  BufferPool,
   encodeFrame,
   FRAME_HEADER_BYTES,
   FrameConn,
@@ -187,4 +188,31 @@ Deno.test("parseControl() refuses unknown messages and malformed fields", () => 
     name: "FrameError",
     message: 'Invalid control message: expected a control frame (type 1), received "type 2"',
   });
+});
+
+Deno.test("allocFrame() puts the payload 8-aligned in its buffer, as a received payload is", async () => {
+  const pool = new BufferPool();
+  for (const bytes of [0, 3, 16, 1 << 20]) {
+    for (const from of [undefined, pool]) {
+      const { frame, payload } = allocFrame(FrameType.data, bytes, from);
+      assert.equal(payload.byteOffset % 8, 0, `${bytes} bytes`);
+      assert.equal(payload.byteOffset, frame.byteOffset + FRAME_HEADER_BYTES);
+      assert.equal(frame.byteLength, FRAME_HEADER_BYTES + bytes);
+      from?.give(new Uint8Array(frame.buffer));
+    }
+  }
+  // The frame still reads back whole from its view.
+  const [a, b] = await socketPair();
+  const reader = new FrameConn(b, { maxFrameBytes: 1 << 20 });
+  try {
+    const { frame, payload } = allocFrame(FrameType.data, 100_000, pool);
+    payload.forEach((_, i) => payload[i] = i & 0xff);
+    await writeAll(a, frame);
+    const got = await reader.next(2000);
+    assert.equal(got.payload.byteOffset % 8, 0);
+    assert.ok(got.payload.every((v, i) => v === (i & 0xff)));
+  } finally {
+    a.close();
+    await reader.close();
+  }
 });

@@ -58,6 +58,29 @@ Deno.test("ringAllReduce() matches the ring-order float32 oracle bit for bit, an
   }
 });
 
+Deno.test("ringAllReduce() cuts segments and chunks on multiples of 4 floats (aligned copies)", async () => {
+  // Each node holds one constant; who starts an element's sum shows in the
+  // result: the rank-1 value survives only where it is added after the two
+  // that cancel (1e8 + -1e8 is exact, 1 + 1e8 rounds the 1 away).
+  const nodes = 3;
+  for (const length of [10, 37, 4099]) {
+    for (const [seg, values] of [[0, [1, 1e8, -1e8]], [1, [-1e8, 1, 1e8]]] as const) {
+      const { rings } = memoryRings(nodes);
+      const data = rings.map((_, r) => new Float32Array(length).fill(values[r]!));
+      // 13 floats fit a 68-byte chunk: chunks of 12, so no chunk ends off the grid.
+      await Promise.all(
+        rings.map((ring, r) => ringAllReduce(ring, data[r]!, { chunkBytes: 68, timeoutMs: 2000 })),
+      );
+      assertBitIdentical(data);
+      const start = (k: number) => k === nodes ? length : Math.floor((k * length) / 12) * 4;
+      const ones = [...data[0]!].flatMap((v, i) => v === 1 ? [i] : []);
+      const want = Array.from({ length: start(seg + 1) - start(seg) }, (_, i) => start(seg) + i);
+      assert.deepEqual(ones, want, `length ${length}, segment ${seg}`);
+      assert.equal(start(seg) % 4, 0);
+    }
+  }
+});
+
 Deno.test("ringAllReduce() with fp16 is bit-identical across nodes, within fp16 tolerance, half the bytes", async () => {
   const nodes = 3;
   const length = 3001;

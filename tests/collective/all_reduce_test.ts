@@ -266,7 +266,8 @@ Deno.test("AllReduce.reduce() of a single replica returns its slot scaled by its
 });
 
 Deno.test("AllReduce() throws RangeError when the buffer is smaller than allReduceBytes()", () => {
-  assert.equal(allReduceBytes(3, 10), ((3 + 1) * 10 + 3) * 4);
+  // Slots and the result are 12 floats apart: 10 rounded up to a multiple of 4.
+  assert.equal(allReduceBytes(3, 10), ((3 + 1) * 12 + 3) * 4);
   const control = new Int32Array(new SharedArrayBuffer(4 * BARRIER_SLOTS));
   assert.throws(
     () =>
@@ -277,7 +278,21 @@ Deno.test("AllReduce() throws RangeError when the buffer is smaller than allRedu
       }),
     {
       name: "RangeError",
-      message: "All-reduce buffer too small: expected 172 bytes, received 168",
+      message: "All-reduce buffer too small: expected 204 bytes, received 200",
     },
   );
+});
+
+Deno.test("AllReduce() starts every slot and the result 16-byte aligned, whatever the length", () => {
+  const control = new Int32Array(new SharedArrayBuffer(4 * BARRIER_SLOTS));
+  for (const length of [1, 5, 10, 669_709]) {
+    const buffer = new SharedArrayBuffer(allReduceBytes(3, length));
+    for (let replica = 0; replica < 3; replica++) {
+      const ar = new AllReduce(buffer, control, { replica, replicas: 3, length });
+      assert.equal(ar.slot.byteOffset % 16, 0, `length ${length} replica ${replica} slot`);
+      assert.equal(ar.result.byteOffset % 16, 0, `length ${length} result`);
+      assert.equal(ar.slot.length, length);
+      assert.equal(ar.result.length, length);
+    }
+  }
 });

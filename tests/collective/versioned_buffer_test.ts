@@ -6,14 +6,15 @@ import { TestWorker, until } from "./_test_worker.ts";
 const WRITER = new URL("./_versioned_writer.ts", import.meta.url);
 
 Deno.test("VersionedBuffer() throws RangeError when the length or the buffer is wrong", () => {
-  assert.equal(VersionedBuffer.bytes(5), 32 + 2 * 5 * 4);
+  // The second slot starts 16-byte aligned: 5 floats take 8.
+  assert.equal(VersionedBuffer.bytes(5), 32 + 2 * 8 * 4);
   assert.throws(() => new VersionedBuffer(new SharedArrayBuffer(64), -1), {
     name: "RangeError",
     message: "length must be an integer >= 0, received -1",
   });
-  assert.throws(() => new VersionedBuffer(new SharedArrayBuffer(71), 5), {
+  assert.throws(() => new VersionedBuffer(new SharedArrayBuffer(95), 5), {
     name: "RangeError",
-    message: "Versioned buffer too small: expected 72 bytes for 5 floats, received 71",
+    message: "Versioned buffer too small: expected 96 bytes for 5 floats, received 95",
   });
 });
 

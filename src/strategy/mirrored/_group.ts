@@ -8,7 +8,7 @@
  */
 import type * as tf from "../../tf.ts";
 import type { BackendName, BlasReport } from "../../../backends/types.ts";
-import { allReduceBytes } from "../../collective/all_reduce.ts";
+import { allReduceBytes, resultByteOffset } from "../../collective/all_reduce.ts";
 import { HOST_LINK_SLOTS } from "../../collective/host_link.ts";
 import { groupMemory } from "../../collective/kernels.ts";
 import { RecordRing, RING_CONTROL_SLOTS } from "../../collective/ring.ts";
@@ -91,7 +91,11 @@ export async function startGroup(
   const memory = buffers.group instanceof WebAssembly.Memory
     ? buffers.group.buffer as SharedArrayBuffer
     : buffers.group;
-  const result = new Float32Array(memory, o.replicas * layout.length * 4, layout.length);
+  const result = new Float32Array(
+    memory,
+    resultByteOffset(o.replicas, layout.length),
+    layout.length,
+  );
   const rank = o.cluster?.rank ?? 0;
   const nodes = o.cluster?.nodes ?? 1;
   const weights = new Float32Array(buffers.weights);
