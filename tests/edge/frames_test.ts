@@ -43,13 +43,20 @@ Deno.test("frames round-trip in float32 and float16, aligned or not", () => {
         [12, 34, 2, fp16],
       );
       assert.deepEqual([...f.sections[0]!], [0.5, -1.25, 3]); // exact in float16 too
+      // Every float32 section is a view 8-aligned in its buffer (fast copies to shared memory).
+      for (const [i, sec] of f.sections.entries()) {
+        if (i > 0 || !fp16) assert.equal(sec.byteOffset % 8, 0, `section ${i}`);
+      }
       assert.deepEqual(
         f.sections.slice(1).map((s) => [...s]),
         [[1, 2, 3, 4], [0, 1], [5, 6, 7, 8, 9, 10], [0.5, 2]],
       );
     }
   }
-  assert.equal(frameBytes(true, [3, 0]), FRAME_HEADER_BYTES + 8 + 8, "float16 padded to 4 bytes");
+  // Lengths 24 + 4 * 2 = 32, float16 section 6 bytes padded to 8, then an empty one.
+  assert.equal(frameBytes(true, [3, 0]), FRAME_HEADER_BYTES + 8 + 8, "float16 padded to 8 bytes");
+  // Three lengths end at 36: the first section starts at 40; 3 floats take 16.
+  assert.equal(frameBytes(false, [3, 1, 1]), 40 + 16 + 8 + 8);
 });
 
 Deno.test("malformed frames are refused with their reason", () => {
@@ -91,16 +98,16 @@ Deno.test("malformed frames are refused with their reason", () => {
 
 Deno.test("control messages are validated on arrival", () => {
   assert.deepEqual(parseWorkerMessage('{"type":"bye","extra":1}'), { type: "bye" });
-  assert.equal(parseWorkerMessage('{"type":"hello","protocol":2,"fp16":true}').type, "hello");
+  assert.equal(parseWorkerMessage('{"type":"hello","protocol":3,"fp16":true}').type, "hello");
   for (
     const [text, message] of [
       ["not json", /not JSON/],
       ["[1]", /not a JSON object/],
-      ['{"type":"hello","protocol":1}', /hello.protocol must be 2, received 1: .*same dtrain/],
-      ['{"type":"hello","protocol":2,"fp16":"yes"}', /hello.fp16 must be a boolean/],
+      ['{"type":"hello","protocol":1}', /hello.protocol must be 3, received 1: .*same dtrain/],
+      ['{"type":"hello","protocol":3,"fp16":"yes"}', /hello.fp16 must be a boolean/],
       ['{"type":"ready","backend":"cpu"}', /ready needs backend/],
       ['{"type":"gradient"}', /unknown control message type "gradient"/],
-      [`{"type":"hello","protocol":2,"name":"${"x".repeat(300)}"}`, /longer than 200/],
+      [`{"type":"hello","protocol":3,"name":"${"x".repeat(300)}"}`, /longer than 200/],
       ["x".repeat(70_000), /characters \(most 65536\)/],
     ] as [string, RegExp][]
   ) {
@@ -109,14 +116,14 @@ Deno.test("control messages are validated on arrival", () => {
       (e: unknown) => e instanceof MessageError && message.test(e.message),
     );
   }
-  assert.throws(() => parseServerMessage('{"type":"welcome","protocol":2}'), /welcome.worker/);
+  assert.throws(() => parseServerMessage('{"type":"welcome","protocol":3}'), /welcome.worker/);
   assert.throws(
     () => parseServerMessage('{"type":"welcome","protocol":1}'),
-    /the server speaks edge protocol 1, this worker 2/,
+    /the server speaks edge protocol 1, this worker 3/,
   );
   const welcome = {
     type: "welcome",
-    protocol: 2,
+    protocol: 3,
     worker: 0,
     slotLength: 10,
     weightCount: 8,
