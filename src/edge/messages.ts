@@ -114,7 +114,7 @@ function checkWelcomeColumns(o: Record<string, unknown>): void {
  * ```ts
  * import assert from "node:assert/strict";
  * import { parseWorkerMessage } from "./messages.ts";
- * assert.equal(parseWorkerMessage('{"type":"hello","protocol":2}').type, "hello");
+ * assert.equal(parseWorkerMessage('{"type":"hello","protocol":3}').type, "hello");
  * assert.throws(() => parseWorkerMessage('{"type":"gradient"}'), /unknown/);
  * ```
  */
