@@ -118,10 +118,12 @@ for (
         workers: 2,
         backend: BACKEND,
         modelModule: { url: FIXTURE, exportName },
-        // A silent death is noticed only after this long without a heartbeat; it must be
-        // short next to the run (~190 gradients) or the surviving worker may finish first.
-        // Workers beat on every step and while they wait, so 600 ms never misfires here.
-        workerTimeoutMs: how === "throws" ? 1500 : 600,
+        // A silent death is noticed only after this long without a heartbeat. The
+        // survivor sleeps SURVIVOR_MS per step (~190 gradients, so >= 2.8 s of run):
+        // 1000 ms + the watchdog's 250 ms interval end well before that, and a
+        // healthy worker, which beats on every step and while it waits, would
+        // have to stall a whole second to be taken for dead.
+        workerTimeoutMs: how === "throws" ? 1500 : 1000,
       });
       const history = await strategy.fit(model, d.xs, d.ys, {
         epochs: EPOCHS,
@@ -129,7 +131,11 @@ for (
         seed: 1,
       });
       const stats = strategy.stats!;
-      assert.equal(stats.restarts, 1);
+      assert.equal(
+        stats.restarts,
+        1,
+        JSON.stringify(stats.workers.map((w) => [w.id, w.replaces, w.status, w.error])),
+      );
       assert.equal(sum(history.history.restarts), 1, "the restart is in the History");
       assert.equal(stats.applied, EPOCHS * Math.ceil(d.count / BATCH));
       const crashed = stats.workers.find((w) => w.id === 1)!;
