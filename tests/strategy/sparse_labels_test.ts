@@ -39,10 +39,11 @@ Deno.test(
       const want = await expected.fit(x, floatLabels, { ...FIT, verbose: 0 });
       const runs = [[2, "cpu"], [4, "cpu"], [2, "wasm"]] as const;
       for (const [replicas, backend] of runs) {
+        // One strategy (its Workers started once) trains a fresh model per label form.
+        await using strategy = new MirroredStrategy({ replicas, backend });
         for (const [form, labelled] of forms) {
           const what = `${name}, ${replicas} replicas on ${backend}, ${form}`;
           const model = sparseClassifier(optimizer);
-          await using strategy = new MirroredStrategy({ replicas, backend });
           const history = await strategy.fit(model, x, labelled, FIT);
           const diff = maxWeightDiff(model, expected);
           assert.ok(diff <= TOL, `${what}: max |weight difference| ${diff} > ${TOL}`);
