@@ -9,7 +9,13 @@ const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
 
 /** A remote WorkerStrategy job on the embedded MNIST digits. */
 export function remoteJob(
-  options: { workers?: number; epochs?: number; limit?: number; remoteWaitMs?: number } = {},
+  options: {
+    workers?: number;
+    epochs?: number;
+    limit?: number;
+    remoteWaitMs?: number;
+    backend?: string;
+  } = {},
 ) {
   return {
     model: { preset: "mlp", hidden: [64] },
@@ -22,7 +28,7 @@ export function remoteJob(
       remote: true,
       staleness: 8,
       stalePolicy: "scale",
-      backend: "cpu",
+      backend: options.backend ?? "wasm",
       ...(options.remoteWaitMs === undefined ? {} : { remoteWaitMs: options.remoteWaitMs }),
     },
   };
@@ -67,7 +73,7 @@ export class WorkerProcess {
         "--job",
         job,
         "--backend",
-        options.backend ?? "cpu",
+        options.backend ?? "wasm",
         "--json",
         ...flags,
       ],
