@@ -113,6 +113,21 @@ function txBytes(i: number): number {
   return link.stats64.tx.bytes as number;
 }
 
+/** The root `tbf` qdisc's counters on `DEV[i]`: bytes it passed, times it held packets back. */
+function tbfStats(i: number): { bytes: number; overlimits: number } {
+  const out = new Deno.Command("ip", {
+    args: ["netns", "exec", NS[i]!, "tc", "-s", "-j", "qdisc", "show", "dev", DEV[i]!],
+    stdout: "piped",
+    stderr: "piped",
+  }).outputSync();
+  if (!out.success) throw new Error(`tc -s qdisc failed: ${new TextDecoder().decode(out.stderr)}`);
+  const tbf = JSON.parse(new TextDecoder().decode(out.stdout)).find((q: { kind: string }) =>
+    q.kind === "tbf"
+  );
+  if (tbf === undefined) throw new Error(`no tbf qdisc on ${DEV[i]}`);
+  return { bytes: tbf.bytes, overlimits: tbf.overlimits };
+}
+
 const ITERATIONS = 8;
 const LENGTH = 675_000; // 2.7 MB of float32
 
@@ -177,6 +192,11 @@ Deno.test({
         }
       }
       for (let i = 0; i < 2; i++) {
+        // The traffic went through the rate limiter, which held it back.
+        const tbf = tbfStats(i);
+        const total = wire.none![i]! + wire.fp16![i]!;
+        assert.ok(tbf.bytes >= 0.9 * total, `rank ${i}: tbf passed ${tbf.bytes} of ${total} bytes`);
+        assert.ok(tbf.overlimits > 0, `rank ${i}: the 200 Mbit/s limit never held a packet back`);
         const ratio = wire.fp16![i]! / wire.none![i]!;
         assert.ok(ratio > 0.45 && ratio < 0.55, `rank ${i}: fp16 / float32 wire bytes ${ratio}`);
       }

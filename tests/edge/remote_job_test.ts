@@ -14,9 +14,9 @@ const STEPS = Math.ceil((8000 * 0.8) / 32);
  * ten runs on one machine (cpu backend) the mean of the last two epochs spread
  * 0.924-0.929 with 2 local workers and 0.924-0.931 with 1 remote + 1 local; the
  * remote jobs run on wasm (the same arithmetic, faster: two runs gave
- * 0.922-0.929). So two runs
- * can differ by a point in either direction by chance alone. A remote worker
- * that sends wrong gradients trains worse; one that trains better is noise.
+ * 0.922-0.929). So two runs can differ by a point in either direction by
+ * chance alone. A remote worker that sends wrong gradients trains worse; one
+ * that trains better is noise.
  */
 const ACCURACY_BOUND = 0.015;
 
